@@ -1,0 +1,11 @@
+/**
+ * Every migration, by name. Names start with a UTC timestamp and sort in the
+ * order they apply. Listed explicitly (rather than read from the folder) so
+ * they load the same way under tsx, a bundler or compiled output.
+ */
+import type { Migration } from 'kysely';
+import * as init from './2026_11_22_000000_init.ts';
+
+export const migrations: Record<string, Migration> = {
+  '2026_11_22_000000_init': init,
+};

@@ -1,0 +1,66 @@
+/**
+ * The database as Kysely sees it. Mirrors the migrations in `migrations/`;
+ * a migration that changes a table changes its interface here too.
+ */
+import type { ColumnType, Generated, Insertable, Selectable, Updateable } from 'kysely';
+
+type Timestamp = ColumnType<Date, Date | string | undefined, Date | string>;
+type NullableTimestamp = ColumnType<Date | null, Date | string | null | undefined, Date | string | null>;
+
+export interface UsersTable {
+  id: Generated<string>;
+  /** Unique (case-insensitively) among registered users; null for guests. */
+  username: string | null;
+  display_name: string;
+  /** scrypt hash for registered users; null for guests. Never cached, logged or sent. */
+  password_hash: string | null;
+  kind: 'guest' | 'registered';
+  created_at: Generated<Date>;
+}
+
+export interface RoomsTable {
+  id: Generated<string>;
+  pin: string;
+  title: string;
+  host_id: string;
+  status: ColumnType<'lobby' | 'live' | 'ended', 'lobby' | 'live' | 'ended' | undefined>;
+  locked: ColumnType<boolean, boolean | undefined, boolean>;
+  max_members: number;
+  created_at: Generated<Date>;
+  ended_at: NullableTimestamp;
+}
+
+export interface RoomMembersTable {
+  room_id: string;
+  user_id: string;
+  role: 'host' | 'member';
+  joined_at: Timestamp;
+  left_at: NullableTimestamp;
+  banned_until: NullableTimestamp;
+}
+
+export interface ActivityTable {
+  id: Generated<string>;
+  room_id: string;
+  /** The Redis Stream id of the entry. */
+  entry_id: string;
+  type: string;
+  actor_id: string | null;
+  payload: ColumnType<unknown, string, string>;
+  created_at: Timestamp;
+}
+
+export interface Database {
+  users: UsersTable;
+  rooms: RoomsTable;
+  room_members: RoomMembersTable;
+  activity: ActivityTable;
+}
+
+export type UserRow = Selectable<UsersTable>;
+export type NewUser = Insertable<UsersTable>;
+export type RoomRow = Selectable<RoomsTable>;
+export type NewRoom = Insertable<RoomsTable>;
+export type RoomUpdate = Updateable<RoomsTable>;
+export type RoomMemberRow = Selectable<RoomMembersTable>;
+export type ActivityRow = Selectable<ActivityTable>;

@@ -1,0 +1,88 @@
+/**
+ * The one server-side error model. Code raises `AppError` with a wire code;
+ * only the edges (the Socket.IO ack wrapper and the HTTP error handler) turn
+ * errors into payloads, through `toErrorPayload`. Anything that is not an
+ * `AppError` becomes `internal` with a generic message and is logged with its cause.
+ */
+import type { Logger } from 'pino';
+import { ErrorCode, RETRYABLE, type ErrorPayload } from '../shared/errors.ts';
+
+export { ErrorCode };
+
+export interface AppErrorOptions {
+  cause?: unknown;
+  /** Overrides the code's default retryability. */
+  retryable?: boolean;
+  retryAfterMs?: number;
+  issues?: string[];
+}
+
+export class AppError extends Error {
+  readonly code: ErrorCode;
+  readonly retryable: boolean;
+  readonly retryAfterMs: number | undefined;
+  readonly issues: string[] | undefined;
+
+  constructor(code: ErrorCode, message: string, options: AppErrorOptions = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.name = 'AppError';
+    this.code = code;
+    this.retryable = options.retryable ?? RETRYABLE[code];
+    this.retryAfterMs = options.retryAfterMs;
+    this.issues = options.issues;
+  }
+}
+
+/** HTTP status for each code. */
+export const HTTP_STATUS: Readonly<Record<ErrorCode, number>> = {
+  bad_request: 400,
+  payload_too_large: 413,
+  unauthorized: 401,
+  token_expired: 401,
+  session_revoked: 401,
+  token_reused: 401,
+  invalid_credentials: 401,
+  username_taken: 409,
+  forbidden: 403,
+  not_found: 404,
+  room_not_found: 404,
+  room_locked: 423,
+  room_full: 409,
+  banned: 403,
+  rate_limited: 429,
+  pin_unavailable: 503,
+  conflict: 409,
+  unavailable: 503,
+  internal: 500,
+};
+
+/** Turn any thrown value into a wire error. Unknown errors are logged and hidden behind `internal`. */
+export function toErrorPayload(err: unknown, logger: Pick<Logger, 'warn' | 'error'>, context: Record<string, unknown> = {}): ErrorPayload {
+  if (err instanceof AppError) {
+    if (err.code === ErrorCode.Internal || err.code === ErrorCode.Unavailable) {
+      logger.warn({ ...context, err, code: err.code }, err.message);
+    }
+    const payload: ErrorPayload = { code: err.code, message: err.message, retryable: err.retryable };
+    if (err.retryAfterMs !== undefined) payload.retryAfterMs = err.retryAfterMs;
+    if (err.issues !== undefined) payload.issues = err.issues;
+    return payload;
+  }
+  logger.error({ ...context, err }, 'unexpected error');
+  return { code: ErrorCode.Internal, message: 'Internal error', retryable: true };
+}
+
+/** A dependency failure (Redis or PostgreSQL unreachable, timed out) as a typed error. */
+export function unavailable(what: string, cause: unknown): AppError {
+  return new AppError(ErrorCode.Unavailable, `${what} is unavailable`, { cause });
+}
+
+/**
+ * A failure to start (a dependency unreachable, a bad key file). `main.ts` prints
+ * its message as one line and exits non-zero, without a stack trace.
+ */
+export class StartupError extends Error {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'StartupError';
+  }
+}

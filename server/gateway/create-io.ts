@@ -1,0 +1,55 @@
+/**
+ * The Socket.IO server, typed with the shared wire contract. The Redis adapter
+ * is attached in `app.start()`, once its connections are up.
+ */
+import type { Server as NodeHttpServer, IncomingMessage } from 'node:http';
+import { Server, type Socket } from 'socket.io';
+import type { Logger } from 'pino';
+import type { ClientToServerEvents, ServerToClientEvents } from '../../shared/events.ts';
+import type { UserKind } from '../../shared/schemas.ts';
+import type { Config } from '../config.ts';
+
+/** The authenticated user of a socket, set by the auth middleware. */
+export interface SocketUser {
+  id: string;
+  name: string;
+  kind: UserKind;
+}
+
+export interface SocketData {
+  user: SocketUser;
+  /** The session (refresh-token family) the access token belongs to. */
+  sessionId: string;
+  /** When the socket's current access token expires, ms since the epoch. */
+  tokenExpiresAt: number;
+  /** The client address, as seen through a trusted proxy when configured. */
+  address: string;
+}
+
+// eslint-disable-next-line @typescript-eslint/no-empty-object-type
+export interface InterServerEvents {}
+
+export type PinroomServer = Server<ClientToServerEvents, ServerToClientEvents, InterServerEvents, SocketData>;
+export type PinroomSocket = Socket<ClientToServerEvents, ServerToClientEvents, InterServerEvents, SocketData>;
+
+export function createIo({ config, httpServer }: { config: Config; logger: Logger; httpServer: NodeHttpServer }): PinroomServer {
+  const anyOrigin = config.http.corsOrigins.includes('*');
+  const allowed = new Set(config.http.corsOrigins);
+  return new Server<ClientToServerEvents, ServerToClientEvents, InterServerEvents, SocketData>(httpServer, {
+    transports: ['websocket', 'polling'],
+    maxHttpBufferSize: config.socket.maxPayloadBytes,
+    pingInterval: config.socket.pingIntervalMs,
+    pingTimeout: config.socket.pingTimeoutMs,
+    connectTimeout: 10_000,
+    perMessageDeflate: false,
+    httpCompression: false,
+    serveClient: false,
+    cors: { origin: anyOrigin ? true : [...allowed], credentials: false },
+    // Cross-site WebSocket hijacking: a browser always sends Origin, for
+    // WebSocket upgrades as well as polling. Non-browser clients send none.
+    allowRequest: (req: IncomingMessage, callback) => {
+      const origin = req.headers.origin;
+      callback(null, anyOrigin || origin === undefined || allowed.has(origin));
+    },
+  });
+}

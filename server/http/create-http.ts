@@ -1,0 +1,63 @@
+/**
+ * The HTTP server (Fastify). Socket.IO attaches to its underlying Node server.
+ * One error handler turns every failure into `{ error: { code, message } }`
+ * with a stable code; nothing unknown leaks beyond a generic `internal`.
+ */
+import { randomUUID } from 'node:crypto';
+import cors from '@fastify/cors';
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import type { Logger } from 'pino';
+import type { Config } from '../config.ts';
+import { AppError, ErrorCode, HTTP_STATUS, toErrorPayload } from '../errors.ts';
+
+export type HttpServer = FastifyInstance;
+
+export function createHttp({ config, logger }: { config: Config; logger: Logger }): HttpServer {
+  const app = Fastify({
+    loggerInstance: logger as FastifyBaseLogger,
+    logController: new LogController({ disableRequestLogging: true }),
+    bodyLimit: config.http.bodyLimitBytes,
+    trustProxy: config.http.trustProxy,
+    genReqId: () => randomUUID(),
+    requestIdHeader: false,
+    // Slow or stalled requests are cut off instead of holding a socket for ever.
+    connectionTimeout: 60_000,
+    requestTimeout: 30_000,
+    return503OnClosing: true,
+    forceCloseConnections: true,
+  });
+  // Headers must arrive quickly (slowloris).
+  app.server.headersTimeout = 10_000;
+
+  const anyOrigin = config.http.corsOrigins.includes('*');
+  void app.register(cors, {
+    origin: anyOrigin ? true : [...config.http.corsOrigins],
+    methods: ['GET', 'POST', 'DELETE', 'OPTIONS'],
+    allowedHeaders: ['content-type', 'authorization', 'x-api-key'],
+    maxAge: 600,
+  });
+
+  app.setErrorHandler((err, request, reply) => {
+    const error = toHttpError(err);
+    const payload = toErrorPayload(error, request.log, { reqId: request.id, url: request.url });
+    if (payload.retryAfterMs !== undefined) void reply.header('retry-after', Math.ceil(payload.retryAfterMs / 1000));
+    void reply.status(HTTP_STATUS[payload.code]).send({ error: payload });
+  });
+  app.setNotFoundHandler((request, reply) => {
+    void reply.status(404).send({ error: { code: ErrorCode.NotFound, message: `No route for ${request.method} ${request.url.split('?')[0]}` } });
+  });
+  return app;
+}
+
+/** Map Fastify's own client errors (bad JSON, body too large, wrong media type) onto wire codes. */
+function toHttpError(err: unknown): unknown {
+  if (err instanceof AppError) return err;
+  const e = err as { statusCode?: number; code?: string; message?: string };
+  if (typeof e.statusCode === 'number' && e.statusCode >= 400 && e.statusCode < 500) {
+    if (e.statusCode === 413) return new AppError(ErrorCode.PayloadTooLarge, 'Request body is too large');
+    if (e.statusCode === 429) return new AppError(ErrorCode.RateLimited, 'Too many requests');
+    const message = e.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE' ? 'Send a JSON body (content-type: application/json)' : `Malformed request: ${e.message ?? 'bad input'}`;
+    return new AppError(ErrorCode.BadRequest, message);
+  }
+  return err;
+}

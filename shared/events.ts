@@ -1,0 +1,108 @@
+/**
+ * Socket.IO event names and their typed signatures. Names are `domain:verb`.
+ * Client-to-server events that expect an answer take an ack callback as their
+ * last argument; the answer is always an `Ack<T>`.
+ */
+import type { Ack, ErrorPayload } from './errors.ts';
+import type {
+  AuthExpiring,
+  AuthRefreshPayload,
+  FeedEntry,
+  FeedHistoryPage,
+  FeedHistoryPayload,
+  FeedPublishPayload,
+  FeedSubscribePayload,
+  FeedSubscribed,
+  FeedUnsubscribePayload,
+  RoomCreatePayload,
+  RoomEnded,
+  RoomJoinPayload,
+  RoomJoined,
+  RoomKickPayload,
+  RoomKicked,
+  RoomLockPayload,
+  RoomPresence,
+  RoomRefPayload,
+  RoomSignal,
+  RoomSignalPayload,
+  RoomView,
+} from './schemas.ts';
+
+/** Events a client sends. */
+export const ClientEvent = {
+  AuthRefresh: 'auth:refresh',
+  RoomCreate: 'room:create',
+  RoomJoin: 'room:join',
+  RoomLeave: 'room:leave',
+  RoomStart: 'room:start',
+  RoomLock: 'room:lock',
+  RoomKick: 'room:kick',
+  RoomEnd: 'room:end',
+  RoomSignal: 'room:signal',
+  FeedPublish: 'feed:publish',
+  FeedSubscribe: 'feed:subscribe',
+  FeedUnsubscribe: 'feed:unsubscribe',
+  FeedHistory: 'feed:history',
+} as const;
+export type ClientEvent = (typeof ClientEvent)[keyof typeof ClientEvent];
+
+/** Events the server sends. */
+export const ServerEvent = {
+  AuthExpiring: 'auth:expiring',
+  RoomPresence: 'room:presence',
+  RoomUpdated: 'room:updated',
+  RoomKicked: 'room:kicked',
+  RoomEnded: 'room:ended',
+  RoomSignal: 'room:signal',
+  FeedEntry: 'feed:entry',
+  ServerError: 'server:error',
+} as const;
+export type ServerEvent = (typeof ServerEvent)[keyof typeof ServerEvent];
+
+/** Sent as `server:error` when a client event that needs an ack arrived without one, or could not be decoded. */
+export interface ServerErrorNotice {
+  event: string;
+  error: ErrorPayload;
+}
+
+type Acked<P, R> = (payload: P, ack: (response: Ack<R>) => void) => void;
+
+export interface ClientToServerEvents {
+  'auth:refresh': Acked<AuthRefreshPayload, { expiresIn: number }>;
+  'room:create': Acked<RoomCreatePayload, { room: RoomView }>;
+  'room:join': Acked<RoomJoinPayload, RoomJoined>;
+  'room:leave': Acked<RoomRefPayload, Record<string, never>>;
+  'room:start': Acked<RoomRefPayload, { room: RoomView }>;
+  'room:lock': Acked<RoomLockPayload, { room: RoomView }>;
+  'room:kick': Acked<RoomKickPayload, Record<string, never>>;
+  'room:end': Acked<RoomRefPayload, Record<string, never>>;
+  /** Volatile: no ack, not stored; dropped under back-pressure. Errors come back as `server:error`. */
+  'room:signal': (payload: RoomSignalPayload) => void;
+  'feed:publish': Acked<FeedPublishPayload, { id: string }>;
+  'feed:subscribe': Acked<FeedSubscribePayload, FeedSubscribed>;
+  'feed:unsubscribe': Acked<FeedUnsubscribePayload, Record<string, never>>;
+  'feed:history': Acked<FeedHistoryPayload, FeedHistoryPage>;
+}
+
+export interface ServerToClientEvents {
+  'auth:expiring': (payload: AuthExpiring) => void;
+  'room:presence': (payload: RoomPresence) => void;
+  'room:updated': (payload: { room: RoomView }) => void;
+  'room:kicked': (payload: RoomKicked) => void;
+  'room:ended': (payload: RoomEnded) => void;
+  'room:signal': (payload: RoomSignal) => void;
+  'feed:entry': (payload: FeedEntry) => void;
+  'server:error': (payload: ServerErrorNotice) => void;
+}
+
+/** Reasons carried by `connect_error` (as `err.data.code`) and server-side disconnects. */
+export const DisconnectReason = {
+  /** The node is shutting down: reconnect (to any node). */
+  ServerShutdown: 'server_shutdown',
+  Unauthorized: 'unauthorized',
+  TokenExpired: 'token_expired',
+  SessionRevoked: 'session_revoked',
+  Kicked: 'kicked',
+  RateLimited: 'rate_limited',
+} as const;
+export type DisconnectReason = (typeof DisconnectReason)[keyof typeof DisconnectReason];

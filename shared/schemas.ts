@@ -1,0 +1,302 @@
+/**
+ * Payload schemas of the pinroom wire protocol: every payload that crosses the
+ * wire is defined here once, and its TypeScript type is inferred from it.
+ * The server validates every inbound payload with these; the browser client
+ * uses the same schemas to validate forms before sending.
+ */
+import { z } from 'zod';
+
+/** Protocol version; bumped on any incompatible change. */
+export const PROTOCOL_VERSION = 1;
+
+/** Fixed bounds of the protocol. Server-side rate and size limits that operators tune live in the server config. */
+export const Limits = {
+  usernameMin: 3,
+  usernameMax: 32,
+  displayNameMin: 1,
+  displayNameMax: 32,
+  passwordMin: 8,
+  passwordMax: 128,
+  titleMin: 1,
+  titleMax: 80,
+  pinMinDigits: 4,
+  pinMaxDigits: 10,
+  maxMembersMin: 2,
+  maxMembersMax: 10_000,
+  /** Bytes of a `room:signal` payload, JSON-encoded. */
+  signalPayloadBytes: 4 * 1024,
+  signalTypeMax: 32,
+  /** Bytes of a `feed:publish` payload, JSON-encoded. */
+  feedPayloadBytes: 8 * 1024,
+  chatTextMax: 2_000,
+  reactionMax: 16,
+  clientMsgIdMax: 64,
+  historyPageMax: 100,
+  /** Bytes of an access or refresh token string. */
+  tokenMax: 4_096,
+} as const;
+
+const jsonBytes = (value: unknown): number => {
+  const text = JSON.stringify(value);
+  return text === undefined ? 0 : new TextEncoder().encode(text).length;
+};
+
+/** No control characters (C0, DEL, C1) and no surrounding whitespace. */
+const printable = /^[^\p{Cc}\p{Cf}\s](?:[^\p{Cc}\p{Cf}]*[^\p{Cc}\p{Cf}\s])?$/u;
+
+export const Id = z.uuid();
+export const Username = z
+  .string()
+  .min(Limits.usernameMin)
+  .max(Limits.usernameMax)
+  .regex(/^[A-Za-z0-9_.-]+$/, 'letters, digits, "_", "." and "-" only');
+export const DisplayName = z
+  .string()
+  .trim()
+  .min(Limits.displayNameMin)
+  .max(Limits.displayNameMax)
+  .regex(printable, 'printable characters only');
+export const Password = z.string().min(Limits.passwordMin).max(Limits.passwordMax);
+export const Pin = z
+  .string()
+  .regex(new RegExp(`^[0-9]{${Limits.pinMinDigits},${Limits.pinMaxDigits}}$`), `${Limits.pinMinDigits} to ${Limits.pinMaxDigits} digits`);
+export const Token = z.string().min(1).max(Limits.tokenMax);
+
+/** A JSON object payload no larger than `bytes` when encoded. */
+const boundedObject = (bytes: number) =>
+  z.record(z.string(), z.unknown()).refine((value) => jsonBytes(value) <= bytes, { message: `at most ${bytes} bytes as JSON` });
+
+// ---------------------------------------------------------------- auth (HTTP)
+
+export const RegisterBody = z.object({ username: Username, password: Password, displayName: DisplayName.optional() }).strict();
+export const LoginBody = z.object({ username: Username, password: Password }).strict();
+export const GuestBody = z.object({ displayName: DisplayName }).strict();
+export const RefreshBody = z.object({ refreshToken: Token }).strict();
+export const LogoutBody = RefreshBody;
+
+export const UserKind = z.enum(['guest', 'registered']);
+export type UserKind = z.infer<typeof UserKind>;
+
+/** The public view of a user: never a password hash or a token. */
+export interface UserView {
+  id: string;
+  name: string;
+  kind: UserKind;
+  username: string | null;
+}
+
+export interface TokenPair {
+  accessToken: string;
+  refreshToken: string;
+  /** Seconds until the access token expires. */
+  expiresIn: number;
+}
+
+export interface SessionResponse extends TokenPair {
+  user: UserView;
+}
+
+// ---------------------------------------------------------------- auth (socket)
+
+export const AuthRefreshPayload = z.object({ token: Token }).strict();
+export interface AuthExpiring {
+  /** Seconds until the socket's access token expires. */
+  expiresIn: number;
+}
+
+// ---------------------------------------------------------------- rooms
+
+export const RoomStatus = z.enum(['lobby', 'live', 'ended']);
+export type RoomStatus = z.infer<typeof RoomStatus>;
+export const MemberRole = z.enum(['host', 'member']);
+export type MemberRole = z.infer<typeof MemberRole>;
+
+export interface RoomView {
+  id: string;
+  pin: string;
+  title: string;
+  hostId: string;
+  status: RoomStatus;
+  locked: boolean;
+  maxMembers: number;
+  createdAt: string;
+}
+
+export interface MemberView {
+  userId: string;
+  name: string;
+  role: MemberRole;
+  online: boolean;
+}
+
+/** A position in a room's feed: the stream's epoch and the id of the last entry. */
+export interface FeedPosition {
+  epoch: string;
+  lastId: string;
+}
+
+export const RoomCreatePayload = z
+  .object({
+    title: z.string().trim().min(Limits.titleMin).max(Limits.titleMax).regex(printable, 'printable characters only'),
+    maxMembers: z.number().int().min(Limits.maxMembersMin).max(Limits.maxMembersMax).optional(),
+  })
+  .strict();
+export const RoomJoinPayload = z.object({ pin: Pin }).strict();
+export const RoomRefPayload = z.object({ roomId: Id }).strict();
+export const RoomLockPayload = z.object({ roomId: Id, locked: z.boolean() }).strict();
+export const RoomKickPayload = z
+  .object({ roomId: Id, userId: Id, banSeconds: z.number().int().min(0).max(30 * 24 * 3600).optional() })
+  .strict();
+export const RoomSignalPayload = z
+  .object({
+    roomId: Id,
+    type: z.string().min(1).max(Limits.signalTypeMax).regex(/^[a-z0-9._-]+$/, 'lowercase letters, digits, ".", "_" and "-" only'),
+    payload: boundedObject(Limits.signalPayloadBytes),
+  })
+  .strict();
+
+export interface RoomJoined {
+  room: RoomView;
+  members: MemberView[];
+  role: MemberRole;
+  feed?: FeedPosition;
+}
+
+/** `room:presence`: members whose online state changed. */
+export interface RoomPresence {
+  roomId: string;
+  changes: MemberView[];
+}
+
+export interface RoomKicked {
+  roomId: string;
+  /** ISO time until which rejoining is refused, when the kick carried a ban. */
+  bannedUntil?: string;
+}
+
+export const RoomEndReason = z.enum(['host_ended', 'host_left', 'expired']);
+export type RoomEndReason = z.infer<typeof RoomEndReason>;
+export interface RoomEnded {
+  roomId: string;
+  reason: RoomEndReason;
+}
+
+export interface RoomSignal {
+  roomId: string;
+  from: string;
+  type: string;
+  payload: Record<string, unknown>;
+}
+
+/** HTTP `GET /rooms/pin/:pin`. */
+export interface PinLookup {
+  roomId: string;
+  title: string;
+  status: RoomStatus;
+  locked: boolean;
+}
+
+// ---------------------------------------------------------------- feed
+
+export const ChatMessage = z.object({ text: z.string().trim().min(1).max(Limits.chatTextMax) }).strict();
+export const Reaction = z.object({ emoji: z.string().min(1).max(Limits.reactionMax) }).strict();
+/** Types a client may publish; `host.*` is for the room's host only. */
+export const ClientFeedType = z.union([
+  z.literal('chat.message'),
+  z.literal('reaction'),
+  z.string().regex(/^host\.[a-z0-9._-]{1,40}$/, 'host.<name>'),
+]);
+/** Types the server itself writes into a room's feed. */
+export const ServerFeedType = z.enum([
+  'member.joined',
+  'member.left',
+  'member.kicked',
+  'room.started',
+  'room.locked',
+  'room.ended',
+]);
+export type ServerFeedType = z.infer<typeof ServerFeedType>;
+
+export const FeedPublishPayload = z
+  .object({
+    roomId: Id,
+    type: ClientFeedType,
+    payload: boundedObject(Limits.feedPayloadBytes),
+    clientMsgId: z.string().min(1).max(Limits.clientMsgIdMax),
+  })
+  .strict()
+  .superRefine((value, ctx) => {
+    const check = value.type === 'chat.message' ? ChatMessage : value.type === 'reaction' ? Reaction : null;
+    if (!check) return;
+    const result = check.safeParse(value.payload);
+    if (!result.success) {
+      for (const issue of result.error.issues) ctx.addIssue({ ...issue, path: ['payload', ...issue.path] } as never);
+    }
+  });
+
+export const FeedPositionSchema = z.object({ epoch: z.string().min(1).max(64), id: z.string().min(1).max(64) }).strict();
+export const FeedSubscribePayload = z.union([
+  z.object({ roomId: Id, since: FeedPositionSchema.optional() }).strict(),
+  z.object({ scope: z.enum(['global', 'system']), since: FeedPositionSchema.optional() }).strict(),
+]);
+export const FeedUnsubscribePayload = z.union([
+  z.object({ roomId: Id }).strict(),
+  z.object({ scope: z.enum(['global', 'system']) }).strict(),
+]);
+export const FeedHistoryPayload = z
+  .object({
+    roomId: Id,
+    before: z.string().min(1).max(64).optional(),
+    limit: z.number().int().min(1).max(Limits.historyPageMax).optional(),
+  })
+  .strict();
+
+export interface FeedActor {
+  id: string;
+  name: string;
+}
+
+export interface FeedEntry {
+  /** Set for room feeds; the global and system feeds carry the room an entry concerns, when any. */
+  roomId: string | null;
+  /** Set on entries of the global and system feeds. */
+  scope?: 'global' | 'system';
+  /** The Redis Stream id: strictly increasing within a feed epoch. */
+  id: string;
+  type: string;
+  actor: FeedActor | null;
+  payload: Record<string, unknown>;
+  /** Milliseconds since the epoch, server time. */
+  ts: number;
+}
+
+export interface FeedSubscribed {
+  epoch: string;
+  lastId: string;
+  /** True when every entry after `since` was replayed; false when the client must reload. */
+  recovered: boolean;
+}
+
+export interface FeedHistoryPage {
+  entries: FeedEntry[];
+  /** Pass as `before` to read the next (older) page; absent at the beginning of the feed. */
+  nextBefore?: string;
+}
+
+// ---------------------------------------------------------------- inferred payload types
+
+export type RegisterBody = z.infer<typeof RegisterBody>;
+export type LoginBody = z.infer<typeof LoginBody>;
+export type GuestBody = z.infer<typeof GuestBody>;
+export type RefreshBody = z.infer<typeof RefreshBody>;
+export type AuthRefreshPayload = z.infer<typeof AuthRefreshPayload>;
+export type RoomCreatePayload = z.infer<typeof RoomCreatePayload>;
+export type RoomJoinPayload = z.infer<typeof RoomJoinPayload>;
+export type RoomRefPayload = z.infer<typeof RoomRefPayload>;
+export type RoomLockPayload = z.infer<typeof RoomLockPayload>;
+export type RoomKickPayload = z.infer<typeof RoomKickPayload>;
+export type RoomSignalPayload = z.infer<typeof RoomSignalPayload>;
+export type FeedPublishPayload = z.infer<typeof FeedPublishPayload>;
+export type FeedSubscribePayload = z.infer<typeof FeedSubscribePayload>;
+export type FeedUnsubscribePayload = z.infer<typeof FeedUnsubscribePayload>;
+export type FeedHistoryPayload = z.infer<typeof FeedHistoryPayload>;

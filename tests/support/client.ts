@@ -1,0 +1,88 @@
+/** Typed socket.io-client helpers for end-to-end tests. */
+import { io, type Socket } from 'socket.io-client';
+import type { Ack } from '../../shared/errors.ts';
+import type { ClientToServerEvents, ServerToClientEvents } from '../../shared/events.ts';
+
+export type TestSocket = Socket<ServerToClientEvents, ClientToServerEvents>;
+
+export interface ConnectOptions {
+  token?: string;
+  transports?: ('websocket' | 'polling')[];
+  reconnection?: boolean;
+  extraHeaders?: Record<string, string>;
+}
+
+/** Open a socket and wait for `connect` (rejects with the `connect_error`). */
+export async function connect(url: string, options: ConnectOptions = {}): Promise<TestSocket> {
+  const socket: TestSocket = io(url, {
+    transports: options.transports ?? ['websocket'],
+    reconnection: options.reconnection ?? false,
+    auth: options.token === undefined ? {} : { token: options.token },
+    forceNew: true,
+    timeout: 5000,
+    ...(options.extraHeaders ? { extraHeaders: options.extraHeaders } : {}),
+  });
+  await new Promise<void>((resolve, reject) => {
+    socket.once('connect', () => resolve());
+    socket.once('connect_error', (err) => {
+      socket.close();
+      reject(err);
+    });
+  });
+  return socket;
+}
+
+/** The `connect_error` a handshake fails with (throws if it connects). */
+export async function connectError(url: string, options: ConnectOptions = {}): Promise<Error & { data?: { code?: string } }> {
+  try {
+    const socket = await connect(url, options);
+    socket.close();
+  } catch (err) {
+    return err as Error & { data?: { code?: string } };
+  }
+  throw new Error('expected the connection to be refused');
+}
+
+type AckedEvents = {
+  [E in keyof ClientToServerEvents]: Parameters<ClientToServerEvents[E]> extends [infer _P, (r: Ack<infer _R>) => void] ? E : never;
+}[keyof ClientToServerEvents];
+type PayloadOf<E extends AckedEvents> = Parameters<ClientToServerEvents[E]>[0];
+type ResultOf<E extends AckedEvents> = Parameters<ClientToServerEvents[E]>[1] extends (r: Ack<infer R>) => void ? R : never;
+
+/** Emit an acked event and resolve its ack. */
+export function request<E extends AckedEvents>(socket: TestSocket, event: E, payload: PayloadOf<E>, timeoutMs = 5000): Promise<Ack<ResultOf<E>>> {
+  return (socket.timeout(timeoutMs) as unknown as { emitWithAck(e: string, p: unknown): Promise<Ack<ResultOf<E>>> }).emitWithAck(event, payload);
+}
+
+/** Wait for the next `event` on `socket`, optionally one that matches `filter`. */
+export function nextEvent<E extends keyof ServerToClientEvents>(
+  socket: TestSocket,
+  event: E,
+  filter: (payload: Parameters<ServerToClientEvents[E]>[0]) => boolean = () => true,
+  timeoutMs = 5000,
+): Promise<Parameters<ServerToClientEvents[E]>[0]> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      socket.off(event, listener as never);
+      reject(new Error(`no ${event} within ${timeoutMs} ms`));
+    }, timeoutMs);
+    const listener = (payload: Parameters<ServerToClientEvents[E]>[0]) => {
+      if (!filter(payload)) return;
+      clearTimeout(timer);
+      socket.off(event, listener as never);
+      resolve(payload);
+    };
+    socket.on(event, listener as never);
+  });
+}
+
+/** Resolve when `socket` disconnects, with the reason. */
+export function disconnected(socket: TestSocket, timeoutMs = 5000): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`no disconnect within ${timeoutMs} ms`)), timeoutMs);
+    socket.once('disconnect', (reason) => {
+      clearTimeout(timer);
+      resolve(reason);
+    });
+  });
+}

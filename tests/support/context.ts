@@ -1,0 +1,103 @@
+/**
+ * Per-test-file isolation on the shared Redis and PostgreSQL: a fresh database
+ * and a fresh key prefix for each context, both removed by `cleanup()`.
+ * Tests build their own config from an env map; they never mutate process.env.
+ */
+import { randomBytes } from 'node:crypto';
+import { Redis } from 'ioredis';
+import { Kysely } from 'kysely';
+import { loadConfig, type Config } from '../../server/config.ts';
+import { createDb, dropDatabase, ensureDatabase, type Db } from '../../server/db/database.ts';
+import { migrateToLatest } from '../../server/db/migrate.ts';
+import { createLogger } from '../../server/logger.ts';
+
+export const BASE_REDIS_URL = process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379';
+export const BASE_PG_URL = process.env.TEST_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
+
+export interface TestContext {
+  id: string;
+  /** Environment for a server process or `loadConfig`: unique database and key prefix. */
+  env: Record<string, string>;
+  config: Config;
+  databaseUrl: string;
+  keyPrefix: string;
+  /** Create the database and apply migrations. */
+  migrate(): Promise<void>;
+  /** A Kysely handle on the context's database (closed by `cleanup`). */
+  db(): Db;
+  /** A plain Redis client for assertions (closed by `cleanup`). */
+  redis(): Redis;
+  /** Build another config on the same database and prefix with some variables changed. */
+  configWith(overrides: Record<string, string>): Config;
+  /** Delete every key under the prefix and drop the database. */
+  cleanup(): Promise<void>;
+}
+
+export function createTestContext(overrides: Record<string, string> = {}): TestContext {
+  const id = randomBytes(5).toString('hex');
+  const url = new URL(BASE_PG_URL);
+  url.pathname = `/pinroom_test_${id}`;
+  const databaseUrl = url.toString();
+  const keyPrefix = `pinroom:test:${id}:`;
+  const env: Record<string, string> = {
+    NODE_ENV: 'test',
+    LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? 'silent',
+    HOST: '127.0.0.1',
+    PORT: '0',
+    REDIS_URL: BASE_REDIS_URL,
+    DATABASE_URL: databaseUrl,
+    KEY_PREFIX: keyPrefix,
+    ...overrides,
+  };
+  const config = loadConfig(env);
+  let db: Db | undefined;
+  let redis: Redis | undefined;
+
+  return {
+    id,
+    env,
+    config,
+    databaseUrl,
+    keyPrefix,
+    async migrate() {
+      await ensureDatabase(config);
+      await migrateToLatest(this.db());
+    },
+    db() {
+      db ??= createDb(config, createLogger({ log: { level: 'silent' }, env: 'test' })).db;
+      return db;
+    },
+    redis() {
+      redis ??= new Redis(config.redis.url, { maxRetriesPerRequest: 1 });
+      return redis;
+    },
+    configWith(more) {
+      return loadConfig({ ...env, ...more });
+    },
+    async cleanup() {
+      await db?.destroy();
+      const client = redis ?? new Redis(config.redis.url, { maxRetriesPerRequest: 1 });
+      try {
+        await deleteByPrefix(client, keyPrefix);
+      } finally {
+        client.disconnect();
+      }
+      await dropDatabase(databaseUrl);
+    },
+  };
+}
+
+/** UNLINK every key that starts with `prefix`, in SCAN batches. */
+export async function deleteByPrefix(redis: Redis, prefix: string): Promise<number> {
+  let cursor = '0';
+  let deleted = 0;
+  const pattern = `${prefix.replace(/[*?[\]\\]/g, '\\$&')}*`;
+  do {
+    const [next, keys] = await redis.scan(cursor, 'MATCH', pattern, 'COUNT', 1000);
+    cursor = next;
+    if (keys.length > 0) deleted += await redis.unlink(...keys);
+  } while (cursor !== '0');
+  return deleted;
+}
+
+export { Kysely };

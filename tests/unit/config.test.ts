@@ -1,0 +1,80 @@
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import { ConfigError, loadConfig, redactUrl, VARIABLES } from '../../server/config.ts';
+
+const test = suite('config');
+
+test('with no variables set, the defaults point at a local Redis and PostgreSQL', () => {
+  const config = loadConfig({});
+  assert.is(config.env, 'development');
+  assert.is(config.http.port, 3000);
+  assert.is(config.redis.url, 'redis://127.0.0.1:6379');
+  assert.is(config.db.url, 'postgres://postgres@127.0.0.1:5432/pinroom');
+  assert.is(config.redis.keyPrefix, 'pinroom:');
+  assert.is(config.db.createIfMissing, true);
+});
+
+test('every bad variable is reported in one error', () => {
+  try {
+    loadConfig({ PORT: 'eighty', REDIS_URL: 'http://nope', LOG_LEVEL: 'loud', DB_POOL_MAX: '0' });
+    assert.unreachable('should throw');
+  } catch (err) {
+    assert.instance(err, ConfigError);
+    const problems = (err as ConfigError).problems.join('\n');
+    for (const name of ['PORT', 'REDIS_URL', 'LOG_LEVEL', 'DB_POOL_MAX']) assert.match(problems, name);
+    assert.is((err as ConfigError).problems.length, 4);
+  }
+});
+
+test('values are parsed into their types', () => {
+  const config = loadConfig({ PORT: '8080', TRUST_PROXY: 'yes', CORS_ORIGINS: 'https://a.example, http://localhost:5173', DB_CREATE_IF_MISSING: 'false' });
+  assert.is(config.http.port, 8080);
+  assert.is(config.http.trustProxy, true);
+  assert.equal(config.http.corsOrigins, ['https://a.example', 'http://localhost:5173']);
+  assert.is(config.db.createIfMissing, false);
+});
+
+test('an origin with a path is refused', () => {
+  assert.throws(() => loadConfig({ CORS_ORIGINS: 'https://a.example/app' }), (err: unknown) => err instanceof ConfigError && /CORS_ORIGINS/.test(err.message));
+});
+
+test('production refuses the insecure development defaults', () => {
+  try {
+    loadConfig({ NODE_ENV: 'production' });
+    assert.unreachable('should throw');
+  } catch (err) {
+    assert.instance(err, ConfigError);
+    const text = (err as ConfigError).message;
+    assert.match(text, 'CORS_ORIGINS');
+    assert.match(text, 'REDIS_URL');
+    assert.match(text, 'DATABASE_URL');
+  }
+});
+
+test('production with explicit settings loads, and does not create databases by default', () => {
+  const config = loadConfig({
+    NODE_ENV: 'production',
+    CORS_ORIGINS: 'https://play.example',
+    REDIS_URL: 'redis://redis:6379',
+    DATABASE_URL: 'postgres://pinroom:secret@db:5432/pinroom',
+  });
+  assert.is(config.db.createIfMissing, false);
+});
+
+test('the returned config is frozen', () => {
+  const config = loadConfig({});
+  assert.throws(() => {
+    (config.http as { port: number }).port = 1;
+  });
+});
+
+test('redactUrl hides a password', () => {
+  assert.is(redactUrl('postgres://u:hunter2@h:5432/d'), 'postgres://u:****@h:5432/d');
+  assert.not.match(redactUrl('redis://:pw@h:6379'), 'pw');
+});
+
+test('every variable has a meaning documented', () => {
+  for (const [name, variable] of Object.entries(VARIABLES)) assert.ok(variable.doc.length > 10, name);
+});
+
+test.run();
