@@ -94,6 +94,15 @@ if (filters.length === 0) {
 
 for (const layer of layers) {
   const files = listTests(join(root, 'tests', layer)).filter((f) => filters.length === 0 || filters.some((x) => relative(root, f).includes(x)));
+  if (layer === 'browser' && files.length > 0) {
+    process.stdout.write('\n== browser setup: chromium\n');
+    const setup = await run('bash', [join(root, 'tests/setup/ensure-chromium.sh')], 'browser setup');
+    if (setup.code !== 0) {
+      totals.failed += files.length;
+      failures.push('browser setup (chromium could not be installed)');
+      continue;
+    }
+  }
   for (const file of files) {
     const label = relative(root, file);
     process.stdout.write(`\n== ${label}\n`);
