@@ -1,0 +1,560 @@
+/**
+ * The pinroom browser client: everything an app needs to talk to a pinroom
+ * server, apart from any page code. It uses the wire contract from `shared/`
+ * (the same event names, payload types and error codes as the server) and
+ * socket.io-client, and handles:
+ *
+ * - sessions: guest sign-in, sign-up, log-in, log-out; the refresh token is kept
+ *   in storage so a page reload keeps the session;
+ * - silent token refresh: on `auth:expiring` the client rotates its refresh token
+ *   over HTTP and hands the new access token to the live socket (`auth:refresh`);
+ *   refreshes are serialized (across tabs too, where Web Locks exist) because a
+ *   refresh token used twice revokes the whole session;
+ * - reconnects: after a reconnect it rejoins its room and resumes the feed from
+ *   the last entry it saw; entries are delivered to the app once each, in order
+ *   (a second guard on top of the server's guarantee);
+ * - errors: every failure is a `PinroomError` with a wire code and a message for people.
+ */
+import { io, type Socket } from 'socket.io-client';
+import type { Ack, ErrorCode, ErrorPayload } from '../../shared/errors.ts';
+import type { ClientToServerEvents, ServerToClientEvents } from '../../shared/events.ts';
+import type {
+  FeedEntry,
+  FeedHistoryPage,
+  MemberView,
+  PinLookup,
+  RoomEnded,
+  RoomJoined,
+  RoomKicked,
+  RoomPresence,
+  RoomView,
+  SessionResponse,
+  TokenPair,
+  UserView,
+} from '../../shared/schemas.ts';
+
+export type PinroomSocket = Socket<ServerToClientEvents, ClientToServerEvents>;
+
+/** A failed request, with the server's code and a message fit to show a person. */
+export class PinroomError extends Error {
+  readonly code: ErrorCode | 'network';
+  readonly retryAfterMs: number | undefined;
+  readonly serverMessage: string;
+
+  constructor(error: ErrorPayload | { code: 'network'; message: string; retryAfterMs?: number }) {
+    super(describeError(error.code, error.retryAfterMs));
+    this.name = 'PinroomError';
+    this.code = error.code;
+    this.retryAfterMs = error.retryAfterMs;
+    this.serverMessage = error.message;
+  }
+}
+
+/** A sentence for a person, for each error code. */
+export function describeError(code: ErrorCode | 'network', retryAfterMs?: number): string {
+  const wait = retryAfterMs ? ` Try again in ${Math.max(1, Math.ceil(retryAfterMs / 1000))} s.` : '';
+  switch (code) {
+    case 'room_not_found':
+      return 'No room has that PIN. Check the number on the host’s screen.';
+    case 'room_locked':
+      return 'The host has locked this room. Ask them to unlock it.';
+    case 'room_full':
+      return 'This room is full.';
+    case 'banned':
+      return `The host removed you from this room.${wait}`;
+    case 'rate_limited':
+      return `Too many tries.${wait || ' Wait a moment and try again.'}`;
+    case 'forbidden':
+      return 'You are not allowed to do that.';
+    case 'invalid_credentials':
+      return 'Wrong username or password.';
+    case 'username_taken':
+      return 'That username is taken. Pick another.';
+    case 'bad_request':
+      return 'That input is not valid.';
+    case 'unauthorized':
+    case 'token_expired':
+    case 'session_revoked':
+    case 'token_reused':
+      return 'Your session has ended. Please sign in again.';
+    case 'pin_unavailable':
+    case 'unavailable':
+      return 'The server is busy. Try again in a moment.';
+    case 'network':
+      return 'Cannot reach the server. Check your connection.';
+    case 'conflict':
+      return 'That is no longer possible: the room changed.';
+    default:
+      return 'Something went wrong. Try again.';
+  }
+}
+
+export type ConnectionState =
+  | { status: 'offline' }
+  | { status: 'connecting' }
+  | { status: 'connected' }
+  | { status: 'reconnecting'; attempt: number }
+  /** Back after a drop, with every missed entry caught up. */
+  | { status: 'resumed'; caughtUp: number }
+  /** Back after a drop, but the server could not replay the gap: the feed was reloaded. */
+  | { status: 'reloaded' };
+
+export interface ClientEvents {
+  state: (state: ConnectionState) => void;
+  /** A feed entry, once, in order. `live` is false for entries replayed after a reconnect. */
+  entry: (entry: FeedEntry, live: boolean) => void;
+  /** The feed was reset (on `recovered: false`): drop what is shown and reload history. */
+  reset: () => void;
+  presence: (members: MemberView[]) => void;
+  room: (room: RoomView) => void;
+  kicked: (event: RoomKicked) => void;
+  ended: (event: RoomEnded) => void;
+  /** The session ended (logout, revocation, expired refresh token). */
+  signedOut: (reason: ErrorCode | 'logout') => void;
+}
+
+interface KeyValueStore {
+  getItem(key: string): string | null;
+  setItem(key: string, value: string): void;
+  removeItem(key: string): void;
+}
+
+export interface PinroomClientOptions {
+  /** Server origin. @default location.origin */
+  baseUrl?: string;
+  /** Where the refresh token and user are kept between page loads. @default localStorage */
+  storage?: KeyValueStore;
+  /** Timeout of one request (HTTP or ack), ms. @default 8000 */
+  timeoutMs?: number;
+}
+
+const STORE_KEY = 'pinroom.session';
+
+interface StoredSession {
+  user: UserView;
+  refreshToken: string;
+}
+
+/** Compare two stream ids (`<ms>-<seq>`) numerically. */
+export function compareIds(a: string, b: string): number {
+  const [am = 0n, as = 0n] = a.split('-').map((p) => BigInt(p));
+  const [bm = 0n, bs = 0n] = b.split('-').map((p) => BigInt(p));
+  return am === bm ? (as === bs ? 0 : as < bs ? -1 : 1) : am < bm ? -1 : 1;
+}
+
+export type PinroomClient = ReturnType<typeof createPinroomClient>;
+
+export function createPinroomClient(options: PinroomClientOptions = {}) {
+  const baseUrl = options.baseUrl ?? globalThis.location.origin;
+  const storage: KeyValueStore = options.storage ?? globalThis.localStorage;
+  const timeoutMs = options.timeoutMs ?? 8000;
+
+  const listeners = new Map<keyof ClientEvents, Set<(...args: never[]) => void>>();
+  function emit<K extends keyof ClientEvents>(event: K, ...args: Parameters<ClientEvents[K]>): void {
+    for (const listener of listeners.get(event) ?? []) (listener as (...a: Parameters<ClientEvents[K]>) => void)(...args);
+  }
+
+  let user: UserView | null = null;
+  let accessToken: string | null = null;
+  let socket: PinroomSocket | null = null;
+  let state: ConnectionState = { status: 'offline' };
+  let refreshing: Promise<void> | null = null;
+
+  /** The room this client is in, and the last feed position it has shown. */
+  let current: { room: RoomView; role: MemberView['role']; epoch: string | null; lastId: string | null; members: Map<string, MemberView> } | null = null;
+  let everConnected = false;
+
+  const setState = (next: ConnectionState) => {
+    state = next;
+    emit('state', next);
+  };
+
+  // ------------------------------------------------------------------ HTTP
+
+  async function http<T>(method: 'GET' | 'POST', path: string, body?: unknown): Promise<T> {
+    let res: Response;
+    try {
+      res = await fetch(new URL(path, baseUrl), {
+        method,
+        headers: body === undefined ? {} : { 'content-type': 'application/json' },
+        body: body === undefined ? null : JSON.stringify(body),
+        signal: AbortSignal.timeout(timeoutMs),
+      });
+    } catch {
+      throw new PinroomError({ code: 'network', message: 'network error' });
+    }
+    if (res.status === 204) return undefined as T;
+    const json = (await res.json().catch(() => null)) as { error?: ErrorPayload } | null;
+    if (!res.ok) {
+      const retryAfter = Number(res.headers.get('retry-after'));
+      const error = json?.error ?? { code: 'internal' as ErrorCode, message: `HTTP ${res.status}` };
+      if (error.retryAfterMs === undefined && retryAfter > 0) error.retryAfterMs = retryAfter * 1000;
+      throw new PinroomError(error);
+    }
+    return json as T;
+  }
+
+  function saveSession(session: { user: UserView; refreshToken: string; accessToken: string }): void {
+    user = session.user;
+    accessToken = session.accessToken;
+    storage.setItem(STORE_KEY, JSON.stringify({ user: session.user, refreshToken: session.refreshToken } satisfies StoredSession));
+  }
+
+  function readStored(): StoredSession | null {
+    try {
+      const raw = storage.getItem(STORE_KEY);
+      return raw ? (JSON.parse(raw) as StoredSession) : null;
+    } catch {
+      return null;
+    }
+  }
+
+  function forgetSession(reason: ErrorCode | 'logout'): void {
+    storage.removeItem(STORE_KEY);
+    user = null;
+    accessToken = null;
+    current = null;
+    socket?.close();
+    socket = null;
+    setState({ status: 'offline' });
+    emit('signedOut', reason);
+  }
+
+  /** Serialize refreshes within this page and, where Web Locks exist, across tabs. */
+  async function withRefreshLock(fn: () => Promise<void>): Promise<void> {
+    const locks = (globalThis.navigator as Navigator | undefined)?.locks;
+    if (locks) await locks.request('pinroom-refresh', fn);
+    else await fn();
+  }
+
+  /** Rotate the refresh token and take a fresh access token. */
+  function refresh(): Promise<void> {
+    refreshing ??= withRefreshLock(async () => {
+      const stored = readStored();
+      if (!stored) throw new PinroomError({ code: 'unauthorized', message: 'no session' });
+      try {
+        const pair = await http<TokenPair>('POST', '/auth/refresh', { refreshToken: stored.refreshToken });
+        saveSession({ user: stored.user, ...pair });
+      } catch (err) {
+        // Another tab rotated the same token a moment ago: take its result.
+        if (err instanceof PinroomError && err.code === 'conflict') {
+          const again = readStored();
+          if (again && again.refreshToken !== stored.refreshToken) {
+            user = again.user;
+            refreshing = null;
+            return refresh();
+          }
+        }
+        if (err instanceof PinroomError && ['unauthorized', 'token_reused', 'session_revoked', 'token_expired'].includes(err.code)) {
+          forgetSession(err.code as ErrorCode);
+        }
+        throw err;
+      }
+    }).finally(() => {
+      refreshing = null;
+    });
+    return refreshing;
+  }
+
+  // ------------------------------------------------------------------ socket
+
+  function request<E extends keyof ClientToServerEvents>(event: E, payload: Parameters<ClientToServerEvents[E]>[0]): Promise<unknown> {
+    const s = socket;
+    if (!s) return Promise.reject(new PinroomError({ code: 'network', message: 'not connected' }));
+    return (s.timeout(timeoutMs) as unknown as { emitWithAck(e: string, p: unknown): Promise<Ack<unknown>> })
+      .emitWithAck(event, payload)
+      .then(
+        (ack) => {
+          if (!ack.ok) throw new PinroomError(ack.error);
+          return ack.data;
+        },
+        (err: unknown) => {
+          if (err instanceof PinroomError) throw err;
+          throw new PinroomError({ code: 'network', message: 'no answer from the server' });
+        },
+      );
+  }
+
+  function deliver(entry: FeedEntry, live: boolean): void {
+    if (!current || entry.roomId !== current.room.id) return;
+    if (current.lastId !== null && compareIds(entry.id, current.lastId) <= 0) return; // seen already
+    current.lastId = entry.id;
+    emit('entry', entry, live);
+  }
+
+  async function subscribeFeed(resume: boolean): Promise<void> {
+    if (!current) return;
+    const since = resume && current.epoch && current.lastId ? { epoch: current.epoch, id: current.lastId } : undefined;
+    const before = current.lastId;
+    let caughtUp = 0;
+    const count = (entry: FeedEntry) => {
+      if (current && entry.roomId === current.room.id && (before === null || compareIds(entry.id, before) > 0)) caughtUp++;
+    };
+    socket?.on('feed:entry', count);
+    try {
+      const result = (await request('feed:subscribe', since ? { roomId: current.room.id, since } : { roomId: current.room.id })) as {
+        epoch: string;
+        lastId: string;
+        recovered: boolean;
+      };
+      if (!current) return;
+      if (since && !result.recovered) {
+        current.epoch = result.epoch;
+        current.lastId = result.lastId;
+        emit('reset');
+        setState({ status: 'reloaded' });
+      } else {
+        current.epoch = result.epoch;
+        if (!since) current.lastId = result.lastId;
+        if (resume) setState({ status: 'resumed', caughtUp });
+      }
+    } finally {
+      socket?.off('feed:entry', count);
+    }
+  }
+
+  function applyPresence(changes: MemberView[]): void {
+    if (!current) return;
+    for (const member of changes) current.members.set(member.userId, member);
+    emit('presence', [...current.members.values()]);
+  }
+
+  function connectSocket(): Promise<void> {
+    if (socket) return Promise.resolve();
+    setState({ status: 'connecting' });
+    const s: PinroomSocket = io(baseUrl, {
+      transports: ['websocket', 'polling'],
+      // A function, so that every reconnect presents the newest access token.
+      auth: (cb) => cb({ token: accessToken ?? '' }),
+      reconnectionDelay: 500,
+      reconnectionDelayMax: 5000,
+    });
+    socket = s;
+
+    s.on('feed:entry', (entry) => deliver(entry, true));
+    s.on('room:presence', (event: RoomPresence) => {
+      if (current && event.roomId === current.room.id) applyPresence(event.changes);
+    });
+    s.on('room:updated', ({ room }) => {
+      if (current && room.id === current.room.id) {
+        current.room = room;
+        emit('room', room);
+      }
+    });
+    s.on('room:kicked', (event) => {
+      if (current && event.roomId === current.room.id) current = null;
+      emit('kicked', event);
+    });
+    s.on('room:ended', (event) => {
+      if (current && event.roomId === current.room.id) current = null;
+      emit('ended', event);
+    });
+    s.on('auth:expiring', () => {
+      refresh()
+        .then(() => request('auth:refresh', { token: accessToken! }))
+        .catch(() => undefined);
+    });
+    s.on('auth:closed', ({ code }) => {
+      if (code === 'session_revoked') forgetSession(code);
+    });
+    s.io.on('reconnect_attempt', (attempt) => setState({ status: 'reconnecting', attempt }));
+    s.on('disconnect', (reason) => {
+      if (reason === 'io client disconnect') return;
+      setState({ status: 'reconnecting', attempt: 0 });
+      // The server closed the socket on purpose (kick, auth): Socket.IO will not retry by itself.
+      if (reason === 'io server disconnect' && accessToken) setTimeout(() => s.connect(), 500);
+    });
+    s.on('connect_error', (err: Error & { data?: { code?: string } }) => {
+      const code = err.data?.code;
+      if (code === 'token_expired') {
+        refresh().then(
+          () => s.connect(),
+          () => undefined,
+        );
+      } else if (code === 'session_revoked' || code === 'unauthorized') {
+        refresh().then(
+          () => s.connect(),
+          () => forgetSession(code as ErrorCode),
+        );
+      }
+    });
+
+    return new Promise<void>((resolve, reject) => {
+      s.on('connect', () => {
+        const first = !everConnected;
+        everConnected = true;
+        if (first) {
+          setState({ status: 'connected' });
+          resolve();
+          return;
+        }
+        // Back after a drop: rejoin the room and resume the feed from the last entry shown.
+        void (async () => {
+          if (!current) return setState({ status: 'connected' });
+          try {
+            const joined = (await request('room:join', { pin: current.room.pin })) as RoomJoined;
+            if (!current) return;
+            current.room = joined.room;
+            current.members = new Map(joined.members.map((m) => [m.userId, m]));
+            emit('room', joined.room);
+            emit('presence', joined.members);
+            await subscribeFeed(true);
+          } catch (err) {
+            if (err instanceof PinroomError && ['room_not_found', 'banned', 'conflict'].includes(err.code)) {
+              const roomId = current?.room.id ?? '';
+              current = null;
+              emit('ended', { roomId, reason: 'expired' });
+            }
+          }
+        })();
+      });
+      s.once('connect_error', (err) => {
+        if (!everConnected && !(err as { data?: unknown }).data) reject(new PinroomError({ code: 'network', message: err.message }));
+      });
+    });
+  }
+
+  // ------------------------------------------------------------------ API
+
+  return {
+    get user() {
+      return user;
+    },
+    get state() {
+      return state;
+    },
+    get room() {
+      return current?.room ?? null;
+    },
+    get role() {
+      return current?.role ?? null;
+    },
+
+    on<K extends keyof ClientEvents>(event: K, listener: ClientEvents[K]): () => void {
+      let set = listeners.get(event);
+      if (!set) listeners.set(event, (set = new Set()));
+      set.add(listener as (...args: never[]) => void);
+      return () => void set.delete(listener as (...args: never[]) => void);
+    },
+
+    /** Resume a stored session (after a page reload). Resolves the user, or null when there is none. */
+    async restore(): Promise<UserView | null> {
+      const stored = readStored();
+      if (!stored) return null;
+      try {
+        await refresh();
+      } catch {
+        return null;
+      }
+      await connectSocket();
+      return user;
+    },
+
+    async signInGuest(displayName: string): Promise<UserView> {
+      saveSession(await http<SessionResponse>('POST', '/auth/guest', { displayName }));
+      await connectSocket();
+      return user!;
+    },
+
+    async signUp(username: string, password: string, displayName?: string): Promise<UserView> {
+      saveSession(await http<SessionResponse>('POST', '/auth/register', displayName ? { username, password, displayName } : { username, password }));
+      await connectSocket();
+      return user!;
+    },
+
+    async logIn(username: string, password: string): Promise<UserView> {
+      saveSession(await http<SessionResponse>('POST', '/auth/login', { username, password }));
+      await connectSocket();
+      return user!;
+    },
+
+    async logOut(): Promise<void> {
+      const stored = readStored();
+      if (stored) await http('POST', '/auth/logout', { refreshToken: stored.refreshToken }).catch(() => undefined);
+      forgetSession('logout');
+    },
+
+    /** Check a PIN before asking for a nickname. */
+    lookupPin(pin: string): Promise<PinLookup> {
+      return http<PinLookup>('GET', `/rooms/pin/${encodeURIComponent(pin)}`);
+    },
+
+    async createRoom(title: string, maxMembers?: number): Promise<RoomView> {
+      const { room } = (await request('room:create', maxMembers ? { title, maxMembers } : { title })) as { room: RoomView };
+      return room;
+    },
+
+    /** Join by PIN, then subscribe to the room's feed from the position the join returned. */
+    async joinRoom(pin: string): Promise<RoomJoined> {
+      const joined = (await request('room:join', { pin })) as RoomJoined;
+      current = {
+        room: joined.room,
+        role: joined.role,
+        epoch: joined.feed?.epoch ?? null,
+        lastId: joined.feed?.lastId ?? null,
+        members: new Map(joined.members.map((m) => [m.userId, m])),
+      };
+      if (joined.feed) {
+        const { epoch, lastId } = joined.feed;
+        const result = (await request('feed:subscribe', { roomId: joined.room.id, since: { epoch, id: lastId } })) as { epoch: string; recovered: boolean };
+        if (current) current.epoch = result.epoch;
+      } else {
+        await subscribeFeed(false);
+      }
+      return joined;
+    },
+
+    async leaveRoom(): Promise<void> {
+      if (!current) return;
+      const roomId = current.room.id;
+      current = null;
+      await request('room:leave', { roomId });
+    },
+
+    async start(): Promise<void> {
+      if (current) await request('room:start', { roomId: current.room.id });
+    },
+    async lock(locked: boolean): Promise<void> {
+      if (current) await request('room:lock', { roomId: current.room.id, locked });
+    },
+    async kick(userId: string, banSeconds?: number): Promise<void> {
+      if (current) await request('room:kick', banSeconds ? { roomId: current.room.id, userId, banSeconds } : { roomId: current.room.id, userId });
+    },
+    async end(): Promise<void> {
+      if (current) await request('room:end', { roomId: current.room.id });
+    },
+
+    /**
+     * Publish into the room's feed. The `clientMsgId` makes a retry after a
+     * dropped ack safe: the server answers the first id and adds nothing.
+     */
+    async publish(type: string, payload: Record<string, unknown>, clientMsgId = crypto.randomUUID()): Promise<string> {
+      if (!current) throw new PinroomError({ code: 'conflict', message: 'not in a room' });
+      const roomId = current.room.id;
+      for (let attempt = 1; ; attempt++) {
+        try {
+          const { id } = (await request('feed:publish', { roomId, type, payload, clientMsgId })) as { id: string };
+          return id;
+        } catch (err) {
+          const retry = err instanceof PinroomError && (err.code === 'network' || err.code === 'unavailable') && attempt < 4;
+          if (!retry) throw err;
+          await new Promise((r) => setTimeout(r, 300 * attempt));
+        }
+      }
+    },
+
+    /** One page of older entries, newest first. */
+    async history(before?: string, limit = 50): Promise<FeedHistoryPage> {
+      if (!current) return { entries: [] };
+      return (await request('feed:history', before ? { roomId: current.room.id, before, limit } : { roomId: current.room.id, limit })) as FeedHistoryPage;
+    },
+
+    /** Close the socket (the session stays stored). */
+    disconnect(): void {
+      socket?.close();
+      socket = null;
+      everConnected = false;
+      setState({ status: 'offline' });
+    },
+  };
+}

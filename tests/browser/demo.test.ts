@@ -1,0 +1,162 @@
+/**
+ * The demo client in a real Chromium (Debian's, through playwright-core),
+ * against a real pinroom server process. The steps build on each other: a
+ * host, two players in their own browser contexts, chat, a kick, and a player
+ * who goes offline and comes back. Screenshots land in tests/artifacts/.
+ */
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import type { Browser, BrowserContext, Page } from 'playwright-core';
+import { launchBrowser, screenshot } from '../support/browser.ts';
+import { createTestContext, type TestContext } from '../support/context.ts';
+import { startTestServer, type TestServer } from '../support/server.ts';
+
+const test = suite('client-demo in chromium');
+
+let ctx: TestContext;
+let server: TestServer;
+let browser: Browser;
+const contexts: BrowserContext[] = [];
+let host: Page;
+let ada: Page;
+let bob: Page;
+let pin = '';
+
+async function newPage(width = 1100, height = 780): Promise<Page> {
+  const context = await browser.newContext({ viewport: { width, height } });
+  contexts.push(context);
+  const page = await context.newPage();
+  page.on('pageerror', (err) => console.error(`page error: ${err.message}`));
+  await page.goto(server.url);
+  return page;
+}
+
+/** Texts of the chat messages shown in a page's feed, in order. */
+async function chatTexts(page: Page): Promise<string[]> {
+  return page.$$eval('#feed-list li[data-type="chat.message"] .text', (els) => els.map((el) => el.textContent ?? ''));
+}
+
+async function joinAs(page: Page, nickname: string): Promise<void> {
+  await page.fill('#pin-input', pin);
+  await page.press('#pin-input', 'Enter');
+  await page.waitForSelector('#screen-nickname:not([hidden])');
+  await page.fill('#nick-input', nickname);
+  await page.press('#nick-input', 'Enter');
+  await page.waitForSelector('#screen-room:not([hidden])');
+}
+
+test.before(async () => {
+  ctx = createTestContext();
+  server = await startTestServer({
+    ...ctx.env,
+    // Short heartbeats so a browser that goes offline notices within seconds.
+    WS_PING_INTERVAL_MS: '1000',
+    WS_PING_TIMEOUT_MS: '1500',
+  });
+  browser = await launchBrowser();
+});
+
+test.after(async () => {
+  for (const context of contexts) await context.close().catch(() => undefined);
+  await browser?.close();
+  await server?.stop();
+  await ctx.cleanup();
+});
+
+test('a wrong PIN is refused with a message a person understands', async () => {
+  const page = await newPage();
+  await page.fill('#pin-input', '000000');
+  await page.press('#pin-input', 'Enter');
+  await page.waitForFunction(() => (document.querySelector('#pin-error')?.textContent ?? '').length > 0);
+  assert.match((await page.textContent('#pin-error'))!, 'No room has that PIN');
+  assert.ok(await page.isVisible('#screen-home'));
+  await screenshot(page, '01-wrong-pin');
+});
+
+test('a host signs up, creates a room and sees its PIN large', async () => {
+  host = await newPage();
+  await page_signUpAndCreate(host);
+  pin = (await host.textContent('#room-pin'))!.replace(/\s/g, '');
+  assert.match(pin, /^\d{6}$/);
+  const size = await host.$eval('#room-pin', (el) => parseFloat(getComputedStyle(el).fontSize));
+  assert.ok(size >= 48, `PIN font size ${size}px`);
+  assert.ok(await host.isVisible('#host-controls'));
+  await screenshot(host, '02-host-room');
+});
+
+async function page_signUpAndCreate(page: Page): Promise<void> {
+  await page.click('#go-host');
+  await page.check('input[name=mode][value=register]');
+  await page.fill('#auth-username', `host_${ctx.id}`);
+  await page.fill('#auth-password', 'correct horse battery');
+  await page.fill('#auth-display', 'Quiz Host');
+  await page.click('#auth-form button[type=submit]');
+  await page.waitForSelector('#screen-create:not([hidden])');
+  await page.fill('#create-title-input', 'Friday quiz');
+  await page.click('#create-form button[type=submit]');
+  await page.waitForSelector('#screen-room:not([hidden])');
+}
+
+test('two players join by PIN in their own browsers and the host sees both arrive', async () => {
+  ada = await newPage();
+  bob = await newPage(390, 780); // a phone-sized screen
+  await joinAs(ada, 'Ada');
+  await joinAs(bob, 'Bob');
+  await host.waitForFunction(() => {
+    const names = [...document.querySelectorAll('#member-list li.online .name')].map((el) => el.textContent ?? '');
+    return names.some((n) => n.startsWith('Ada')) && names.some((n) => n.startsWith('Bob'));
+  });
+  await screenshot(host, '03-host-sees-players');
+  await screenshot(bob, '03-player-phone');
+});
+
+test('a chat message appears for all three', async () => {
+  await ada.fill('#chat-input', 'hello from Ada');
+  await ada.press('#chat-input', 'Enter');
+  for (const page of [host, ada, bob]) {
+    await page.waitForFunction(() => [...document.querySelectorAll('#feed-list .text')].some((el) => el.textContent === 'hello from Ada'));
+    assert.equal(
+      (await chatTexts(page)).filter((t) => t === 'hello from Ada'),
+      ['hello from Ada'],
+    );
+  }
+  await screenshot(host, '04-chat');
+});
+
+test('a player who goes offline while messages are sent comes back with each message once, in order', async () => {
+  const offline = contexts[contexts.length - 2]!; // Ada's context
+  await offline.setOffline(true);
+  await ada.waitForFunction(() => document.querySelector('#connection')?.getAttribute('data-status') === 'reconnecting', undefined, { timeout: 15_000 });
+  const sent = ['one', 'two', 'three', 'four', 'five'].map((w) => `while away: ${w}`);
+  for (const text of sent) {
+    await bob.fill('#chat-input', text);
+    await bob.press('#chat-input', 'Enter');
+    await bob.waitForFunction((t) => [...document.querySelectorAll('#feed-list .text')].some((el) => el.textContent === t), text);
+  }
+  await offline.setOffline(false);
+  await ada.waitForFunction(() => document.querySelector('#connection')?.getAttribute('data-status') === 'resumed', undefined, { timeout: 20_000 });
+  await ada.waitForFunction((n) => document.querySelectorAll('#feed-list li[data-type="chat.message"]').length >= n, sent.length + 1);
+  const texts = await chatTexts(ada);
+  assert.equal(texts, ['hello from Ada', ...sent]);
+  assert.match((await ada.textContent('#connection'))!, 'Resumed');
+  await screenshot(ada, '05-resumed');
+});
+
+test('the host kicks a player, who is told why', async () => {
+  await host.click('#member-list li:has-text("Bob") button.kick');
+  await bob.waitForSelector('#screen-gone:not([hidden])');
+  assert.match((await bob.textContent('#gone-title'))!, 'removed');
+  await host.waitForFunction(() => ![...document.querySelectorAll('#member-list li.online .name')].some((el) => (el.textContent ?? '').startsWith('Bob')));
+  await screenshot(bob, '06-kicked');
+  await screenshot(host, '06-host-after-kick');
+});
+
+test('a reload keeps the session and rejoins the room', async () => {
+  await ada.reload();
+  await ada.waitForSelector('#screen-room:not([hidden])');
+  assert.match((await ada.textContent('#who-name'))!, 'Ada');
+  await ada.waitForFunction(() => document.querySelectorAll('#feed-list li[data-type="chat.message"]').length >= 6);
+  assert.equal((await chatTexts(ada)).slice(0, 1), ['hello from Ada']);
+});
+
+test.run();
