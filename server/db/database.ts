@@ -71,8 +71,10 @@ export async function ensureDatabase(config: Pick<Config, 'db'>): Promise<void> 
       try {
         await client.query(`create database ${quoteIdent(name)}`);
       } catch (err) {
-        // Another process created it at the same moment.
-        if ((err as { code?: string }).code !== '42P04') throw err;
+        // Another process created it at the same moment: 42P04 duplicate_database, or
+        // 23505 when both passed the catalogue check and collided on its unique index.
+        const code = (err as { code?: string }).code;
+        if (code !== '42P04' && code !== '23505') throw err;
       }
     }
   } finally {

@@ -58,4 +58,14 @@ test('an activity entry is stored once per room and stream id', async () => {
   assert.is(Number(again[0]?.numInsertedOrUpdatedRows ?? 0), 0);
 });
 
+test('several nodes creating the same new database at once all succeed', async () => {
+  const other = createTestContext();
+  try {
+    await Promise.all(Array.from({ length: 8 }, () => ensureDatabase(other.config)));
+    await Promise.all(Array.from({ length: 4 }, () => migrateToLatest(other.db())));
+  } finally {
+    await other.cleanup();
+  }
+});
+
 test.run();

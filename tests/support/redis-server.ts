@@ -49,6 +49,7 @@ export async function startRedisServer(): Promise<OwnedRedis> {
         stdio: 'ignore',
       });
       const probe = new Redis(port, '127.0.0.1', { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
+      probe.on('error', () => undefined); // refused while redis-server boots; retried below
       const end = Date.now() + 10_000;
       for (;;) {
         try {
