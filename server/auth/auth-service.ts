@@ -1,0 +1,184 @@
+/**
+ * Accounts and sessions: guest and registered sign-in, refresh rotation with
+ * reuse detection, logout, and access-token authentication with the
+ * session's revocation state. HTTP routes and the socket middleware are thin
+ * edges over this service.
+ *
+ * Security events (sign-ins, failed logins, logouts, reuse alarms) are logged
+ * and passed to the optional `audit` callback. Tokens and password hashes are
+ * never logged, returned beyond the issuing response, or cached.
+ */
+import type { Logger } from 'pino';
+import type { GuestBody, LoginBody, RefreshBody, RegisterBody, SessionResponse, TokenPair, UserKind } from '../../shared/schemas.ts';
+import type { AuthConfig } from '../config.ts';
+import { AppError, ErrorCode } from '../errors.ts';
+import { toUserView, type UserRepository } from '../users/user.repository.ts';
+import { burnVerification, hashPassword, verifyPassword } from './passwords.ts';
+import type { AuthRateLimits } from './rate-limits.ts';
+import type { RefreshStore } from './refresh-store.ts';
+import type { SigningKeys } from './signing-keys.ts';
+import type { AccessClaims, TokenService } from './tokens.ts';
+
+/** Where a request came from, for rate limits and the audit trail. */
+export interface RequestContext {
+  /** Client address (see `server/gateway/address.ts`). */
+  address: string;
+}
+
+/** How a session was opened. */
+export type SignInMethod = 'guest' | 'register' | 'login';
+
+/**
+ * A security event, for a system log stream. `at` is ms since the epoch.
+ * Never carries a token, a password or a hash.
+ */
+export type AuthAuditEvent =
+  | { type: 'auth.signed_in'; at: number; method: SignInMethod; userId: string; sessionId: string; kind: UserKind; address: string }
+  | { type: 'auth.login_failed'; at: number; username: string; address: string }
+  | { type: 'auth.rate_limited'; at: number; limit: string; address: string }
+  | { type: 'auth.logged_out'; at: number; userId: string; sessionId: string; address: string }
+  /** A rotated refresh token was replayed: the session was revoked. */
+  | { type: 'auth.token_reused'; at: number; userId: string; sessionId: string; address: string };
+
+/** Why a session stopped being honoured. */
+export type RevocationReason = 'logout' | 'reuse';
+
+export interface AuthServiceDeps {
+  config: AuthConfig;
+  logger: Logger;
+  users: UserRepository;
+  tokens: TokenService;
+  refresh: RefreshStore;
+  limits: AuthRateLimits;
+  signingKeys: () => SigningKeys;
+  /**
+   * Receives every security event after it is logged. Optional; a throwing
+   * callback is logged and otherwise ignored, so it can never fail a sign-in.
+   */
+  audit?: (event: AuthAuditEvent) => void;
+  /** Called once a session is revoked, to close its live sockets on every node. */
+  onSessionRevoked?: (sessionId: string, reason: RevocationReason) => void;
+  now?: () => number;
+}
+
+export type AuthService = ReturnType<typeof createAuthService>;
+
+export function createAuthService(deps: AuthServiceDeps) {
+  const { logger, users, tokens, refresh, limits } = deps;
+  const now = deps.now ?? Date.now;
+  const log = logger.child({ component: 'auth' });
+
+  const emit = (event: AuthAuditEvent, level: 'info' | 'warn' = 'info') => {
+    log[level]({ audit: event }, event.type);
+    try {
+      deps.audit?.(event);
+    } catch (err) {
+      log.error({ err, type: event.type }, 'audit callback failed');
+    }
+  };
+
+  const limited = async (name: Parameters<AuthRateLimits['consume']>[0], key: string, ctx: RequestContext) => {
+    try {
+      await limits.consume(name, key);
+    } catch (err) {
+      if (err instanceof AppError && err.code === ErrorCode.RateLimited) emit({ type: 'auth.rate_limited', at: now(), limit: name, address: ctx.address }, 'warn');
+      throw err;
+    }
+  };
+
+  async function openSession(user: { id: string; display_name: string; kind: UserKind; username: string | null }, method: SignInMethod, ctx: RequestContext): Promise<SessionResponse> {
+    const session = await refresh.issue(user.id);
+    const access = await tokens.sign({ userId: user.id, sessionId: session.sessionId, name: user.display_name, kind: user.kind, notAfter: session.sessionExpiresAt });
+    emit({ type: 'auth.signed_in', at: now(), method, userId: user.id, sessionId: session.sessionId, kind: user.kind, address: ctx.address });
+    return { user: toUserView(user), accessToken: access.token, refreshToken: session.token, expiresIn: access.expiresIn };
+  }
+
+  function revoked(sessionId: string, reason: RevocationReason) {
+    try {
+      deps.onSessionRevoked?.(sessionId, reason);
+    } catch (err) {
+      log.error({ err, sessionId }, 'closing the sockets of a revoked session failed');
+    }
+  }
+
+  return {
+    /** Create a guest user and open a session for it. */
+    async guest(body: GuestBody, ctx: RequestContext): Promise<SessionResponse> {
+      await limited('guestIp', ctx.address, ctx);
+      const user = await users.createGuest(body.displayName);
+      return openSession(user, 'guest', ctx);
+    },
+
+    /** Create a registered user (`username_taken` if it exists) and open a session. */
+    async register(body: RegisterBody, ctx: RequestContext): Promise<SessionResponse> {
+      await limited('registerIp', ctx.address, ctx);
+      const passwordHash = await hashPassword(body.password);
+      const user = await users.createRegistered({ username: body.username, displayName: body.displayName ?? body.username, passwordHash });
+      return openSession(user, 'register', ctx);
+    },
+
+    /** Check a username and password; `invalid_credentials` for either being wrong, in the same time. */
+    async login(body: LoginBody, ctx: RequestContext): Promise<SessionResponse> {
+      const userIpKey = `${body.username.toLowerCase()}|${ctx.address}`;
+      await limited('loginIp', ctx.address, ctx);
+      await limited('loginUserIp', userIpKey, ctx);
+      const user = await users.findByUsername(body.username);
+      const ok = user?.password_hash ? await verifyPassword(body.password, user.password_hash) : (await burnVerification(body.password), false);
+      if (!user || !ok) {
+        emit({ type: 'auth.login_failed', at: now(), username: body.username.toLowerCase(), address: ctx.address }, 'warn');
+        throw new AppError(ErrorCode.InvalidCredentials, 'Wrong username or password');
+      }
+      await limits.reset('loginUserIp', userIpKey);
+      return openSession(user, 'login', ctx);
+    },
+
+    /** Rotate a refresh token. A replayed rotated token revokes its whole session (`token_reused`). */
+    async refresh(body: RefreshBody, ctx: RequestContext): Promise<TokenPair> {
+      const result = await refresh.rotate(body.refreshToken);
+      switch (result.status) {
+        case 'ok': {
+          const user = await users.findById(result.userId);
+          if (!user) throw new AppError(ErrorCode.Unauthorized, 'The account no longer exists');
+          const access = await tokens.sign({ userId: user.id, sessionId: result.sessionId, name: user.display_name, kind: user.kind, notAfter: result.sessionExpiresAt });
+          return { accessToken: access.token, refreshToken: result.token, expiresIn: access.expiresIn };
+        }
+        case 'race':
+          throw new AppError(ErrorCode.Conflict, 'This refresh token was rotated by a concurrent request a moment ago; use the token that request received');
+        case 'reused':
+          emit({ type: 'auth.token_reused', at: now(), userId: result.userId, sessionId: result.sessionId, address: ctx.address }, 'warn');
+          revoked(result.sessionId, 'reuse');
+          throw new AppError(ErrorCode.TokenReused, 'This refresh token was already used: the session has been revoked; sign in again');
+        case 'revoked':
+          throw new AppError(ErrorCode.SessionRevoked, 'This session was revoked; sign in again');
+        case 'invalid':
+          throw new AppError(ErrorCode.Unauthorized, 'The refresh token is unknown or expired; sign in again');
+      }
+    },
+
+    /** Revoke the session of a refresh token. Idempotent for a session that is already revoked. */
+    async logout(body: RefreshBody, ctx: RequestContext): Promise<void> {
+      const result = await refresh.revoke(body.refreshToken, 'logout');
+      if (result.status === 'invalid') throw new AppError(ErrorCode.Unauthorized, 'The refresh token is unknown or expired');
+      if (result.status === 'revoked') {
+        emit({ type: 'auth.logged_out', at: now(), userId: result.userId, sessionId: result.sessionId, address: ctx.address });
+      }
+      revoked(result.sessionId, 'logout');
+    },
+
+    /**
+     * Verify an access token and that its session is still active (one Redis
+     * read). Throws `unauthorized`, `token_expired` or `session_revoked`.
+     */
+    async authenticate(token: unknown): Promise<AccessClaims> {
+      const claims = await tokens.verify(token);
+      const state = await refresh.sessionState(claims.sessionId);
+      if (state !== 'active') throw new AppError(ErrorCode.SessionRevoked, 'This session was revoked or has ended; sign in again');
+      return claims;
+    },
+
+    /** The public signing keys, as a JWK Set. */
+    jwks() {
+      return deps.signingKeys().jwks;
+    },
+  };
+}

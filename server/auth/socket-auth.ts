@@ -1,0 +1,154 @@
+/**
+ * Authenticated sockets.
+ *
+ * - `middleware` (for `io.use`) verifies the handshake's `auth: { token }` and
+ *   that its session is active, and fills `socket.data`. A refusal reaches the
+ *   client as `connect_error` with `err.data.code` = `unauthorized`,
+ *   `token_expired` or `session_revoked` (or `unavailable` when Redis is down).
+ * - `attach(socket)` (first thing in the connection listener) joins the
+ *   socket to its `user:{id}` and `session:{sid}` groups, schedules
+ *   `auth:expiring` about a minute before the token's `exp`, answers
+ *   `auth:refresh`, and disconnects the socket with `token_expired` when the
+ *   token expired and no fresh one arrived within the grace.
+ * - `guard` (for the event router) refuses every event but `auth:refresh`
+ *   from a socket whose token expired, so no handler works for it.
+ * - `closeSession` disconnects a session's sockets on every node (through the
+ *   Redis adapter) with `session_revoked`.
+ *
+ * Before an auth disconnect the server sends `auth:closed { code }`, then a
+ * Socket.IO disconnect (`io server disconnect` on the client, which does not
+ * reconnect by itself).
+ */
+import type { Logger } from 'pino';
+import { DisconnectReason } from '../../shared/events.ts';
+import { AuthRefreshPayload, type AuthClosed } from '../../shared/schemas.ts';
+import type { AuthConfig, Config } from '../config.ts';
+import { AppError, ErrorCode, toErrorPayload } from '../errors.ts';
+import { handshakeAddress } from '../gateway/address.ts';
+import type { EventRouter, Guard } from '../gateway/ack.ts';
+import type { PinroomServer, PinroomSocket } from '../gateway/create-io.ts';
+import { socketRooms } from '../gateway/socket-rooms.ts';
+import type { AuthService } from './auth-service.ts';
+
+/** A `connect_error` as the client sees it: `err.message` and `err.data`. */
+export type HandshakeError = Error & { data: { code: ErrorCode; message: string; retryable?: boolean } };
+
+interface Timers {
+  expiring?: NodeJS.Timeout;
+  expired?: NodeJS.Timeout;
+}
+
+export type SocketAuth = ReturnType<typeof createSocketAuth>;
+
+/** Tell every socket of a session, on every node, why it is closed, and disconnect it. */
+export function closeSessionSockets(io: PinroomServer, sessionId: string, code: AuthClosed['code']): void {
+  const room = socketRooms.session(sessionId);
+  io.in(room).emit('auth:closed', { code });
+  io.in(room).disconnectSockets(false);
+}
+
+export function createSocketAuth({
+  io,
+  auth,
+  router,
+  config,
+  logger,
+  now = Date.now,
+}: {
+  io: PinroomServer;
+  auth: AuthService;
+  router: EventRouter;
+  config: Pick<Config, 'http'> & { auth: Pick<AuthConfig, 'expiringNoticeSeconds' | 'expiryGraceMs'> };
+  logger: Logger;
+  now?: () => number;
+}) {
+  const log = logger.child({ component: 'socket-auth' });
+  const timers = new Map<string, Timers>();
+  const noticeMs = config.auth.expiringNoticeSeconds * 1000;
+
+  const clear = (socket: PinroomSocket) => {
+    const t = timers.get(socket.id);
+    if (t) {
+      clearTimeout(t.expiring);
+      clearTimeout(t.expired);
+      timers.delete(socket.id);
+    }
+  };
+
+  const close = (socket: PinroomSocket, code: AuthClosed['code']) => {
+    clear(socket);
+    if (!socket.connected) return;
+    log.info({ userId: socket.data.user?.id, sessionId: socket.data.sessionId, code }, 'closing socket');
+    socket.emit('auth:closed', { code });
+    socket.disconnect(false);
+  };
+
+  /** (Re)arm the expiry notice and the expiry disconnect of a socket's current token. */
+  const schedule = (socket: PinroomSocket) => {
+    clear(socket);
+    const expiresAt = socket.data.tokenExpiresAt;
+    const untilExpiry = expiresAt - now();
+    const t: Timers = {};
+    const notify = () => socket.emit('auth:expiring', { expiresIn: Math.max(0, Math.floor((expiresAt - now()) / 1000)) });
+    if (untilExpiry - noticeMs <= 0) setImmediate(notify);
+    else t.expiring = setTimeout(notify, untilExpiry - noticeMs);
+    t.expired = setTimeout(() => {
+      if (socket.data.tokenExpiresAt <= now()) close(socket, DisconnectReason.TokenExpired);
+    }, Math.max(0, untilExpiry) + config.auth.expiryGraceMs);
+    timers.set(socket.id, t);
+  };
+
+  const guard: Guard = (socket, event) => {
+    if (event === 'auth:refresh') return;
+    if (socket.data.tokenExpiresAt <= now()) {
+      throw new AppError(ErrorCode.TokenExpired, 'The access token of this socket expired; send auth:refresh with a fresh one');
+    }
+  };
+
+  return {
+    /** `io.use(socketAuth.middleware)`. */
+    async middleware(socket: PinroomSocket, next: (err?: Error) => void): Promise<void> {
+      const token = (socket.handshake.auth as { token?: unknown } | undefined)?.token;
+      try {
+        const claims = await auth.authenticate(token);
+        socket.data.user = { id: claims.userId, name: claims.name, kind: claims.kind };
+        socket.data.sessionId = claims.sessionId;
+        socket.data.tokenExpiresAt = claims.expiresAt;
+        socket.data.address = handshakeAddress(socket.handshake, config.http.trustProxy);
+        next();
+      } catch (err) {
+        const payload = toErrorPayload(err, log, { phase: 'handshake' });
+        const error = new Error(payload.message) as HandshakeError;
+        error.data = { code: payload.code, message: payload.message, retryable: payload.retryable ?? false };
+        next(error);
+      }
+    },
+
+    /** Call first in the connection listener. */
+    attach(socket: PinroomSocket): void {
+      void socket.join([socketRooms.user(socket.data.user.id), socketRooms.session(socket.data.sessionId)]);
+      schedule(socket);
+      socket.on('disconnect', () => clear(socket));
+      router.handle(socket, 'auth:refresh', AuthRefreshPayload, async ({ token }) => {
+        const claims = await auth.authenticate(token);
+        if (claims.userId !== socket.data.user.id) throw new AppError(ErrorCode.Unauthorized, 'The token belongs to another user');
+        if (claims.sessionId !== socket.data.sessionId) {
+          void socket.leave(socketRooms.session(socket.data.sessionId));
+          void socket.join(socketRooms.session(claims.sessionId));
+          socket.data.sessionId = claims.sessionId;
+        }
+        socket.data.user = { ...socket.data.user, name: claims.name, kind: claims.kind };
+        socket.data.tokenExpiresAt = claims.expiresAt;
+        schedule(socket);
+        return { expiresIn: Math.max(0, Math.floor((claims.expiresAt - now()) / 1000)) };
+      });
+    },
+
+    guard,
+
+    /** Disconnect a session's sockets on every node with `session_revoked`. */
+    closeSession(sessionId: string): void {
+      closeSessionSockets(io, sessionId, DisconnectReason.SessionRevoked);
+    },
+  };
+}

@@ -1,0 +1,134 @@
+import { io } from 'socket.io-client';
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import { generateSigningJwk } from '../../server/auth/signing-keys.ts';
+import { postJson, refreshTokens, signInGuest, signUp } from '../support/auth.ts';
+import { connect, connectError, disconnected, nextEvent, request, type TestSocket } from '../support/client.ts';
+import { createTestContext, type TestContext } from '../support/context.ts';
+import { startTestServer, type TestServer } from '../support/server.ts';
+
+const test = suite('auth/sockets');
+let ctx: TestContext;
+const servers: TestServer[] = [];
+const sockets: TestSocket[] = [];
+
+test.before(async () => {
+  ctx = createTestContext({ AUTH_SIGNING_KEY: JSON.stringify(await generateSigningJwk()) });
+});
+test.after(async () => {
+  for (const s of sockets) s.close();
+  await Promise.all(servers.map((s) => s.stop()));
+  await ctx.cleanup();
+});
+
+async function start(env: Record<string, string> = {}): Promise<TestServer> {
+  const server = await startTestServer({ ...ctx.env, ...env });
+  servers.push(server);
+  return server;
+}
+async function open(url: string, token: string): Promise<TestSocket> {
+  const socket = await connect(url, { token });
+  sockets.push(socket);
+  return socket;
+}
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+test('a socket refreshed over auth:refresh stays connected past its first token expiry; an unrefreshed one is disconnected with token_expired', async () => {
+  // Three-second access tokens, the notice one second before expiry, one second of grace.
+  const server = await start({ ACCESS_TOKEN_TTL_SECONDS: '3', AUTH_EXPIRING_NOTICE_SECONDS: '1', AUTH_EXPIRY_GRACE_MS: '1000', AUTH_CLOCK_TOLERANCE_SECONDS: '0' });
+  const kept = await signInGuest(server.url, 'Keeper');
+  const dropped = await signInGuest(server.url, 'Dropper');
+  const firstExpiry = Date.now() + kept.expiresIn * 1000;
+
+  // The refreshing client: on every auth:expiring, rotate over HTTP and hand the socket the new token.
+  let refreshToken = kept.refreshToken;
+  const refreshes: number[] = [];
+  const keeper: TestSocket = io(server.url, { transports: ['websocket'], reconnection: false, forceNew: true, auth: { token: kept.accessToken } });
+  sockets.push(keeper);
+  const keeperClosed: string[] = [];
+  keeper.on('auth:closed', ({ code }) => keeperClosed.push(code));
+  const notices: number[] = [];
+  const failures: unknown[] = [];
+  keeper.on('auth:expiring', ({ expiresIn }) => {
+    notices.push(expiresIn);
+    void (async () => {
+      const pair = await refreshTokens(server.url, refreshToken);
+      refreshToken = pair.refreshToken;
+      const ack = await request(keeper, 'auth:refresh', { token: pair.accessToken });
+      if (ack.ok) refreshes.push(ack.data.expiresIn);
+      else failures.push(ack.error);
+    })().catch((err: unknown) => {
+      if (keeper.connected) failures.push(err);
+    });
+  });
+  await new Promise<void>((resolve, reject) => {
+    keeper.once('connect', resolve);
+    keeper.once('connect_error', reject);
+  });
+
+  const dropper = await open(server.url, dropped.accessToken);
+  const expiring = nextEvent(dropper, 'auth:expiring', () => true, 10_000);
+  const closed = nextEvent(dropper, 'auth:closed', () => true, 15_000);
+  const gone = disconnected(dropper, 15_000);
+  assert.ok((await expiring).expiresIn <= 1);
+  assert.equal(await closed, { code: 'token_expired' });
+  assert.is(await gone, 'io server disconnect');
+
+  // Well past the first token's expiry plus grace, and through a second token's lifetime.
+  const wait = firstExpiry + 5000 - Date.now();
+  if (wait > 0) await sleep(wait);
+  assert.ok(keeper.connected, 'the refreshed socket is still connected');
+  keeper.close();
+  assert.equal(keeperClosed, []);
+  assert.equal(failures, []);
+  assert.ok(notices.every((s) => s <= 1), `auth:expiring about a second before expiry: ${notices.join()}`);
+  assert.ok(refreshes.length >= 2, `refreshed ${refreshes.length} times`);
+  assert.ok(refreshes.every((s) => s >= 2 && s <= 3), refreshes.join());
+  // After a refresh the new token is the socket's: a reconnect with the first token is refused as expired.
+  assert.is((await connectError(server.url, { token: kept.accessToken })).data?.code, 'token_expired');
+});
+
+test('reuse detection on one node disconnects the session\'s live sockets on every node with session_revoked', async () => {
+  const [a, b] = await Promise.all([start(), start()]);
+  const victim = await signUp(a.url);
+  const bystander = await signInGuest(b.url, 'Bystander');
+  const onA = await open(a.url, victim.accessToken);
+  const onB = await open(b.url, victim.accessToken);
+  const other = await open(b.url, bystander.accessToken);
+  const closed = [nextEvent(onA, 'auth:closed', () => true, 10_000), nextEvent(onB, 'auth:closed', () => true, 10_000)];
+  const gone = [disconnected(onA, 10_000), disconnected(onB, 10_000)];
+
+  // The legitimate client rotates on node B; a thief replays the old token on node A.
+  const rotated = await refreshTokens(b.url, victim.refreshToken);
+  await sleep(50);
+  const second = await refreshTokens(b.url, rotated.refreshToken);
+  const replay = await postJson<{ error: { code: string } }>(`${a.url}/auth/refresh`, { refreshToken: victim.refreshToken });
+  assert.equal([replay.status, replay.body.error.code], [401, 'token_reused']);
+
+  assert.equal(await Promise.all(closed), [{ code: 'session_revoked' }, { code: 'session_revoked' }]);
+  assert.equal(await Promise.all(gone), ['io server disconnect', 'io server disconnect']);
+  assert.ok(other.connected, 'another session is untouched');
+  // Every access token and refresh token of the family is dead, on both nodes.
+  for (const url of [a.url, b.url]) {
+    assert.is((await connectError(url, { token: victim.accessToken })).data?.code, 'session_revoked');
+    assert.is((await connectError(url, { token: second.accessToken })).data?.code, 'session_revoked');
+  }
+  const afterwards = await postJson<{ error: { code: string } }>(`${b.url}/auth/refresh`, { refreshToken: second.refreshToken });
+  assert.equal([afterwards.status, afterwards.body.error.code], [401, 'session_revoked']);
+  assert.match(a.output(), '"msg":"auth.token_reused"');
+});
+
+test('logout on one node disconnects that session\'s sockets on the other node', async () => {
+  const [a, b] = servers.length >= 3 ? [servers[1]!, servers[2]!] : await Promise.all([start(), start()]);
+  const user = await signInGuest(a.url, 'Leaver');
+  const onB = await open(b.url, user.accessToken);
+  const closed = nextEvent(onB, 'auth:closed', () => true, 10_000);
+  const gone = disconnected(onB, 10_000);
+  const res = await postJson(`${a.url}/auth/logout`, { refreshToken: user.refreshToken });
+  assert.is(res.status, 204);
+  assert.equal(await closed, { code: 'session_revoked' });
+  assert.is(await gone, 'io server disconnect');
+  assert.match(a.output(), '"msg":"auth.logged_out"');
+});
+
+test.run();

@@ -1,0 +1,165 @@
+import { randomUUID } from 'node:crypto';
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import { createAuthService, type AuthService } from '../../server/auth/auth-service.ts';
+import { createAuthRateLimits } from '../../server/auth/rate-limits.ts';
+import { createRefreshStore } from '../../server/auth/refresh-store.ts';
+import { generateSigningJwk, loadSigningKeys, type SigningKeys } from '../../server/auth/signing-keys.ts';
+import { createSocketAuth } from '../../server/auth/socket-auth.ts';
+import { createTokenService } from '../../server/auth/tokens.ts';
+import { createEventRouter } from '../../server/gateway/ack.ts';
+import { createIo, type PinroomServer } from '../../server/gateway/create-io.ts';
+import { createHttp, type HttpServer } from '../../server/http/create-http.ts';
+import { createLogger } from '../../server/logger.ts';
+import { createKeys } from '../../server/redis/keys.ts';
+import { createScripts } from '../../server/redis/scripts.ts';
+import { RoomRefPayload } from '../../shared/schemas.ts';
+import { createUserRepository } from '../../server/users/user.repository.ts';
+import { connect, connectError, disconnected, nextEvent, request, type TestSocket } from '../support/client.ts';
+import { createTestContext, type TestContext } from '../support/context.ts';
+
+// An in-process gateway (real Socket.IO, Redis and PostgreSQL) with one test
+// handler behind the auth guard, to count whether handlers run.
+const test = suite('auth/socket-guard');
+let ctx: TestContext;
+let http: HttpServer;
+let io: PinroomServer;
+let auth: AuthService;
+let url: string;
+let handled = 0;
+const ip = { address: '127.0.0.1' };
+
+test.before(async () => {
+  ctx = createTestContext({ ACCESS_TOKEN_TTL_SECONDS: '2', AUTH_CLOCK_TOLERANCE_SECONDS: '0', AUTH_EXPIRY_GRACE_MS: '2500' });
+  await ctx.migrate();
+  const config = ctx.config;
+  const logger = createLogger({ log: { level: 'silent' }, env: 'test' });
+  const signing: SigningKeys = await loadSigningKeys({ signingKey: await generateSigningJwk(), verifyKeys: [], dataDir: '/nonexistent' }, 'test');
+  const redis = ctx.redis();
+  const keys = createKeys(config.redis.keyPrefix);
+  http = createHttp({ config, logger });
+  io = createIo({ config, logger, httpServer: http.server });
+  const router = createEventRouter({ logger });
+  auth = createAuthService({
+    config: config.auth,
+    logger,
+    users: createUserRepository({ db: ctx.db() }),
+    tokens: createTokenService({ config: config.auth, keys: () => signing }),
+    refresh: createRefreshStore({ redis, scripts: createScripts(redis), keys, config: config.auth }),
+    limits: createAuthRateLimits({ redis, keys, limits: config.auth.rateLimits }),
+    signingKeys: () => signing,
+    onSessionRevoked: (sid) => socketAuth.closeSession(sid),
+  });
+  const socketAuth = createSocketAuth({ io, auth, router, config, logger });
+  io.use((socket, next) => void socketAuth.middleware(socket, next));
+  router.addGuard(socketAuth.guard);
+  io.on('connection', (socket) => {
+    socketAuth.attach(socket);
+    router.handle(socket, 'room:leave', RoomRefPayload, () => {
+      handled++;
+      return {};
+    });
+  });
+  await http.listen({ port: 0, host: '127.0.0.1' });
+  const address = http.server.address() as { port: number };
+  url = `http://127.0.0.1:${address.port}`;
+});
+test.after(async () => {
+  io.close();
+  await http.close();
+  await ctx.cleanup();
+});
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+test('a socket joins its user and session groups and carries the user in socket.data', async () => {
+  const session = await auth.guest({ displayName: 'Data' }, ip);
+  const socket = await connect(url, { token: session.accessToken });
+  try {
+    const [server] = await io.in(`user:${session.user.id}`).fetchSockets();
+    assert.ok(server, 'in the user group');
+    const claims = await auth.authenticate(session.accessToken);
+    assert.equal((await io.in(`session:${claims.sessionId}`).fetchSockets()).map((s) => s.id), [server.id]);
+    assert.equal(server.data.user, { id: session.user.id, name: 'Data', kind: 'guest' });
+    assert.is(server.data.sessionId, claims.sessionId);
+    assert.is(server.data.tokenExpiresAt, claims.expiresAt);
+    assert.is(server.data.address, '127.0.0.1');
+  } finally {
+    socket.close();
+  }
+});
+
+test('no handler runs for a socket whose token expired; auth:refresh restores it', async () => {
+  const session = await auth.guest({ displayName: 'Guarded' }, ip);
+  const socket = await connect(url, { token: session.accessToken });
+  try {
+    const before = handled;
+    const ok = await request(socket, 'room:leave', { roomId: randomUUID() });
+    assert.ok(ok.ok);
+    assert.is(handled, before + 1);
+    await sleep(2300);
+    const refused = await request(socket, 'room:leave', { roomId: randomUUID() });
+    assert.equal(refused.ok ? 'ok' : refused.error.code, 'token_expired');
+    assert.is(handled, before + 1, 'the handler did not run');
+    // Another user's token is refused; the caller's own fresh token is accepted.
+    const stranger = await auth.guest({ displayName: 'Stranger' }, ip);
+    const wrong = await request(socket, 'auth:refresh', { token: stranger.accessToken });
+    assert.equal(wrong.ok ? 'ok' : wrong.error.code, 'unauthorized');
+    const fresh = await auth.refresh({ refreshToken: session.refreshToken }, ip);
+    const refreshed = await request(socket, 'auth:refresh', { token: fresh.accessToken });
+    assert.ok(refreshed.ok && refreshed.data.expiresIn >= 1 && refreshed.data.expiresIn <= 2, JSON.stringify(refreshed));
+    const again = await request(socket, 'room:leave', { roomId: randomUUID() });
+    assert.ok(again.ok);
+    assert.is(handled, before + 2);
+  } finally {
+    socket.close();
+  }
+});
+
+test('an expired token in auth:refresh is token_expired, and the unrefreshed socket is closed with auth:closed', async () => {
+  const session = await auth.guest({ displayName: 'Expiring' }, ip);
+  const socket: TestSocket = await connect(url, { token: session.accessToken });
+  try {
+    const closed = nextEvent(socket, 'auth:closed', () => true, 10_000);
+    const gone = disconnected(socket, 10_000);
+    await sleep(2300);
+    const stale = await request(socket, 'auth:refresh', { token: session.accessToken });
+    assert.equal(stale.ok ? 'ok' : stale.error.code, 'token_expired');
+    assert.equal(await closed, { code: 'token_expired' });
+    assert.is(await gone, 'io server disconnect');
+  } finally {
+    socket.close();
+  }
+});
+
+test('the handshake is refused with typed codes: no token, garbage, expired, revoked session', async () => {
+  assert.is((await connectError(url)).data?.code, 'unauthorized');
+  assert.is((await connectError(url, { token: 'garbage' })).data?.code, 'unauthorized');
+  const session = await auth.guest({ displayName: 'Refused' }, ip);
+  assert.is((await connectError(url, { token: session.refreshToken })).data?.code, 'unauthorized');
+  const expiring = await auth.guest({ displayName: 'Late' }, ip);
+  await auth.logout({ refreshToken: session.refreshToken }, ip);
+  assert.is((await connectError(url, { token: session.accessToken })).data?.code, 'session_revoked');
+  await sleep(2200);
+  assert.is((await connectError(url, { token: expiring.accessToken })).data?.code, 'token_expired');
+});
+
+test('logout closes the live sockets of that session only', async () => {
+  const session = await auth.guest({ displayName: 'Two tabs' }, ip);
+  const other = await auth.guest({ displayName: 'Neighbour' }, ip);
+  const a = await connect(url, { token: session.accessToken });
+  const b = await connect(url, { token: session.accessToken });
+  const c = await connect(url, { token: other.accessToken });
+  try {
+    const events = [nextEvent(a, 'auth:closed'), nextEvent(b, 'auth:closed')];
+    const gone = [disconnected(a), disconnected(b)];
+    await auth.logout({ refreshToken: session.refreshToken }, ip);
+    assert.equal(await Promise.all(events), [{ code: 'session_revoked' }, { code: 'session_revoked' }]);
+    assert.equal(await Promise.all(gone), ['io server disconnect', 'io server disconnect']);
+    assert.ok(c.connected);
+  } finally {
+    for (const s of [a, b, c]) s.close();
+  }
+});
+
+test.run();

@@ -1,0 +1,60 @@
+/**
+ * Signing in from tests, through the real HTTP routes of a running server.
+ *
+ *   const { accessToken, user } = await signInGuest(server.url, 'Ada');
+ *   const socket = await connect(server.url, { token: accessToken });
+ *   const host = await signUp(server.url);   // a registered user with a random username
+ */
+import { randomBytes } from 'node:crypto';
+import type { SessionResponse, TokenPair } from '../../shared/schemas.ts';
+
+export interface HttpResult<T = unknown> {
+  status: number;
+  headers: Headers;
+  body: T;
+}
+
+/** POST a JSON body (or a raw string) and return status, headers and the parsed body (null when empty). */
+export async function postJson<T = unknown>(url: string, body: unknown, headers: Record<string, string> = {}): Promise<HttpResult<T>> {
+  const res = await fetch(url, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', ...headers },
+    body: typeof body === 'string' ? body : JSON.stringify(body),
+  });
+  const text = await res.text();
+  return { status: res.status, headers: res.headers, body: (text ? JSON.parse(text) : null) as T };
+}
+
+async function expectStatus<T>(result: Promise<HttpResult<unknown>>, status: number, what: string): Promise<T> {
+  const r = await result;
+  if (r.status !== status) throw new Error(`${what}: expected ${status}, got ${r.status} ${JSON.stringify(r.body)}`);
+  return r.body as T;
+}
+
+/** `POST /auth/guest`: a new guest user with its session. */
+export async function signInGuest(url: string, displayName = `guest-${randomBytes(3).toString('hex')}`): Promise<SessionResponse> {
+  return expectStatus<SessionResponse>(postJson(`${url}/auth/guest`, { displayName }), 201, 'POST /auth/guest');
+}
+
+/** `POST /auth/register`: a new registered user (random unique username and password unless given). */
+export async function signUp(
+  url: string,
+  options: { username?: string; password?: string; displayName?: string } = {},
+): Promise<SessionResponse & { username: string; password: string }> {
+  const username = options.username ?? `user_${randomBytes(6).toString('hex')}`;
+  const password = options.password ?? `pw-${randomBytes(12).toString('base64url')}`;
+  const body: Record<string, string> = { username, password };
+  if (options.displayName !== undefined) body.displayName = options.displayName;
+  const session = await expectStatus<SessionResponse>(postJson(`${url}/auth/register`, body), 201, 'POST /auth/register');
+  return { ...session, username, password };
+}
+
+/** `POST /auth/login`. */
+export async function logIn(url: string, username: string, password: string): Promise<SessionResponse> {
+  return expectStatus<SessionResponse>(postJson(`${url}/auth/login`, { username, password }), 200, 'POST /auth/login');
+}
+
+/** `POST /auth/refresh`: the next token pair of the session. */
+export async function refreshTokens(url: string, refreshToken: string): Promise<TokenPair> {
+  return expectStatus<TokenPair>(postJson(`${url}/auth/refresh`, { refreshToken }), 200, 'POST /auth/refresh');
+}
