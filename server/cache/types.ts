@@ -24,8 +24,15 @@ export interface ReadOptions {
 export interface CachedLoader<T> {
   readonly name: string;
   get(id: string, options?: ReadOptions): Promise<Loaded<T>>;
-  /** One MGET for the cached ids, one batched query for the rest. Missing ids are absent from the map. */
+  /** One MGET for the cached ids, one batched query for the rest. Missing ids are absent from the map. Throws `unavailable` when any id cannot be answered. */
   getMany(ids: readonly string[], options?: ReadOptions): Promise<Map<string, Loaded<T>>>;
-  /** Call after the transaction that changed the row has committed. */
+  /**
+   * Call after the transaction that changed the row has committed, and after
+   * one that created it (a cached "not found" would hide it for the negative
+   * TTL). Reads that start after it returns see the committed row (a read
+   * already in flight in another process may still answer the old one). Never throws:
+   * when Redis cannot be reached, this process reads the id from PostgreSQL
+   * and retries the invalidation when Redis answers again.
+   */
   invalidate(id: string): Promise<void>;
 }
