@@ -1,0 +1,19 @@
+/**
+ * `GET /rooms/pin/:pin`: a join screen checks a PIN before asking for a
+ * nickname. No sign-in needed; failed lookups count against the client
+ * address's guess limit. 200 `PinLookup`, or 404 `room_not_found` (the same
+ * for a PIN that never existed and one whose room ended), 429 `rate_limited`
+ * with `Retry-After`, 400 `bad_request` for a malformed PIN.
+ */
+import { Pin, type PinLookup } from '../../shared/schemas.ts';
+import { requestAddress } from '../gateway/address.ts';
+import type { HttpServer } from '../http/create-http.ts';
+import { parse } from '../validation.ts';
+import type { RoomService } from './room-service.ts';
+
+export function registerRoomRoutes(http: HttpServer, { rooms }: { rooms: Pick<RoomService, 'lookup'> }): void {
+  http.get<{ Params: { pin: string } }>('/rooms/pin/:pin', async (request): Promise<PinLookup> => {
+    const pin = parse(Pin, request.params.pin, 'PIN');
+    return rooms.lookup(pin, requestAddress(request));
+  });
+}
