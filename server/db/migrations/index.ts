@@ -5,7 +5,9 @@
  */
 import type { Migration } from 'kysely';
 import * as init from './2026_11_22_000000_init.ts';
+import * as feedArchive from './2026_11_22_060000_feed_archive.ts';
 
 export const migrations: Record<string, Migration> = {
   '2026_11_22_000000_init': init,
+  '2026_11_22_060000_feed_archive': feedArchive,
 };

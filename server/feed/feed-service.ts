@@ -1,0 +1,185 @@
+/**
+ * The activity feed's operations, independent of the transport: publishing
+ * (members, hosts, the server itself, a backend), positions, subscriptions
+ * (delivered by the relay), history and the system log.
+ */
+import { timingSafeEqual, createHash } from 'node:crypto';
+import type { Logger } from 'pino';
+import {
+  Limits,
+  ServerFeedType,
+  type FeedActor,
+  type FeedEntry,
+  type FeedEventBody,
+  type FeedHistoryPage,
+  type FeedHistoryPayload,
+  type FeedPosition,
+  type FeedPublishPayload,
+  type FeedScope,
+  type FeedSubscribed,
+  type MemberRole,
+} from '../../shared/schemas.ts';
+import type { FeedConfig } from '../config.ts';
+import type { Db } from '../db/database.ts';
+import { AppError, ErrorCode } from '../errors.ts';
+import type { ActivityRepository } from './activity-repository.ts';
+import type { FeedRelay, FeedSink, FeedSubscription } from './feed-relay.ts';
+import type { FeedStore, LogInput } from './feed-store.ts';
+
+/** Who is asking: the socket's user, and the rooms this connection has joined. */
+export interface FeedUser extends FeedActor {
+  /** Whether this connection is in the room (joined with `room:join` or `room:create`, not kicked, not left). */
+  inRoom?(roomId: string): boolean;
+}
+
+/** What the feed needs to know about rooms; implemented with the rooms feature. */
+export interface FeedAccess {
+  /** The user's role in the room, or null when they are not a member of it (on this connection). */
+  roleOf(roomId: string, user: FeedUser): Promise<MemberRole | null>;
+  /** Whether a room exists and has not ended. */
+  isOpen(roomId: string): Promise<boolean>;
+}
+
+/** A server-made entry, as the rooms feature emits it. */
+export interface ServerFeedEvent {
+  roomId: string;
+  type: ServerFeedType;
+  actor: FeedActor | null;
+  payload: Record<string, unknown>;
+}
+
+/** The idempotency namespace of entries a backend publishes over HTTP. */
+const SERVICE_KEY = 'service';
+
+const jsonBytes = (value: unknown) => Buffer.byteLength(JSON.stringify(value) ?? '');
+
+export type FeedService = ReturnType<typeof createFeedService>;
+
+export function createFeedService({
+  store,
+  relay,
+  activity,
+  access,
+  db,
+  config,
+  logger,
+}: {
+  store: FeedStore;
+  relay: FeedRelay;
+  activity: ActivityRepository;
+  access: FeedAccess;
+  db: Db;
+  config: { feed: FeedConfig };
+  logger: Logger;
+}) {
+  const log = logger.child({ component: 'feed' });
+  const admins = new Set(config.feed.adminUsers.map((u) => u.toLowerCase()));
+  const apiKeyDigest = config.feed.apiKey ? createHash('sha256').update(config.feed.apiKey).digest() : null;
+
+  async function requireMember(roomId: string, user: FeedUser): Promise<MemberRole> {
+    const role = await access.roleOf(roomId, user);
+    if (!role) throw new AppError(ErrorCode.Forbidden, 'Join the room (room:join) before using its feed; members only');
+    return role;
+  }
+
+  return {
+    /** `feed:publish` by a member; `host.*` types by the host only. Idempotent per user and `clientMsgId`. */
+    async publish(actor: FeedUser, input: FeedPublishPayload): Promise<{ id: string }> {
+      const role = await requireMember(input.roomId, actor);
+      if (input.type.startsWith('host.') && role !== 'host') throw new AppError(ErrorCode.Forbidden, 'Only the host may publish host.* entries');
+      const { id } = await store.append({
+        roomId: input.roomId,
+        type: input.type,
+        actor: { id: actor.id, name: actor.name },
+        payload: input.payload,
+        idempotency: { key: actor.id, clientMsgId: input.clientMsgId },
+      });
+      return { id };
+    },
+
+    /** A backend publishing over HTTP (actor null); idempotent per `clientMsgId` when given. */
+    async publishAsService(roomId: string, body: FeedEventBody): Promise<{ id: string; duplicate: boolean }> {
+      if (!(await access.isOpen(roomId))) throw new AppError(ErrorCode.NotFound, 'No open room has this id');
+      const result = await store.append({
+        roomId,
+        type: body.type,
+        actor: null,
+        payload: body.payload,
+        ...(body.clientMsgId ? { idempotency: { key: SERVICE_KEY, clientMsgId: body.clientMsgId } } : {}),
+      });
+      return { id: result.id, duplicate: result.duplicate };
+    },
+
+    /** Whether `presented` is the configured service API key (constant time). False when none is configured. */
+    checkApiKey(presented: string | undefined): boolean {
+      if (!apiKeyDigest || presented === undefined) return false;
+      return timingSafeEqual(createHash('sha256').update(presented).digest(), apiKeyDigest);
+    },
+
+    /** A server-made entry (`member.joined`, `room.ended`, ...). Also logs room ends to the system feed. */
+    async emit(event: ServerFeedEvent): Promise<void> {
+      const type = ServerFeedType.parse(event.type);
+      if (jsonBytes(event.payload) > Limits.feedPayloadBytes) throw new AppError(ErrorCode.BadRequest, `Feed payload over ${Limits.feedPayloadBytes} bytes`);
+      await store.append({ roomId: event.roomId, type, actor: event.actor, payload: event.payload });
+      // Room lifecycle also goes to the system log.
+      if (type === 'room.created' || type === 'room.ended') {
+        await store.log({ type, roomId: event.roomId, actor: event.actor, payload: event.payload }).catch((err: unknown) => log.warn({ err }, 'system log append failed'));
+      }
+    },
+
+    /** The room feed's position (creating its epoch when new): what `room:join` answers. */
+    position(roomId: string): Promise<FeedPosition> {
+      return store.position({ kind: 'room', roomId });
+    },
+
+    /** Append to the system log (never throws: a log line must not fail what it reports). */
+    async systemLog(input: LogInput): Promise<void> {
+      try {
+        await store.log(input);
+      } catch (err) {
+        log.warn({ err, type: input.type }, 'system log append failed');
+      }
+    },
+
+    async isAdmin(user: { id: string }): Promise<boolean> {
+      if (admins.size === 0) return false;
+      if (admins.has(user.id.toLowerCase())) return true;
+      const row = await db.selectFrom('users').select('username').where('id', '=', user.id).executeTakeFirst();
+      return !!row?.username && admins.has(row.username.toLowerCase());
+    },
+
+    /** Subscribe a member to a room's feed. */
+    async subscribeRoom(user: FeedUser, roomId: string, since: { epoch: string; id: string } | undefined, sink: FeedSink): Promise<{ subscription: FeedSubscription; result: FeedSubscribed }> {
+      await requireMember(roomId, user);
+      return relay.subscribe({ kind: 'room', roomId }, since, sink);
+    },
+
+    /** Subscribe an admin to the global or system feed. */
+    async subscribeScope(user: { id: string }, scope: FeedScope, since: { epoch: string; id: string } | undefined, sink: FeedSink): Promise<{ subscription: FeedSubscription; result: FeedSubscribed }> {
+      if (!(await this.isAdmin(user))) throw new AppError(ErrorCode.Forbidden, `Only administrators may subscribe to the ${scope} feed`);
+      return relay.subscribe({ kind: scope }, since, sink);
+    },
+
+    /** A page of a room's feed, newest first: from the stream while it holds the range, then from the archive. */
+    async history(user: FeedUser, input: FeedHistoryPayload): Promise<FeedHistoryPage> {
+      await requireMember(input.roomId, user);
+      return this.page(input.roomId, input.before, input.limit ?? 50);
+    },
+
+    /** The history page itself, without the membership check. */
+    async page(roomId: string, before: string | undefined, limit: number): Promise<FeedHistoryPage> {
+      const ref = { kind: 'room' as const, roomId };
+      const fromStream = await store.before(ref, before, limit);
+      const entries: FeedEntry[] = fromStream.map((s) => s.entry);
+      if (entries.length < limit) {
+        // Older than anything the stream holds below `before`: the archive (every epoch).
+        const boundary = entries.length > 0 ? entries[entries.length - 1]!.id : before;
+        const older = await activity.before(roomId, boundary, limit - entries.length);
+        for (const row of older) entries.push(row.entry);
+      }
+      const page: FeedHistoryPage = { entries };
+      if (entries.length === limit) page.nextBefore = entries[entries.length - 1]!.id;
+      return page;
+    },
+  };
+}
