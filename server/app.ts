@@ -3,20 +3,38 @@
  * place, wires them into HTTP and Socket.IO, and owns the order of start-up
  * and shutdown. Nothing else creates a connection.
  */
-import { createAdapter } from '@socket.io/redis-adapter';
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
+import { createLoaders, type Loaders } from './cache/loaders.ts';
+import { createAuthService, type AuthService } from './auth/auth-service.ts';
+import { registerAuthRoutes } from './auth/http.ts';
+import { createAuthRateLimits } from './auth/rate-limits.ts';
+import { createRefreshStore } from './auth/refresh-store.ts';
+import { loadSigningKeys, type SigningKeys } from './auth/signing-keys.ts';
+import { createSocketAuth } from './auth/socket-auth.ts';
+import { createTokenService } from './auth/tokens.ts';
 import type { Config } from './config.ts';
 import { connectDb, createDb, ensureDatabase, pingDb, type Db } from './db/database.ts';
 import { migrateToLatest } from './db/migrate.ts';
+import { createFeed, type Feed } from './feed/feed.ts';
+import { registerFeedMetrics } from './feed/feed-metrics.ts';
 import { createEventRouter } from './gateway/ack.ts';
+import { createRedisAdapter } from './gateway/adapter.ts';
 import { createIo, type PinroomServer } from './gateway/create-io.ts';
 import { createHttp, type HttpServer } from './http/create-http.ts';
+import { registerDemoRoutes } from './http/demo.ts';
 import { registerHealthRoutes } from './http/health.ts';
 import { createLogger } from './logger.ts';
+import { createMetrics, type Metrics } from './metrics.ts';
 import { closeRedis, connectRedis, createRedisClient } from './redis/connections.ts';
 import { createKeys, type Keys } from './redis/keys.ts';
 import { createScripts, type Scripts } from './redis/scripts.ts';
+import { createSocketRateLimit } from './gateway/rate-limit.ts';
+import { registerRoomRoutes } from './rooms/http.ts';
+import { createIoNotifier } from './rooms/notifier.ts';
+import { registerRoomHandlers } from './rooms/room-handlers.ts';
+import { createRoomService, type RoomService } from './rooms/room-service.ts';
+import { createUserRepository } from './users/user.repository.ts';
 
 export interface App {
   readonly config: Config;
@@ -27,6 +45,16 @@ export interface App {
   readonly db: Db;
   readonly keys: Keys;
   readonly scripts: Scripts;
+  /** Prometheus registry and counters of this app. */
+  readonly metrics: Metrics;
+  /** Cache-aside reads by id: public user profiles and room state. Write paths call `invalidate(id)` after commit. */
+  readonly loaders: Loaders;
+  /** Sign-in, sessions and access-token checks. */
+  readonly auth: AuthService;
+  /** Rooms, PINs, presence and host controls. */
+  readonly rooms: RoomService;
+  /** Activity feeds: streams, delivery, history, archive and the system log. */
+  readonly feed: Feed;
   /** Connect, migrate, and listen. Throws `StartupError` when a dependency is unreachable. */
   start(): Promise<{ port: number; url: string }>;
   /** Drain and close everything, in order. Safe to call twice. */
@@ -35,6 +63,8 @@ export interface App {
 
 export interface AppOptions {
   logger?: Logger;
+  /** False in a cluster worker: start() does not listen; the primary hands connections to `http.server`. @default true */
+  listen?: boolean;
 }
 
 export function createApp(config: Config, options: AppOptions = {}): App {
@@ -44,8 +74,15 @@ export function createApp(config: Config, options: AppOptions = {}): App {
   // ---- connections (lazy: nothing connects before start())
   const redis = createRedisClient(config, logger, 'command');
   const redisSub = createRedisClient(config, logger, 'subscriber');
+  // The feed's blocking reads (XREAD BLOCK, XREADGROUP BLOCK) each get their own connection.
+  const feedTail = createRedisClient(config, logger, 'blocking', { connectionName: 'pinroom:feed-tail' });
+  const feedArchive = createRedisClient(config, logger, 'blocking', { connectionName: 'pinroom:feed-archive' });
   const { db } = createDb(config, logger);
   const scripts = createScripts(redis);
+  const metrics = createMetrics();
+
+  // ---- cached reads (Redis first, PostgreSQL behind)
+  const loaders = createLoaders({ db, redis, scripts, keys, metrics, config, logger });
 
   // ---- edges
   const http = createHttp({ config, logger });
@@ -53,14 +90,81 @@ export function createApp(config: Config, options: AppOptions = {}): App {
   const router = createEventRouter({ logger });
 
   // ---- services and handlers
-  // Features wire in here: HTTP routes on `http`, socket middleware on `io`,
-  // per-socket handlers in the connection listener below.
+  // Access-token keys are read (or, in development, generated) by start().
+  let signingKeys: SigningKeys | undefined;
+  const currentKeys = (): SigningKeys => {
+    if (!signingKeys) throw new Error('signing keys are not loaded: start() first');
+    return signingKeys;
+  };
+  const users = createUserRepository({ db });
+  const auth = createAuthService({
+    config: config.auth,
+    logger,
+    users,
+    tokens: createTokenService({ config: config.auth, keys: currentKeys }),
+    refresh: createRefreshStore({ redis, scripts, keys, config: config.auth }),
+    limits: createAuthRateLimits({ redis, keys, limits: config.auth.rateLimits }),
+    signingKeys: currentKeys,
+    onSessionRevoked: (sessionId) => socketAuth.closeSession(sessionId),
+    audit: ({ type, at: _at, ...details }) => void feed.service.systemLog({ type, actor: null, payload: details }),
+  });
+  const socketAuth = createSocketAuth({ io, auth, router, config, logger });
+  registerAuthRoutes(http, { auth });
+  io.use((socket, next) => void socketAuth.middleware(socket, next));
+  router.addGuard(socketAuth.guard);
+  router.addGuard(createSocketRateLimit({ eventsPerSecond: config.socket.eventsPerSecond }));
+
+  // ---- activity feed (membership: this connection is in the room's group, kept by the rooms feature)
+  const feed = createFeed({
+    config,
+    logger,
+    db,
+    redis,
+    scripts,
+    keys,
+    tailConnection: feedTail,
+    archiveConnection: feedArchive,
+    router,
+    http,
+    access: {
+      async roleOf(roomId, user) {
+        if (!user.inRoom?.(roomId)) return null;
+        const room = (await loaders.rooms.get(roomId)).value;
+        if (!room || room.status === 'ended') return null;
+        return room.hostId === user.id ? 'host' : 'member';
+      },
+      async isOpen(roomId) {
+        const room = (await loaders.rooms.get(roomId)).value;
+        return room !== null && room.status !== 'ended';
+      },
+    },
+  });
+  registerFeedMetrics(metrics.registry, feed);
+
+  // ---- rooms and PINs
+  const rooms = createRoomService({
+    config: config.rooms,
+    db,
+    redis,
+    scripts,
+    keys,
+    logger,
+    rooms: loaders.rooms,
+    notifier: createIoNotifier(io),
+    events: { emit: (event) => feed.service.emit(event) },
+    feedPosition: (roomId) => feed.service.position(roomId),
+  });
+  registerRoomRoutes(http, { rooms });
+
+  // Every socket reaching here passed the auth middleware.
   io.on('connection', (socket) => {
-    void router;
-    void socket;
+    socketAuth.attach(socket);
+    registerRoomHandlers({ socket, router, rooms, logger });
+    feed.attach(socket);
   });
 
   let draining = false;
+  registerDemoRoutes(http, { logger });
   registerHealthRoutes(http, {
     checks: { redis: () => redis.ping(), postgres: () => pingDb(db) },
     draining: () => draining,
@@ -71,6 +175,9 @@ export function createApp(config: Config, options: AppOptions = {}): App {
 
   async function closeConnections(): Promise<void> {
     await Promise.allSettled([closeRedis(redis), closeRedis(redisSub), db.destroy()]);
+    // Blocking connections: a pending XREAD would hold QUIT back.
+    feedTail.disconnect();
+    feedArchive.disconnect();
   }
 
   return {
@@ -82,24 +189,34 @@ export function createApp(config: Config, options: AppOptions = {}): App {
     db,
     keys,
     scripts,
+    metrics,
+    loaders,
+    auth,
+    rooms,
+    feed,
 
     async start() {
       try {
-        await Promise.all([connectRedis(redis, config), connectRedis(redisSub, config)]);
+        signingKeys = await loadSigningKeys(config.auth, config.env);
+        logger.info({ kid: signingKeys.currentKid, source: signingKeys.source, verifyKeys: signingKeys.jwks.keys.length }, 'access-token keys loaded');
+        await Promise.all([connectRedis(redis, config), connectRedis(redisSub, config), connectRedis(feedTail, config), connectRedis(feedArchive, config)]);
         if (config.db.createIfMissing) await ensureDatabase(config);
         await connectDb(db, config);
         await migrateToLatest(db, logger);
-        io.adapter(createAdapter(redis, redisSub, { key: keys.adapterChannel }));
-        await http.listen({ port: config.http.port, host: config.http.host });
+        await feed.start();
+        io.adapter(createRedisAdapter(config.socket.adapter, redis, redisSub, keys.adapterChannel));
+        if (options.listen === false) await http.ready();
+        else await http.listen({ port: config.http.port, host: config.http.host });
       } catch (err) {
         await closeConnections();
         throw err;
       }
       started = true;
+      await rooms.start();
       const address = http.server.address();
       const port = typeof address === 'object' && address ? address.port : config.http.port;
       const url = `http://${config.http.host === '0.0.0.0' || config.http.host === '::' ? '127.0.0.1' : config.http.host}:${port}`;
-      logger.info({ url }, 'pinroom listening');
+      logger.info({ url }, options.listen === false ? 'pinroom worker ready' : 'pinroom listening');
       return { port, url };
     },
 
@@ -110,11 +227,14 @@ export function createApp(config: Config, options: AppOptions = {}): App {
           logger.info('shutting down: closing client connections');
           // Closing the transports (not a Socket.IO disconnect) makes clients
           // reconnect by themselves, to another node when this one is gone.
+          // Presence of this node's sockets goes now, while the adapter can still announce it.
+          await rooms.stop();
           const closed = http.close();
           io.engine.close();
           await closed;
           await Promise.allSettled([...io._nsps.values()].map((nsp) => nsp.adapter.close()));
         }
+        await feed.stop();
         await closeConnections();
         logger.info('shutdown complete');
       })();

@@ -25,12 +25,29 @@ export interface Config {
     bodyLimitBytes: number;
     /** Time allowed for a graceful shutdown before the process exits anyway, in ms. */
     shutdownTimeoutMs: number;
+    /** Request headers must arrive within this (slow-header attacks), in ms. @default 10000 */
+    headersTimeoutMs: number;
   };
   socket: {
     /** Largest Socket.IO frame (Engine.IO `maxHttpBufferSize`), in bytes. */
     maxPayloadBytes: number;
     pingIntervalMs: number;
     pingTimeoutMs: number;
+    /** Events one socket may send per second before `rate_limited`. @default 20 */
+    eventsPerSecond: number;
+    /** Events in one second past which a socket is disconnected (a flood, not a burst). @default 10 × eventsPerSecond */
+    disconnectEventsPerSecond: number;
+    /** Open connections (Engine.IO sessions) one client address may hold on this node; more are refused. @default 10000 */
+    maxConnectionsPerAddress: number;
+    /** Time an Engine.IO connection has to join the namespace (send its CONNECT packet) before it is closed, ms. @default 10000 */
+    connectTimeoutMs: number;
+    /** Socket.IO Redis adapter between nodes: classic pub/sub or Redis 7 sharded pub/sub. @default 'classic' */
+    adapter: 'classic' | 'sharded';
+  };
+  /** Processes `npm start` runs on this machine, each a full node. */
+  cluster: {
+    /** Worker processes; 1 runs the node in the main process. @default 1 */
+    workers: number;
   };
   redis: {
     url: string;
@@ -52,6 +69,141 @@ export interface Config {
     connectTimeoutMs: number;
   };
   log: { level: LogLevel };
+  cache: CacheConfig;
+  auth: AuthConfig;
+  rooms: RoomsConfig;
+  feed: FeedConfig;
+}
+
+/** Cache-aside loaders (server/cache). */
+export interface CacheConfig {
+  /** Fresh TTL of a cached public user profile, seconds (±10% jitter). @default 300 */
+  userTtlSeconds: number;
+  /** Fresh TTL of cached room state, seconds (±10% jitter). @default 60 */
+  roomTtlSeconds: number;
+  /** Fresh TTL of a cached "not found", seconds (±10% jitter); creating the row clears it. @default 30 */
+  negativeTtlSeconds: number;
+  /** How long past its TTL an entry may be served, marked stale, while PostgreSQL is down, seconds; 0 never serves stale. @default 300 */
+  hardStaleSeconds: number;
+  /** TTL of the cross-process fill lock, ms. @default 2000 */
+  lockTtlMs: number;
+  /** How long a read waits for another process's fill before querying PostgreSQL itself, ms. @default 1000 */
+  lockWaitMs: number;
+}
+
+export interface FeedConfig {
+  /** Approximate cap of one room's stream (`XADD MAXLEN ~`), entries. @default 10000 */
+  roomMaxLen: number;
+  /** A room's stream and epoch expire after this long without an entry, seconds. @default 604800 (7 days) */
+  roomTtlSeconds: number;
+  /** Approximate cap of the global stream (every room's entries; the archive reads it), entries. @default 100000 */
+  globalMaxLen: number;
+  /** Approximate cap of the system log stream, entries. @default 10000 */
+  systemMaxLen: number;
+  /** How long a `clientMsgId` is remembered per user and room, seconds. @default 86400 */
+  idempotencyTtlSeconds: number;
+  /** Most entries one `feed:subscribe` replays; a longer gap answers `recovered: false`. @default 10000 */
+  replayMax: number;
+  /** Users (ids or usernames) who may subscribe to the global and system feeds. @default none */
+  adminUsers: readonly string[];
+  /** Service API key of `POST /api/rooms/:roomId/events`; unset means the route does not exist (404). */
+  apiKey: string | undefined;
+  archive: {
+    /** Run the archive worker on this node. @default true */
+    enabled: boolean;
+    /** Entries per XREADGROUP and per INSERT. @default 200 */
+    batchSize: number;
+    /** How long one XREADGROUP blocks, ms. @default 1000 */
+    blockMs: number;
+    /** Pending entries idle this long belong to a dead worker and are reclaimed (XAUTOCLAIM), ms. @default 30000 */
+    claimIdleMs: number;
+  };
+}
+
+/** A rate limit: at most `points` actions per `durationSeconds`, per key. */
+export interface RateLimit {
+  points: number;
+  durationSeconds: number;
+}
+
+/** A JSON Web Key as read from the environment (Ed25519: `kty` OKP, `crv` Ed25519). */
+export interface JwkInput {
+  kty: string;
+  crv?: string;
+  x?: string;
+  d?: string;
+  kid?: string;
+  [member: string]: unknown;
+}
+
+export interface AuthConfig {
+  /** `iss` of access tokens, pinned on verification. */
+  issuer: string;
+  /** `aud` of access tokens, pinned on verification. */
+  audience: string;
+  /** Lifetime of an access token, in seconds. @default 600 */
+  accessTokenTtlSeconds: number;
+  /** Lifetime of one refresh token, in seconds. @default 2592000 (30 days) */
+  refreshTokenTtlSeconds: number;
+  /** Absolute lifetime of a session (refresh-token family), in seconds. @default 7776000 (90 days) */
+  sessionMaxAgeSeconds: number;
+  /** A just-rotated token presented again this soon is a race, not a theft (0 to 10 s). @default 5 */
+  refreshReuseGraceSeconds: number;
+  /** Clock skew accepted on `exp`/`nbf`/`iat`, in seconds (at most 30). @default 5 */
+  clockToleranceSeconds: number;
+  /** The private Ed25519 JWK that signs access tokens; unset in development means a generated key in `dataDir`. */
+  signingKey: JwkInput | undefined;
+  /** Older public keys still accepted (by `kid`) during a key rotation. */
+  verifyKeys: readonly JwkInput[];
+  /** Folder of the generated development key pair (git-ignored). */
+  dataDir: string;
+  /** `auth:expiring` is sent this long before a socket's token expires, in seconds. @default 60 */
+  expiringNoticeSeconds: number;
+  /** A socket whose token expired is disconnected after this grace, in ms. @default 5000 */
+  expiryGraceMs: number;
+  rateLimits: {
+    /** Login attempts per username and client address. */
+    loginUserIp: RateLimit;
+    /** Login attempts per client address. */
+    loginIp: RateLimit;
+    /** Account creations per client address. */
+    registerIp: RateLimit;
+    /** Guest creations per client address. */
+    guestIp: RateLimit;
+  };
+}
+
+export interface RoomsConfig {
+  /** Digits of a PIN (3 to 10). @default 6 */
+  pinDigits: number;
+  /** Digits tried after `pinClaimAttempts` draws all collide; 0 means answer `pin_unavailable` instead. @default 7 */
+  pinFallbackDigits: number;
+  /** Random draws per PIN length before giving up on that length. @default 8 */
+  pinClaimAttempts: number;
+  /** TTL of a live PIN claim, in seconds; renewed every heartbeat while the room has members online. @default 7200 */
+  pinTtlSeconds: number;
+  /** How long an ended room's PIN stays unclaimable, in seconds. @default 300 */
+  pinQuarantineSeconds: number;
+  /** Failed PIN lookups and joins per client address. @default 20/300 */
+  guessRateIp: RateLimit;
+  /** Failed PIN joins per user. @default 10/300 */
+  guessRateUser: RateLimit;
+  /** Block after a guess limit is exceeded, in seconds; outlasts the window. @default 900 */
+  guessBlockSeconds: number;
+  /** Room creations per user. @default 10/60 */
+  createRateUser: RateLimit;
+  /** `maxMembers` of a room created without one. @default 100 */
+  maxMembersDefault: number;
+  /** Largest `maxMembers` a host may ask for. @default 1000 */
+  maxMembersCap: number;
+  /** Time a host who dropped has to come back before the room ends, in ms. @default 60000 */
+  hostGraceMs: number;
+  /** How often every node looks for rooms whose host grace ran out, in ms. @default 1000 */
+  sweepIntervalMs: number;
+  /** How often a node refreshes its presence heartbeat and renews its rooms' PINs, in ms. @default 5000 */
+  presenceHeartbeatMs: number;
+  /** A node silent this long is dead: its members go offline (within one more heartbeat), in ms. @default 15000 */
+  presenceNodeTimeoutMs: number;
 }
 
 export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
@@ -94,6 +246,32 @@ const url = (protocols: readonly string[]) =>
         return false;
       }
     }, `expected a URL starting with ${protocols.map((p) => `${p}//`).join(' or ')}`);
+/** `N/S`: at most N actions per S seconds. */
+const rate = z
+  .string()
+  .trim()
+  .regex(/^\d+\/\d+$/, 'expected <points>/<seconds>, e.g. 10/900')
+  .transform((v) => {
+    const [points, durationSeconds] = v.split('/').map(Number) as [number, number];
+    return { points, durationSeconds };
+  })
+  .refine((r) => r.points >= 1 && r.durationSeconds >= 1 && r.durationSeconds <= 86_400 * 7, 'points >= 1 and 1 <= seconds <= 604800');
+const jwkSchema = z
+  .object({ kty: z.literal('OKP'), crv: z.literal('Ed25519'), x: z.string().min(1), d: z.string().min(1).optional(), kid: z.string().min(1).max(128).optional() })
+  .loose();
+const jsonOf = <S extends z.ZodType>(schema: S) =>
+  z
+    .string()
+    .trim()
+    .transform((v, ctx) => {
+      try {
+        return JSON.parse(v) as unknown;
+      } catch {
+        ctx.addIssue({ code: 'custom', message: 'expected JSON' });
+        return z.NEVER;
+      }
+    })
+    .pipe(schema);
 const list = z
   .string()
   .transform((v) => v.split(',').map((s) => s.trim()).filter(Boolean));
@@ -122,6 +300,62 @@ export const VARIABLES = {
   DB_CREATE_IF_MISSING: { doc: 'Create the database at start-up when missing. Default `true`, `false` in production.', schema: bool },
   DB_STATEMENT_TIMEOUT_MS: { default: '5000', doc: 'PostgreSQL statement timeout, ms.', schema: int(100, 600_000) },
   DB_CONNECT_TIMEOUT_MS: { default: '5000', doc: 'How long start-up waits for PostgreSQL, ms.', schema: int(100, 120_000) },
+  CACHE_USER_TTL_SECONDS: { default: '300', doc: 'Fresh TTL of a cached public user profile, seconds (±10% jitter).', schema: int(1, 86_400) },
+  CACHE_ROOM_TTL_SECONDS: { default: '60', doc: 'Fresh TTL of cached room state, seconds (±10% jitter).', schema: int(1, 86_400) },
+  CACHE_NEGATIVE_TTL_SECONDS: { default: '30', doc: 'Fresh TTL of a cached "not found", seconds (±10% jitter); creating the row clears it.', schema: int(1, 3600) },
+  CACHE_HARD_STALE_SECONDS: { default: '300', doc: 'How long past its TTL a cached entry may still be served, marked `stale`, while PostgreSQL is unreachable, seconds; `0` never serves stale. Auth, ban and revocation checks never use stale data.', schema: int(0, 86_400) },
+  CACHE_LOCK_TTL_MS: { default: '2000', doc: 'TTL of the cross-process cache fill lock (one node loads a missing entry while the others wait), ms.', schema: int(50, 60_000) },
+  CACHE_LOCK_WAIT_MS: { default: '1000', doc: 'How long a cache read waits for another node\'s fill before querying PostgreSQL itself, ms.', schema: int(0, 60_000) },
+  AUTH_ISSUER: { default: 'pinroom', doc: '`iss` of access tokens; verification requires it.', schema: z.string().trim().min(1).max(256) },
+  AUTH_AUDIENCE: { default: 'pinroom', doc: '`aud` of access tokens; verification requires it.', schema: z.string().trim().min(1).max(256) },
+  ACCESS_TOKEN_TTL_SECONDS: { default: '600', doc: 'Access token lifetime, seconds.', schema: int(2, 86_400) },
+  REFRESH_TOKEN_TTL_SECONDS: { default: '2592000', doc: 'Lifetime of one refresh token (30 days), seconds; each rotation issues a fresh one.', schema: int(60, 366 * 86_400) },
+  SESSION_MAX_AGE_SECONDS: { default: '7776000', doc: 'Absolute lifetime of a session (refresh-token family, 90 days), seconds; rotation never extends it.', schema: int(60, 3 * 366 * 86_400) },
+  REFRESH_REUSE_GRACE_SECONDS: { default: '5', doc: 'A refresh token presented again within this many seconds of its own rotation answers `conflict` instead of revoking the session (concurrent tabs); 0 disables. At most 10.', schema: int(0, 10) },
+  AUTH_CLOCK_TOLERANCE_SECONDS: { default: '5', doc: 'Clock skew accepted when verifying access tokens, seconds (at most 30).', schema: int(0, 30) },
+  AUTH_SIGNING_KEY: { doc: 'Private Ed25519 JWK (JSON, `kid` optional) that signs access tokens. Required in production; in development a key pair is generated once into `AUTH_DATA_DIR`.', schema: jsonOf(jwkSchema.refine((k) => k.d !== undefined, 'a private key (with `d`)')) },
+  AUTH_VERIFY_KEYS: { doc: 'JSON array of older public Ed25519 JWKs (each with `kid`) still accepted during a key rotation. Default none.', schema: jsonOf(z.array(jwkSchema.refine((k) => k.kid !== undefined, 'each key needs a `kid`')).max(16)) },
+  AUTH_DATA_DIR: { default: '.data', doc: 'Folder (git-ignored) of the generated development key pair.', schema: z.string().trim().min(1) },
+  AUTH_EXPIRING_NOTICE_SECONDS: { default: '60', doc: '`auth:expiring` is sent this many seconds before a socket\'s access token expires.', schema: int(0, 3600) },
+  AUTH_EXPIRY_GRACE_MS: { default: '5000', doc: 'A socket whose access token expired and was not refreshed is disconnected (`token_expired`) after this grace, ms.', schema: int(0, 60_000) },
+  AUTH_RATE_LOGIN_USER_IP: { default: '10/900', doc: 'Login attempts per username and client address, `<points>/<seconds>`; a successful login resets it.', schema: rate },
+  AUTH_RATE_LOGIN_IP: { default: '100/900', doc: 'Login attempts per client address, `<points>/<seconds>`.', schema: rate },
+  AUTH_RATE_REGISTER_IP: { default: '20/3600', doc: 'Account registrations per client address, `<points>/<seconds>`.', schema: rate },
+  AUTH_RATE_GUEST_IP: { default: '300/600', doc: 'Guest sign-ins per client address (a classroom shares one), `<points>/<seconds>`.', schema: rate },
+  SOCKET_EVENTS_PER_SECOND: { default: '20', doc: 'Events one socket may send per second (all events together); more get `rate_limited`.', schema: int(1, 1_000_000) },
+  SOCKET_DISCONNECT_EVENTS_PER_SECOND: { doc: 'Events (of any name, handled or not) one socket may send in one second before it is disconnected as a flood (`server:error` `rate_limited`, then a server disconnect). Default 10 × `SOCKET_EVENTS_PER_SECOND`.', schema: int(1, 100_000_000) },
+  SOCKET_MAX_CONNECTIONS_PER_ADDRESS: { default: '10000', doc: 'Open Socket.IO connections one client address may hold on one node (one worker); past it the handshake is refused with HTTP 403. High by default so benchmarks from 127.0.0.1 fit; lower it in production (a classroom behind one NAT needs one per pupil).', schema: int(1, 10_000_000) },
+  SOCKET_CONNECT_TIMEOUT_MS: { default: '10000', doc: 'An Engine.IO connection that has not joined the namespace (sent its Socket.IO CONNECT) within this is closed, ms.', schema: int(100, 120_000) },
+  SOCKET_ADAPTER: { default: 'classic', doc: 'Socket.IO Redis adapter between nodes: `classic` (pub/sub, one pattern subscription per node) or `sharded` (Redis 7 sharded pub/sub, one channel per room). Measured in `bench/scenarios/adapter.ts`; see [Running N nodes](#running-n-nodes).', schema: z.enum(['classic', 'sharded']) },
+  HTTP_HEADERS_TIMEOUT_MS: { default: '10000', doc: 'Request headers (including the WebSocket upgrade) must arrive within this, ms; slower connections are closed (slow-header attacks).', schema: int(500, 30_000) },
+  WORKERS: { default: '1', doc: 'Worker processes `npm start` runs on this machine, each a full node (node:cluster, `@socket.io/sticky` for long-polling, the Redis adapter between them); `1` runs one process.', schema: int(1, 256) },
+  PIN_DIGITS: { default: '6', doc: 'Digits of a room PIN (3 to 10), drawn uniformly with crypto randomness.', schema: int(3, 10) },
+  PIN_FALLBACK_DIGITS: { default: '7', doc: 'PIN length tried when `PIN_CLAIM_ATTEMPTS` draws at `PIN_DIGITS` all hit live PINs; `0` answers `pin_unavailable` instead.', schema: int(0, 10) },
+  PIN_CLAIM_ATTEMPTS: { default: '8', doc: 'Random draws per PIN length before giving up on that length.', schema: int(1, 100) },
+  PIN_TTL_SECONDS: { default: '7200', doc: 'TTL of a live PIN claim, seconds; renewed every heartbeat while the room has members online.', schema: int(30, 30 * 86_400) },
+  PIN_QUARANTINE_SECONDS: { default: '300', doc: 'How long an ended room\'s PIN cannot be claimed again, seconds (stale clients cannot land in a newer room).', schema: int(0, 86_400) },
+  PIN_GUESS_RATE_IP: { default: '20/300', doc: 'Failed PIN lookups and joins per client address, `<points>/<seconds>`; past it, `rate_limited` for `PIN_GUESS_BLOCK_SECONDS`.', schema: rate },
+  PIN_GUESS_RATE_USER: { default: '10/300', doc: 'Failed PIN joins per user, `<points>/<seconds>`; past it, `rate_limited` for `PIN_GUESS_BLOCK_SECONDS`.', schema: rate },
+  PIN_GUESS_BLOCK_SECONDS: { default: '900', doc: 'Block after a PIN guess limit is exceeded, seconds.', schema: int(1, 7 * 86_400) },
+  ROOM_CREATE_RATE_USER: { default: '10/60', doc: 'Room creations per user, `<points>/<seconds>`.', schema: rate },
+  ROOM_MAX_MEMBERS_DEFAULT: { default: '100', doc: 'Member limit of a room created without `maxMembers`.', schema: int(2, 10_000) },
+  ROOM_MAX_MEMBERS_CAP: { default: '1000', doc: 'Largest `maxMembers` a host may ask for (at most 10000); more is `bad_request`.', schema: int(2, 10_000) },
+  ROOM_HOST_GRACE_MS: { default: '60000', doc: 'Time a host who dropped has to come back before the room ends by itself, ms.', schema: int(100, 86_400_000) },
+  ROOM_SWEEP_INTERVAL_MS: { default: '1000', doc: 'How often every node looks for rooms whose host grace ran out, ms.', schema: int(50, 60_000) },
+  PRESENCE_HEARTBEAT_MS: { default: '5000', doc: 'How often a node refreshes its presence heartbeat, sweeps dead nodes and renews its rooms\' PINs, ms.', schema: int(50, 60_000) },
+  PRESENCE_NODE_TIMEOUT_MS: { default: '15000', doc: 'A node silent this long is dead; its members go offline within this plus one heartbeat, ms. At least twice the heartbeat.', schema: int(100, 120_000) },
+  FEED_ROOM_MAXLEN: { default: '10000', doc: 'Approximate cap of one room\'s feed stream (`XADD MAXLEN ~`), entries; older entries are served from the PostgreSQL archive.', schema: int(10, 10_000_000) },
+  FEED_ROOM_TTL_SECONDS: { default: '604800', doc: 'A room\'s feed stream and epoch expire after this long without an entry, seconds.', schema: int(60, 366 * 86_400) },
+  FEED_GLOBAL_MAXLEN: { default: '100000', doc: 'Approximate cap of the global feed stream (all rooms; the archive worker reads it, so archive lag must stay below it), entries.', schema: int(100, 100_000_000) },
+  FEED_SYSTEM_MAXLEN: { default: '10000', doc: 'Approximate cap of the system log stream, entries.', schema: int(10, 10_000_000) },
+  FEED_IDEMPOTENCY_TTL_SECONDS: { default: '86400', doc: 'How long a `clientMsgId` is remembered per user and room, seconds.', schema: int(1, 30 * 86_400) },
+  FEED_REPLAY_MAX: { default: '10000', doc: 'Most entries one `feed:subscribe` replays; a longer gap answers `recovered: false`.', schema: int(1, 1_000_000) },
+  FEED_ADMIN_USERS: { default: '', doc: 'Comma-separated user ids or usernames allowed to subscribe to the `global` and `system` feeds. Default none.', schema: list },
+  FEED_API_KEY: { doc: 'Service API key (at least 16 characters) for `POST /api/rooms/:roomId/events` (header `x-api-key`). Unset: the route answers 404.', schema: z.string().trim().min(16).max(512) },
+  FEED_ARCHIVE_ENABLED: { default: 'true', doc: 'Run the feed archive worker (Redis Stream to PostgreSQL) on this node.', schema: bool },
+  FEED_ARCHIVE_BATCH: { default: '200', doc: 'Entries the archive worker reads and inserts per batch.', schema: int(1, 10_000) },
+  FEED_ARCHIVE_BLOCK_MS: { default: '1000', doc: 'How long one archive read blocks waiting for entries, ms.', schema: int(10, 60_000) },
+  FEED_ARCHIVE_CLAIM_IDLE_MS: { default: '30000', doc: 'Archive entries pending this long belong to a dead worker and are reclaimed, ms.', schema: int(100, 3_600_000) },
   LOG_LEVEL: { default: 'info', doc: '`fatal`, `error`, `warn`, `info`, `debug`, `trace` or `silent`.', schema: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']) },
 } satisfies Record<string, Variable>;
 
@@ -154,12 +388,19 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>> = p
       trustProxy: v.TRUST_PROXY!,
       bodyLimitBytes: v.HTTP_BODY_LIMIT_BYTES!,
       shutdownTimeoutMs: v.SHUTDOWN_TIMEOUT_MS!,
+      headersTimeoutMs: v.HTTP_HEADERS_TIMEOUT_MS!,
     },
     socket: {
       maxPayloadBytes: v.WS_MAX_PAYLOAD_BYTES!,
       pingIntervalMs: v.WS_PING_INTERVAL_MS!,
       pingTimeoutMs: v.WS_PING_TIMEOUT_MS!,
+      eventsPerSecond: v.SOCKET_EVENTS_PER_SECOND!,
+      disconnectEventsPerSecond: v.SOCKET_DISCONNECT_EVENTS_PER_SECOND ?? 10 * v.SOCKET_EVENTS_PER_SECOND!,
+      maxConnectionsPerAddress: v.SOCKET_MAX_CONNECTIONS_PER_ADDRESS!,
+      connectTimeoutMs: v.SOCKET_CONNECT_TIMEOUT_MS!,
+      adapter: v.SOCKET_ADAPTER!,
     },
+    cluster: { workers: v.WORKERS! },
     redis: {
       url: v.REDIS_URL!,
       keyPrefix: v.KEY_PREFIX!,
@@ -174,7 +415,75 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>> = p
       connectTimeoutMs: v.DB_CONNECT_TIMEOUT_MS!,
     },
     log: { level: v.LOG_LEVEL! },
+    cache: {
+      userTtlSeconds: v.CACHE_USER_TTL_SECONDS!,
+      roomTtlSeconds: v.CACHE_ROOM_TTL_SECONDS!,
+      negativeTtlSeconds: v.CACHE_NEGATIVE_TTL_SECONDS!,
+      hardStaleSeconds: v.CACHE_HARD_STALE_SECONDS!,
+      lockTtlMs: v.CACHE_LOCK_TTL_MS!,
+      lockWaitMs: v.CACHE_LOCK_WAIT_MS!,
+    },
+    feed: {
+      roomMaxLen: v.FEED_ROOM_MAXLEN!,
+      roomTtlSeconds: v.FEED_ROOM_TTL_SECONDS!,
+      globalMaxLen: v.FEED_GLOBAL_MAXLEN!,
+      systemMaxLen: v.FEED_SYSTEM_MAXLEN!,
+      idempotencyTtlSeconds: v.FEED_IDEMPOTENCY_TTL_SECONDS!,
+      replayMax: v.FEED_REPLAY_MAX!,
+      adminUsers: v.FEED_ADMIN_USERS ?? [],
+      apiKey: v.FEED_API_KEY,
+      archive: {
+        enabled: v.FEED_ARCHIVE_ENABLED!,
+        batchSize: v.FEED_ARCHIVE_BATCH!,
+        blockMs: v.FEED_ARCHIVE_BLOCK_MS!,
+        claimIdleMs: v.FEED_ARCHIVE_CLAIM_IDLE_MS!,
+      },
+    },
+    rooms: {
+      pinDigits: v.PIN_DIGITS!,
+      pinFallbackDigits: v.PIN_FALLBACK_DIGITS!,
+      pinClaimAttempts: v.PIN_CLAIM_ATTEMPTS!,
+      pinTtlSeconds: v.PIN_TTL_SECONDS!,
+      pinQuarantineSeconds: v.PIN_QUARANTINE_SECONDS!,
+      guessRateIp: v.PIN_GUESS_RATE_IP!,
+      guessRateUser: v.PIN_GUESS_RATE_USER!,
+      guessBlockSeconds: v.PIN_GUESS_BLOCK_SECONDS!,
+      createRateUser: v.ROOM_CREATE_RATE_USER!,
+      maxMembersDefault: v.ROOM_MAX_MEMBERS_DEFAULT!,
+      maxMembersCap: v.ROOM_MAX_MEMBERS_CAP!,
+      hostGraceMs: v.ROOM_HOST_GRACE_MS!,
+      sweepIntervalMs: v.ROOM_SWEEP_INTERVAL_MS!,
+      presenceHeartbeatMs: v.PRESENCE_HEARTBEAT_MS!,
+      presenceNodeTimeoutMs: v.PRESENCE_NODE_TIMEOUT_MS!,
+    },
+    auth: {
+      issuer: v.AUTH_ISSUER!,
+      audience: v.AUTH_AUDIENCE!,
+      accessTokenTtlSeconds: v.ACCESS_TOKEN_TTL_SECONDS!,
+      refreshTokenTtlSeconds: v.REFRESH_TOKEN_TTL_SECONDS!,
+      sessionMaxAgeSeconds: v.SESSION_MAX_AGE_SECONDS!,
+      refreshReuseGraceSeconds: v.REFRESH_REUSE_GRACE_SECONDS!,
+      clockToleranceSeconds: v.AUTH_CLOCK_TOLERANCE_SECONDS!,
+      signingKey: v.AUTH_SIGNING_KEY as JwkInput | undefined,
+      verifyKeys: (v.AUTH_VERIFY_KEYS ?? []) as JwkInput[],
+      dataDir: v.AUTH_DATA_DIR!,
+      expiringNoticeSeconds: v.AUTH_EXPIRING_NOTICE_SECONDS!,
+      expiryGraceMs: v.AUTH_EXPIRY_GRACE_MS!,
+      rateLimits: {
+        loginUserIp: v.AUTH_RATE_LOGIN_USER_IP!,
+        loginIp: v.AUTH_RATE_LOGIN_IP!,
+        registerIp: v.AUTH_RATE_REGISTER_IP!,
+        guestIp: v.AUTH_RATE_GUEST_IP!,
+      },
+    },
   };
+
+  const rooms = config.rooms;
+  if (rooms.pinFallbackDigits !== 0 && rooms.pinFallbackDigits <= rooms.pinDigits) problems.push('PIN_FALLBACK_DIGITS: must be 0 or more than PIN_DIGITS');
+  if (rooms.maxMembersDefault > rooms.maxMembersCap) problems.push('ROOM_MAX_MEMBERS_DEFAULT: must not exceed ROOM_MAX_MEMBERS_CAP');
+  if (rooms.presenceNodeTimeoutMs < 2 * rooms.presenceHeartbeatMs) problems.push('PRESENCE_NODE_TIMEOUT_MS: must be at least twice PRESENCE_HEARTBEAT_MS');
+  if (config.socket.disconnectEventsPerSecond < config.socket.eventsPerSecond) problems.push('SOCKET_DISCONNECT_EVENTS_PER_SECOND: must not be below SOCKET_EVENTS_PER_SECOND');
+  if (problems.length > 0) throw new ConfigError(problems);
 
   if (production) {
     const isSet = (name: VariableName) => env[name] !== undefined && env[name] !== '';
@@ -183,6 +492,7 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>> = p
     }
     if (!isSet('REDIS_URL')) problems.push('REDIS_URL: production needs an explicit Redis URL');
     if (!isSet('DATABASE_URL')) problems.push('DATABASE_URL: production needs an explicit PostgreSQL URL');
+    if (!config.auth.signingKey) problems.push('AUTH_SIGNING_KEY: production needs a signing key (a private Ed25519 JWK); it never generates one');
     if (problems.length > 0) throw new ConfigError(problems);
   }
   return deepFreeze(config);

@@ -1,7 +1,15 @@
-/** Process entry: load config, build the app, start it, and stop it on SIGTERM/SIGINT. */
+/**
+ * Process entry: load config, build the app, start it, and stop it on
+ * SIGTERM/SIGINT. With `WORKERS` > 1 this process becomes the cluster primary
+ * (server/cluster.ts) and each worker runs this same file as one node.
+ */
+import cluster from 'node:cluster';
+import { setupWorker } from '@socket.io/sticky';
 import { ConfigError, loadConfig, type Config } from './config.ts';
 import { StartupError } from './errors.ts';
 import { createApp } from './app.ts';
+import { reportWorkerReady, runPrimary } from './cluster.ts';
+import { createLogger } from './logger.ts';
 
 let config: Config;
 try {
@@ -14,44 +22,67 @@ try {
   throw err;
 }
 
-const app = createApp(config);
-const { logger } = app;
-
-try {
-  await app.start();
-} catch (err) {
-  if (err instanceof StartupError) {
-    console.error(`pinroom: ${err.message}`);
-  } else {
-    logger.fatal({ err }, 'start-up failed');
+if (config.cluster.workers > 1 && cluster.isPrimary) {
+  const logger = createLogger(config);
+  try {
+    await runPrimary(config, logger);
+  } catch (err) {
+    if (err instanceof StartupError) console.error(`pinroom: ${err.message}`);
+    else logger.fatal({ err }, 'start-up failed');
+    process.exit(1);
   }
-  process.exit(1);
+} else {
+  await runNode(config);
 }
 
-let stopping = false;
-function shutdown(signal: NodeJS.Signals): void {
-  if (stopping) {
-    logger.warn({ signal }, 'second signal: exiting now');
+async function runNode(config: Config): Promise<void> {
+  const worker = cluster.isWorker;
+  // A worker does not listen: the primary hands it connections (@socket.io/sticky).
+  const app = createApp(config, { listen: !worker });
+  const { logger } = app;
+
+  try {
+    await app.start();
+    if (worker) {
+      setupWorker(app.io);
+      reportWorkerReady();
+    }
+  } catch (err) {
+    if (err instanceof StartupError) {
+      console.error(`pinroom: ${err.message}`);
+    } else {
+      logger.fatal({ err }, 'start-up failed');
+    }
     process.exit(1);
   }
-  stopping = true;
-  logger.info({ signal }, 'signal received');
-  setTimeout(() => {
-    logger.error({ timeoutMs: config.http.shutdownTimeoutMs }, 'graceful shutdown timed out');
-    process.exit(1);
-  }, config.http.shutdownTimeoutMs).unref();
-  app.stop().then(
-    () => process.exit(0),
-    (err: unknown) => {
-      logger.error({ err }, 'shutdown failed');
+
+  let stopping = false;
+  function shutdown(signal: NodeJS.Signals): void {
+    if (stopping) {
+      // A worker gets the terminal's SIGINT and the primary's SIGTERM: one drain; the primary enforces the deadline.
+      if (worker) return;
+      logger.warn({ signal }, 'second signal: exiting now');
       process.exit(1);
-    },
-  );
+    }
+    stopping = true;
+    logger.info({ signal }, 'signal received');
+    setTimeout(() => {
+      logger.error({ timeoutMs: config.http.shutdownTimeoutMs }, 'graceful shutdown timed out');
+      process.exit(1);
+    }, config.http.shutdownTimeoutMs).unref();
+    app.stop().then(
+      () => process.exit(0),
+      (err: unknown) => {
+        logger.error({ err }, 'shutdown failed');
+        process.exit(1);
+      },
+    );
+  }
+  process.on('SIGTERM', shutdown);
+  process.on('SIGINT', shutdown);
+  process.on('unhandledRejection', (err) => logger.error({ err }, 'unhandled promise rejection'));
+  process.on('uncaughtException', (err) => {
+    logger.fatal({ err }, 'uncaught exception');
+    shutdown('SIGTERM');
+  });
 }
-process.on('SIGTERM', shutdown);
-process.on('SIGINT', shutdown);
-process.on('unhandledRejection', (err) => logger.error({ err }, 'unhandled promise rejection'));
-process.on('uncaughtException', (err) => {
-  logger.fatal({ err }, 'uncaught exception');
-  shutdown('SIGTERM');
-});

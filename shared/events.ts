@@ -5,6 +5,7 @@
  */
 import type { Ack, ErrorPayload } from './errors.ts';
 import type {
+  AuthClosed,
   AuthExpiring,
   AuthRefreshPayload,
   FeedEntry,
@@ -49,6 +50,8 @@ export type ClientEvent = (typeof ClientEvent)[keyof typeof ClientEvent];
 /** Events the server sends. */
 export const ServerEvent = {
   AuthExpiring: 'auth:expiring',
+  /** Sent just before an auth disconnect, with its reason; do not reconnect with the same token. */
+  AuthClosed: 'auth:closed',
   RoomPresence: 'room:presence',
   RoomUpdated: 'room:updated',
   RoomKicked: 'room:kicked',
@@ -86,6 +89,7 @@ export interface ClientToServerEvents {
 
 export interface ServerToClientEvents {
   'auth:expiring': (payload: AuthExpiring) => void;
+  'auth:closed': (payload: AuthClosed) => void;
   'room:presence': (payload: RoomPresence) => void;
   'room:updated': (payload: { room: RoomView }) => void;
   'room:kicked': (payload: RoomKicked) => void;

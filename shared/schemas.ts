@@ -4,7 +4,7 @@
  * The server validates every inbound payload with these; the browser client
  * uses the same schemas to validate forms before sending.
  */
-import { z } from 'zod';
+import * as z from 'zod';
 
 /** Protocol version; bumped on any incompatible change. */
 export const PROTOCOL_VERSION = 1;
@@ -19,7 +19,7 @@ export const Limits = {
   passwordMax: 128,
   titleMin: 1,
   titleMax: 80,
-  pinMinDigits: 4,
+  pinMinDigits: 3,
   pinMaxDigits: 10,
   maxMembersMin: 2,
   maxMembersMax: 10_000,
@@ -102,6 +102,10 @@ export const AuthRefreshPayload = z.object({ token: Token }).strict();
 export interface AuthExpiring {
   /** Seconds until the socket's access token expires. */
   expiresIn: number;
+}
+/** `auth:closed`: sent just before the server disconnects a socket for an auth reason. */
+export interface AuthClosed {
+  code: 'token_expired' | 'session_revoked';
 }
 
 // ---------------------------------------------------------------- rooms
@@ -208,6 +212,7 @@ export const ClientFeedType = z.union([
 ]);
 /** Types the server itself writes into a room's feed. */
 export const ServerFeedType = z.enum([
+  'room.created',
   'member.joined',
   'member.left',
   'member.kicked',
@@ -217,24 +222,45 @@ export const ServerFeedType = z.enum([
 ]);
 export type ServerFeedType = z.infer<typeof ServerFeedType>;
 
+/** A Redis Stream id, `<ms>-<seq>`. */
+export const StreamId = z.string().regex(/^[0-9]{1,20}-[0-9]{1,20}$/, 'a stream id, <ms>-<seq>');
+export const ClientMsgId = z.string().min(1).max(Limits.clientMsgIdMax).regex(/^[\x21-\x7e]+$/, 'printable ASCII without spaces');
+
+/** Per-type payload rules: `chat.message` and `reaction` have fixed shapes; `host.*` is any object within the size bound. */
+const checkFeedPayload = (value: { type: string; payload: Record<string, unknown> }, ctx: z.RefinementCtx) => {
+  const check = value.type === 'chat.message' ? ChatMessage : value.type === 'reaction' ? Reaction : null;
+  if (!check) return;
+  const result = check.safeParse(value.payload);
+  if (!result.success) {
+    for (const issue of result.error.issues) ctx.addIssue({ ...issue, path: ['payload', ...issue.path] } as never);
+  }
+};
+
 export const FeedPublishPayload = z
   .object({
     roomId: Id,
     type: ClientFeedType,
     payload: boundedObject(Limits.feedPayloadBytes),
-    clientMsgId: z.string().min(1).max(Limits.clientMsgIdMax),
+    clientMsgId: ClientMsgId,
   })
   .strict()
-  .superRefine((value, ctx) => {
-    const check = value.type === 'chat.message' ? ChatMessage : value.type === 'reaction' ? Reaction : null;
-    if (!check) return;
-    const result = check.safeParse(value.payload);
-    if (!result.success) {
-      for (const issue of result.error.issues) ctx.addIssue({ ...issue, path: ['payload', ...issue.path] } as never);
-    }
-  });
+  .superRefine(checkFeedPayload);
 
-export const FeedPositionSchema = z.object({ epoch: z.string().min(1).max(64), id: z.string().min(1).max(64) }).strict();
+/** HTTP `POST /api/rooms/:roomId/events` body: a backend publishing into a room's feed (actor `null`). */
+export const FeedEventBody = z
+  .object({
+    type: ClientFeedType,
+    payload: boundedObject(Limits.feedPayloadBytes),
+    /** Optional idempotency key, remembered for the service like a user's `clientMsgId`. */
+    clientMsgId: ClientMsgId.optional(),
+  })
+  .strict()
+  .superRefine(checkFeedPayload);
+
+export const FeedScope = z.enum(['global', 'system']);
+export type FeedScope = z.infer<typeof FeedScope>;
+
+export const FeedPositionSchema = z.object({ epoch: z.string().min(1).max(64), id: StreamId }).strict();
 export const FeedSubscribePayload = z.union([
   z.object({ roomId: Id, since: FeedPositionSchema.optional() }).strict(),
   z.object({ scope: z.enum(['global', 'system']), since: FeedPositionSchema.optional() }).strict(),
@@ -246,7 +272,7 @@ export const FeedUnsubscribePayload = z.union([
 export const FeedHistoryPayload = z
   .object({
     roomId: Id,
-    before: z.string().min(1).max(64).optional(),
+    before: StreamId.optional(),
     limit: z.number().int().min(1).max(Limits.historyPageMax).optional(),
   })
   .strict();
@@ -271,9 +297,11 @@ export interface FeedEntry {
 }
 
 export interface FeedSubscribed {
+  /** The feed's current epoch (compare with `since.epoch`). */
   epoch: string;
+  /** The feed's last id when the subscription was made. Without recovery, live delivery starts after it. */
   lastId: string;
-  /** True when every entry after `since` was replayed; false when the client must reload. */
+  /** True when every entry after `since` was replayed (before this answer); false when the client must reload history. */
   recovered: boolean;
 }
 
@@ -300,3 +328,4 @@ export type FeedPublishPayload = z.infer<typeof FeedPublishPayload>;
 export type FeedSubscribePayload = z.infer<typeof FeedSubscribePayload>;
 export type FeedUnsubscribePayload = z.infer<typeof FeedUnsubscribePayload>;
 export type FeedHistoryPayload = z.infer<typeof FeedHistoryPayload>;
+export type FeedEventBody = z.infer<typeof FeedEventBody>;

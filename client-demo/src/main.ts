@@ -228,6 +228,8 @@ function describeEntry(entry: FeedEntry): { text: string; kind: string } {
       return { text: String(p.text ?? ''), kind: 'chat' };
     case 'reaction':
       return { text: `${who} reacted ${String(p.emoji ?? '')}`, kind: 'event' };
+    case 'room.created':
+      return { text: `${who} opened the room`, kind: 'event' };
     case 'member.joined':
       return { text: `${String(p.name ?? who)} joined`, kind: 'event' };
     case 'member.left':

@@ -48,6 +48,14 @@ export interface ActivityTable {
   actor_id: string | null;
   payload: ColumnType<unknown, string, string>;
   created_at: Timestamp;
+  /** The room's feed epoch the entry belongs to. */
+  epoch: ColumnType<string, string | undefined, string>;
+  /** The id of the entry before it in the stream ('0-0' for the first). */
+  prev_id: string | null;
+  actor_name: string | null;
+  /** The stream id's two numbers (generated from `entry_id`), for ordering. bigint arrives as a string. */
+  id_ms: ColumnType<string, never, never>;
+  id_seq: ColumnType<string, never, never>;
 }
 
 export interface Database {

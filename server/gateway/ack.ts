@@ -16,7 +16,7 @@ import type { PinroomSocket } from './create-io.ts';
 export type Guard = (socket: PinroomSocket, event: string) => void | Promise<void>;
 
 type AckedEvent = {
-  [E in keyof ClientToServerEvents]: Parameters<ClientToServerEvents[E]> extends [unknown, (r: Ack<unknown>) => void] ? E : never;
+  [E in keyof ClientToServerEvents]: Parameters<ClientToServerEvents[E]> extends [unknown, (r: never) => void] ? E : never;
 }[keyof ClientToServerEvents];
 type AckData<E extends AckedEvent> = Parameters<ClientToServerEvents[E]>[1] extends (r: Ack<infer R>) => void ? R : never;
 

@@ -8,6 +8,8 @@ import type { Logger } from 'pino';
 import type { ClientToServerEvents, ServerToClientEvents } from '../../shared/events.ts';
 import type { UserKind } from '../../shared/schemas.ts';
 import type { Config } from '../config.ts';
+import { createConnectionCap } from './connection-cap.ts';
+import { limitSocketFlood } from './rate-limit.ts';
 
 /** The authenticated user of a socket, set by the auth middleware. */
 export interface SocketUser {
@@ -32,15 +34,16 @@ export interface InterServerEvents {}
 export type PinroomServer = Server<ClientToServerEvents, ServerToClientEvents, InterServerEvents, SocketData>;
 export type PinroomSocket = Socket<ClientToServerEvents, ServerToClientEvents, InterServerEvents, SocketData>;
 
-export function createIo({ config, httpServer }: { config: Config; logger: Logger; httpServer: NodeHttpServer }): PinroomServer {
+export function createIo({ config, logger, httpServer }: { config: Config; logger: Logger; httpServer: NodeHttpServer }): PinroomServer {
   const anyOrigin = config.http.corsOrigins.includes('*');
   const allowed = new Set(config.http.corsOrigins);
-  return new Server<ClientToServerEvents, ServerToClientEvents, InterServerEvents, SocketData>(httpServer, {
+  const cap = createConnectionCap({ max: config.socket.maxConnectionsPerAddress, trustProxy: config.http.trustProxy });
+  const io = new Server<ClientToServerEvents, ServerToClientEvents, InterServerEvents, SocketData>(httpServer, {
     transports: ['websocket', 'polling'],
     maxHttpBufferSize: config.socket.maxPayloadBytes,
     pingInterval: config.socket.pingIntervalMs,
     pingTimeout: config.socket.pingTimeoutMs,
-    connectTimeout: 10_000,
+    connectTimeout: config.socket.connectTimeoutMs,
     perMessageDeflate: false,
     httpCompression: false,
     serveClient: false,
@@ -49,7 +52,15 @@ export function createIo({ config, httpServer }: { config: Config; logger: Logge
     // WebSocket upgrades as well as polling. Non-browser clients send none.
     allowRequest: (req: IncomingMessage, callback) => {
       const origin = req.headers.origin;
-      callback(null, anyOrigin || origin === undefined || allowed.has(origin));
+      if (!(anyOrigin || origin === undefined || allowed.has(origin))) return callback('origin not allowed', false);
+      // Per-address connection cap (this node only): refused before a session exists.
+      if (!cap.admits(req)) return callback('too many connections from this address', false);
+      callback(null, true);
     },
   });
+  io.engine.on('connection', (conn: Parameters<typeof cap.track>[0]) => {
+    if (!cap.track(conn)) logger.warn({ maxConnectionsPerAddress: config.socket.maxConnectionsPerAddress }, 'connection over the per-address cap closed');
+  });
+  io.on('connection', (socket) => limitSocketFlood(socket, config.socket));
+  return io;
 }

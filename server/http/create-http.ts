@@ -25,9 +25,12 @@ export function createHttp({ config, logger }: { config: Config; logger: Logger 
     requestTimeout: 30_000,
     return503OnClosing: true,
     forceCloseConnections: true,
+    // Node checks header and request timeouts on this interval (30 s by default):
+    // a fraction of the headers timeout, so a slow sender is cut close to it.
+    http: { connectionsCheckingInterval: Math.max(250, Math.min(5000, Math.floor(config.http.headersTimeoutMs / 4))) },
   });
-  // Headers must arrive quickly (slowloris).
-  app.server.headersTimeout = 10_000;
+  // Headers (including a WebSocket upgrade request) must arrive quickly (slowloris).
+  app.server.headersTimeout = config.http.headersTimeoutMs;
 
   const anyOrigin = config.http.corsOrigins.includes('*');
   void app.register(cors, {

@@ -19,13 +19,57 @@ export function createKeys(prefix: string) {
     cache: (name: string, id: string) => `${prefix}cache:${name}:{${id}}`,
     /** The short fill lock of a cached value. */
     cacheLock: (name: string, id: string) => `${prefix}cache:${name}:{${id}}:lock`,
-    /** The version counter of a cached value, bumped on every invalidation. */
+    /** The version token of a cached value, replaced on every invalidation; a fill stores only under the token it saw. */
     cacheVersion: (name: string, id: string) => `${prefix}cache:${name}:{${id}}:ver`,
 
+    // ---- auth
+    /**
+     * A session (refresh-token family): user, state, current head, absolute expiry.
+     * Expires with the session; a revoked one stays until then so that access
+     * tokens of the session are refused everywhere.
+     */
+    session: (sessionId: string) => `${prefix}auth:session:{${sessionId}}`,
+    /** One refresh token of a session, by the SHA-256 of the token; expires with the token. */
+    refreshToken: (sessionId: string, tokenHash: string) => `${prefix}auth:session:{${sessionId}}:rt:${tokenHash}`,
+
     // ---- rooms
-    /** The claim of a live PIN: its value is the room id. */
+    /**
+     * The claim of a live PIN: its value is the room id, with a TTL renewed while
+     * the room has members online. After the room ends it holds `ended:<roomId>`
+     * for the quarantine period, so it can be neither resolved nor claimed.
+     */
     pin: (pin: string) => `${prefix}pin:${pin}`,
     /** Per-room keys share the room's hash tag. */
     room,
+    /** Presence of a room: hash `<nodeId>|<socketId>` → user id, one field per member socket. */
+    roomSockets: (roomId: string) => `${room(roomId)}:presence:sockets`,
+    /** Presence of a room: hash user id → number of that user's sockets in `roomSockets` (online when > 0). */
+    roomUsers: (roomId: string) => `${room(roomId)}:presence:users`,
+    /** When the host's grace period ends, ms since the epoch; exists only while the host is offline. */
+    roomHostDeadline: (roomId: string) => `${room(roomId)}:host-deadline`,
+    /** Index of host grace deadlines: sorted set room id → deadline ms. A hint for the sweeper; the room key is the truth. */
+    hostDeadlines: `${prefix}rooms:host-deadlines`,
+    /** Live gateway node incarnations: sorted set id → last heartbeat, ms since the epoch. */
+    presenceNodes: `${prefix}{presence}:nodes`,
+    /** Dead node incarnations being purged: sorted set id → end of the purging sweeper's lease, ms. */
+    presenceNodesPurging: `${prefix}{presence}:purging`,
+    /** Rooms in which a node incarnation has (or had) member sockets, for the purge after it dies. */
+    presenceNodeRooms: (nodeId: string) => `${prefix}{presence}:node:${nodeId}:rooms`,
+
+    // ---- feed
+    /** A room's activity stream, capped with `XADD MAXLEN ~` and expiring when idle. */
+    feedStream: (roomId: string) => `${room(roomId)}:feed`,
+    /** Hash `{epoch, last}` of a room's stream: its epoch (random, created with the stream) and the id of its last entry. Same TTL as the stream. */
+    feedMeta: (roomId: string) => `${room(roomId)}:feed:meta`,
+    /** The id an entry published with `clientMsgId` got; expires after the idempotency window. */
+    feedMsgId: (roomId: string, userId: string, clientMsgId: string) => `${room(roomId)}:feed:msg:${userId}:${clientMsgId}`,
+    /** The global activity stream (every room's entries, capped); the archive consumer group reads it. */
+    feedGlobal: `${prefix}feed:global`,
+    /** Hash `{epoch, last}` of the global stream. */
+    feedGlobalMeta: `${prefix}feed:global:meta`,
+    /** The system log stream (rooms created and ended, sign-ins, revocations, alarms, errors), capped. */
+    feedSystem: `${prefix}feed:system`,
+    /** Hash `{epoch, last}` of the system log stream. */
+    feedSystemMeta: `${prefix}feed:system:meta`,
   };
 }

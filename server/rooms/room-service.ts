@@ -246,6 +246,7 @@ export function createRoomService(deps: RoomServiceDeps) {
       const room = await load(roomId, true);
       if (!room) throw new AppError(ErrorCode.Internal, 'The new room could not be read back');
       logger.info({ roomId, hostId: actor.id }, 'room created');
+      await emitFeed({ roomId, type: 'room.created', actor: { id: actor.id, name: actor.name }, payload: { title: room.title } });
       return { room: toView(room) };
     },
 

@@ -1,6 +1,7 @@
 import { spawnSync } from 'node:child_process';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
+import { signInGuest } from '../support/auth.ts';
 import { connect, disconnected } from '../support/client.ts';
 import { createTestContext, type TestContext } from '../support/context.ts';
 import { freePort } from '../support/redis-server.ts';
@@ -25,7 +26,8 @@ test('a server process creates its database, becomes ready, accepts a socket, an
     assert.is(ready.status, 200);
     assert.equal(await ready.json(), { status: 'ready', failed: [] });
 
-    const socket = await connect(server.url);
+    const { accessToken } = await signInGuest(server.url, 'Lifecycle');
+    const socket = await connect(server.url, { token: accessToken });
     assert.ok(socket.connected);
     const gone = disconnected(socket);
     const started = Date.now();

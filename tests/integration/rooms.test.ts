@@ -202,7 +202,7 @@ test('joins are refused when locked, full or banned; a member coming back keeps 
   assert.is((await service.join(host, room.pin, 'h2')).role, 'host');
   assert.equal(
     events.map((e) => e.type),
-    ['member.joined', 'room.locked', 'room.locked', 'member.joined', 'member.kicked', 'member.joined'],
+    ['room.created', 'member.joined', 'room.locked', 'room.locked', 'member.joined', 'member.kicked', 'member.joined'],
   );
   await service.end(host, room.id);
   await rejectsWithCode(() => service.end(host, room.id), 'conflict');

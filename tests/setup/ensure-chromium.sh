@@ -12,5 +12,5 @@ fi
 echo "installing chromium (Debian package)"
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
-apt-get install -y -qq chromium >/dev/null
+apt-get install -y -qq chromium fonts-noto-color-emoji >/dev/null
 command -v chromium

@@ -4,6 +4,8 @@
  * Tests build their own config from an env map; they never mutate process.env.
  */
 import { randomBytes } from 'node:crypto';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import { Kysely } from 'kysely';
 import { loadConfig, type Config } from '../../server/config.ts';
@@ -47,6 +49,9 @@ export function createTestContext(overrides: Record<string, string> = {}): TestC
     REDIS_URL: BASE_REDIS_URL,
     DATABASE_URL: databaseUrl,
     KEY_PREFIX: keyPrefix,
+    // The generated development signing key goes to a temp folder shared by
+    // every test server (so tokens verify on all of them), never into the repo.
+    AUTH_DATA_DIR: join(tmpdir(), 'pinroom-test-auth'),
     ...overrides,
   };
   const config = loadConfig(env);

@@ -57,6 +57,7 @@ test('production with explicit settings loads, and does not create databases by 
     CORS_ORIGINS: 'https://play.example',
     REDIS_URL: 'redis://redis:6379',
     DATABASE_URL: 'postgres://pinroom:secret@db:5432/pinroom',
+    AUTH_SIGNING_KEY: JSON.stringify({ kty: 'OKP', crv: 'Ed25519', x: '11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo', d: 'nWGxne_9WmC6hEr0kuwsxERJxWl7MmkZcDusAxyuf2A' }),
   });
   assert.is(config.db.createIfMissing, false);
 });
