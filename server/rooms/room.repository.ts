@@ -5,6 +5,7 @@
  */
 import { sql } from 'kysely';
 import type { Db } from '../db/database.ts';
+import { AppError, ErrorCode } from '../errors.ts';
 import type { MemberRole } from '../../shared/schemas.ts';
 
 export type RoomRepository = ReturnType<typeof createRoomRepository>;
@@ -132,6 +133,11 @@ export function createRoomRepository({ db }: { db: Db }) {
           .where('user_id', '=', userId)
           .forUpdate()
           .executeTakeFirst();
+        if (before === undefined) {
+          // Banning someone who never joined needs a row; refuse ids that name no user.
+          const user = await trx.selectFrom('users').select('id').where('id', '=', userId).executeTakeFirst();
+          if (!user) throw new AppError(ErrorCode.NotFound, 'No such user');
+        }
         await trx
           .insertInto('room_members')
           .values({ room_id: roomId, user_id: userId, role: 'member', joined_at: now, left_at: now, banned_until: bannedUntil })

@@ -194,6 +194,7 @@ test('joins are refused when locked, full or banned; a member coming back keeps 
   const banned = (await rejectsWithCode(() => service.join(bob, room.pin, 'b2'), 'banned')) as { retryAfterMs: number };
   assert.ok(banned.retryAfterMs > 50_000 && banned.retryAfterMs <= 60_000, String(banned.retryAfterMs));
 
+  await rejectsWithCode(() => service.kick(host, { roomId: room.id, userId: '00000000-0000-4000-8000-000000000000', banSeconds: 60 }), 'not_found');
   await service.join(cy, room.pin, 'c1'); // the kick freed a seat
   await rejectsWithCode(() => service.kick(ann, { roomId: room.id, userId: cy.id }), 'forbidden');
   await rejectsWithCode(() => service.goLive(ann, room.id), 'forbidden');
