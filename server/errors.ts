@@ -1,11 +1,13 @@
 /**
  * The one server-side error model. Code raises `AppError` with a wire code;
  * only the edges (the Socket.IO ack wrapper and the HTTP error handler) turn
- * errors into payloads, through `toErrorPayload`. Anything that is not an
- * `AppError` becomes `internal` with a generic message and is logged with its cause.
+ * errors into payloads, through `toErrorPayload`. A Redis or PostgreSQL
+ * failure that no service mapped becomes `unavailable`; anything else that is
+ * not an `AppError` becomes `internal` with a generic message and is logged with its cause.
  */
 import type { Logger } from 'pino';
 import { ErrorCode, RETRYABLE, type ErrorPayload } from '../shared/errors.ts';
+import { isTransientError } from './retry.ts';
 
 export { ErrorCode };
 
@@ -67,8 +69,19 @@ export function toErrorPayload(err: unknown, logger: Pick<Logger, 'warn' | 'erro
     if (err.issues !== undefined) payload.issues = err.issues;
     return payload;
   }
+  // A dependency that did not answer (a reset or refused connection, a command
+  // timeout) is `unavailable` wherever it surfaced, not an internal fault.
+  if (isDependencyFailure(err)) {
+    logger.warn({ ...context, err: { message: (err as Error).message, code: (err as { code?: unknown }).code }, code: ErrorCode.Unavailable }, 'dependency unavailable');
+    return { code: ErrorCode.Unavailable, message: 'A dependency (Redis or PostgreSQL) is unavailable; retry with backoff', retryable: true };
+  }
   logger.error({ ...context, err }, 'unexpected error');
   return { code: ErrorCode.Internal, message: 'Internal error', retryable: true };
+}
+
+/** Redis or PostgreSQL could not answer: transient connection errors, timeouts, and ioredis giving up on a command. */
+function isDependencyFailure(err: unknown): boolean {
+  return isTransientError(err) || (err instanceof Error && err.name === 'MaxRetriesPerRequestError');
 }
 
 /** A dependency failure (Redis or PostgreSQL unreachable, timed out) as a typed error. */

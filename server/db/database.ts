@@ -28,6 +28,8 @@ export function createDb(config: Pick<Config, 'db'>, logger: Logger, options: { 
   // An idle client can die (server restart, pg_terminate_backend); the pool
   // replaces it. Without this listener the error would crash the process.
   pool.on('error', (err) => logger.warn({ err: { message: err.message, code: (err as { code?: string }).code } }, 'idle postgres client error'));
+  // A checked-out client whose connection drops emits 'error' too (its query also fails, and the pool discards it on release).
+  pool.on('connect', (client) => client.on('error', (err) => logger.warn({ err: { message: err.message, code: (err as { code?: string }).code } }, 'postgres connection lost')));
   const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }), plugins: options.plugins ?? [] });
   return { db, pool };
 }

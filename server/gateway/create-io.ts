@@ -61,6 +61,17 @@ export function createIo({ config, logger, httpServer }: { config: Config; logge
   io.engine.on('connection', (conn: Parameters<typeof cap.track>[0]) => {
     if (!cap.track(conn)) logger.warn({ maxConnectionsPerAddress: config.socket.maxConnectionsPerAddress }, 'connection over the per-address cap closed');
   });
-  io.on('connection', (socket) => limitSocketFlood(socket, config.socket));
+  io.on('connection', (socket) => {
+    // Everything pinroom needs from the handshake (user, session, client
+    // address) is in `socket.data` by now. Drop the rest: the HTTP request
+    // object, its headers and the access token in `auth` would otherwise stay
+    // referenced for the connection's whole life (memory per idle socket, and a
+    // credential kept in memory for nothing). `address`, `time` and `issued` remain.
+    (socket.conn as { request: unknown }).request = null;
+    socket.handshake.headers = {};
+    socket.handshake.auth = {};
+    socket.handshake.query = {};
+    limitSocketFlood(socket, config.socket);
+  });
   return io;
 }

@@ -52,8 +52,10 @@ export function createPinStore({ redis, scripts, keys, config, logger, draw = dr
     try {
       return (await redis.set(keys.pin(pin), roomId, 'EX', config.pinTtlSeconds, 'NX')) === 'OK';
     } catch (err) {
-      // Not retried: a SET NX that timed out may have been applied. At worst the
-      // claim lingers until its TTL.
+      // Not retried: a SET NX that timed out may still be applied (a stalled
+      // connection delivers it later). The compare-and-delete queued behind it on
+      // the same connection runs after it, so no claim outlives its failed room.
+      void unclaim(pin, roomId);
       throw unavailable('Redis (PIN claim)', err);
     }
   }

@@ -1,0 +1,90 @@
+/**
+ * One of three nodes killed with SIGKILL in the middle of a stream of
+ * broadcasts: its clients reconnect to the surviving nodes and resume their
+ * feeds with every entry exactly once, in order; the survivors never notice,
+ * and the dead node's members are back online on the nodes they moved to.
+ */
+import { randomUUID } from 'node:crypto';
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import { signInGuest, signUp } from '../support/auth.ts';
+import { connect, request, type TestSocket } from '../support/client.ts';
+import { createTestContext, type TestContext } from '../support/context.ts';
+import { assertExactlyOnceInOrder, failoverFollower, ok, until } from '../support/faults.ts';
+import { startTestServer, type TestServer } from '../support/server.ts';
+
+const test = suite('faults/node-kill');
+const ENTRIES = 300;
+
+let ctx: TestContext;
+let nodes: TestServer[] = [];
+const sockets: TestSocket[] = [];
+const track = (s: TestSocket) => sockets.push(s);
+
+test.before(async () => {
+  ctx = createTestContext();
+  await ctx.migrate();
+  const env = {
+    ...ctx.env,
+    SOCKET_EVENTS_PER_SECOND: '10000',
+    AUTH_RATE_GUEST_IP: '1000/60',
+    AUTH_RATE_REGISTER_IP: '1000/60',
+    PRESENCE_HEARTBEAT_MS: '300',
+    PRESENCE_NODE_TIMEOUT_MS: '1500',
+  };
+  nodes = await Promise.all([startTestServer(env), startTestServer(env), startTestServer(env)]);
+});
+
+test.after(async () => {
+  for (const s of sockets) s.close();
+  await Promise.allSettled(nodes.map((n) => n.stop()));
+  await ctx.cleanup();
+});
+
+test('a node killed with -9 during a broadcast: its clients resume on the survivors with every entry once, in order', async () => {
+  const [a, b, victim] = nodes as [TestServer, TestServer, TestServer];
+  const host = await signUp(a.url, { displayName: 'Broadcaster' });
+  const hostSocket = await connect(a.url, { token: host.accessToken });
+  track(hostSocket);
+  const { room } = ok(await request(hostSocket, 'room:create', { title: 'Kill -9', maxMembers: 50 }));
+  const survivors = () => [a.url, b.url];
+
+  // Three followers on the victim, one on a survivor.
+  const followers: { f: ReturnType<typeof failoverFollower>; guest: Awaited<ReturnType<typeof signInGuest>> }[] = [];
+  for (let i = 0; i < 4; i++) {
+    const guest = await signInGuest(a.url, `Follower${i}`);
+    const f = failoverFollower(guest.accessToken, room.id, room.pin, survivors, track);
+    await f.start(i < 3 ? victim.url : b.url);
+    followers.push({ f, guest });
+  }
+
+  const expected: string[] = [];
+  let killed = false;
+  for (let n = 1; n <= ENTRIES; n++) {
+    const text = `broadcast ${n}`;
+    ok(await request(hostSocket, 'feed:publish', { roomId: room.id, type: 'chat.message', payload: { text }, clientMsgId: randomUUID() }));
+    expected.push(text);
+    if (n === ENTRIES / 3) {
+      await victim.kill();
+      killed = true;
+    }
+  }
+  assert.ok(killed);
+  await Promise.all(followers.map(({ f }) => f.settled()));
+  await until(() => followers.every(({ f }) => f.follower.entries.filter((e) => e.type === 'chat.message').length >= ENTRIES), 'every follower holding every entry', 30_000);
+  for (const [i, { f }] of followers.entries()) {
+    assertExactlyOnceInOrder(f.follower.entries, expected, `follower ${i}`);
+    assert.ok(f.follower.recovered.every(Boolean), `follower ${i}: every resume recovered`);
+  }
+  for (const { f } of followers.slice(0, 3)) assert.equal(f.reasons, ['transport close'], 'the victim\'s clients saw their transport close once');
+  assert.equal(followers[3]!.f.reasons, [], 'a survivor\'s client was not disturbed');
+
+  // Presence: the moved members are online (through the survivors), after the dead node's purge.
+  await until(async () => {
+    const members = ok(await request(hostSocket, 'room:join', { pin: room.pin })).members;
+    return followers.every(({ guest }) => members.find((m) => m.userId === guest.user.id)?.online === true);
+  }, 'the moved members online again');
+  for (const { f } of followers) f.stop();
+});
+
+test.run();
