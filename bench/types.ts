@@ -16,6 +16,8 @@ export interface BenchRow {
   lowerIsBetter?: boolean;
   /** The target ratio, when the scenario has one. */
   target?: number;
+  /** A target that is not a ratio (e.g. "1 query per process"), with whether it was met. */
+  goal?: { text: string; met: boolean };
   /** Server and load-generator CPU use during the measurement, percent of one core. */
   cpu?: { server?: number; client?: number };
   note?: string;

@@ -26,6 +26,8 @@ import { registerDemoRoutes } from './http/demo.ts';
 import { registerHealthRoutes } from './http/health.ts';
 import { createLogger } from './logger.ts';
 import { createMetrics, type Metrics } from './metrics.ts';
+import { createInstruments } from './observability/instruments.ts';
+import { registerObservabilityRoutes } from './observability/http.ts';
 import { closeRedis, connectRedis, createRedisClient } from './redis/connections.ts';
 import { createKeys, type Keys } from './redis/keys.ts';
 import { createScripts, type Scripts } from './redis/scripts.ts';
@@ -77,9 +79,12 @@ export function createApp(config: Config, options: AppOptions = {}): App {
   // The feed's blocking reads (XREAD BLOCK, XREADGROUP BLOCK) each get their own connection.
   const feedTail = createRedisClient(config, logger, 'blocking', { connectionName: 'pinroom:feed-tail' });
   const feedArchive = createRedisClient(config, logger, 'blocking', { connectionName: 'pinroom:feed-archive' });
-  const { db } = createDb(config, logger);
-  const scripts = createScripts(redis);
   const metrics = createMetrics();
+  // Operator view: latency histograms, socket and event counters (server/observability).
+  const instruments = createInstruments({ registry: metrics.registry });
+  instruments.observeRedis(redis);
+  const { db } = createDb(config, logger, { plugins: [instruments.pgPlugin] });
+  const scripts = createScripts(redis);
 
   // ---- cached reads (Redis first, PostgreSQL behind)
   const loaders = createLoaders({ db, redis, scripts, keys, metrics, config, logger });
@@ -87,7 +92,8 @@ export function createApp(config: Config, options: AppOptions = {}): App {
   // ---- edges
   const http = createHttp({ config, logger });
   const io = createIo({ config, logger, httpServer: http.server });
-  const router = createEventRouter({ logger });
+  const router = createEventRouter({ logger, hooks: instruments.routerHooks });
+  instruments.observeIo(io, logger);
 
   // ---- services and handlers
   // Access-token keys are read (or, in development, generated) by start().
@@ -140,6 +146,13 @@ export function createApp(config: Config, options: AppOptions = {}): App {
     },
   });
   registerFeedMetrics(metrics.registry, feed);
+  registerObservabilityRoutes(http, {
+    registry: metrics.registry,
+    config,
+    io,
+    authenticate: (token) => auth.authenticate(token),
+    isAdmin: (user) => feed.service.isAdmin(user),
+  });
 
   // ---- rooms and PINs
   const rooms = createRoomService({

@@ -69,6 +69,10 @@ export interface Config {
     connectTimeoutMs: number;
   };
   log: { level: LogLevel };
+  observability: {
+    /** Bearer token `GET /metrics` requires; unset: open outside production, not served (404) in production. */
+    metricsToken: string | undefined;
+  };
   cache: CacheConfig;
   auth: AuthConfig;
   rooms: RoomsConfig;
@@ -356,6 +360,7 @@ export const VARIABLES = {
   FEED_ARCHIVE_BATCH: { default: '200', doc: 'Entries the archive worker reads and inserts per batch.', schema: int(1, 10_000) },
   FEED_ARCHIVE_BLOCK_MS: { default: '1000', doc: 'How long one archive read blocks waiting for entries, ms.', schema: int(10, 60_000) },
   FEED_ARCHIVE_CLAIM_IDLE_MS: { default: '30000', doc: 'Archive entries pending this long belong to a dead worker and are reclaimed, ms.', schema: int(100, 3_600_000) },
+  METRICS_TOKEN: { doc: 'Bearer token (at least 16 characters) that `GET /metrics` requires (`Authorization: Bearer <token>`). Unset: open in development and test, not served (404) in production.', schema: z.string().trim().min(16).max(512) },
   LOG_LEVEL: { default: 'info', doc: '`fatal`, `error`, `warn`, `info`, `debug`, `trace` or `silent`.', schema: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']) },
 } satisfies Record<string, Variable>;
 
@@ -415,6 +420,7 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>> = p
       connectTimeoutMs: v.DB_CONNECT_TIMEOUT_MS!,
     },
     log: { level: v.LOG_LEVEL! },
+    observability: { metricsToken: v.METRICS_TOKEN },
     cache: {
       userTtlSeconds: v.CACHE_USER_TTL_SECONDS!,
       roomTtlSeconds: v.CACHE_ROOM_TTL_SECONDS!,

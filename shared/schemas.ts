@@ -37,7 +37,13 @@ export const Limits = {
 } as const;
 
 const jsonBytes = (value: unknown): number => {
-  const text = JSON.stringify(value);
+  let text: string | undefined;
+  try {
+    text = JSON.stringify(value);
+  } catch {
+    // Nesting too deep to encode (a RangeError): certainly over any bound.
+    return Number.POSITIVE_INFINITY;
+  }
   return text === undefined ? 0 : new TextEncoder().encode(text).length;
 };
 

@@ -29,11 +29,11 @@ export interface PinroomUnderTest {
   cleanup(): Promise<void>;
 }
 
-export async function startPinroom(extra: Record<string, string> = {}): Promise<PinroomUnderTest> {
+export async function startPinroom(extra: Record<string, string> = {}, nodeArgs: string[] = []): Promise<PinroomUnderTest> {
   const ctx = createTestContext({ ...BENCH_LIMITS, ...extra });
   let server: Pinned | undefined;
   try {
-    server = await startPinnedServer('server/main.ts', ctx.env, { readyPath: '/readyz' });
+    server = await startPinnedServer('server/main.ts', ctx.env, { readyPath: '/readyz', nodeArgs });
   } catch (err) {
     await ctx.cleanup();
     throw err;
@@ -43,7 +43,7 @@ export async function startPinroom(extra: Record<string, string> = {}): Promise<
     server,
     async restart() {
       await under.server.stop();
-      under.server = await startPinnedServer('server/main.ts', ctx.env, { readyPath: '/readyz' });
+      under.server = await startPinnedServer('server/main.ts', ctx.env, { readyPath: '/readyz', nodeArgs });
       return under.server;
     },
     async cleanup() {

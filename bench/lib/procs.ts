@@ -9,7 +9,7 @@
  */
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { cpus } from 'node:os';
 import { promisify } from 'node:util';
@@ -42,9 +42,13 @@ export function freePort(): Promise<number> {
 }
 
 /** Run `node --import tsx <script>` pinned to `core`, wait until `GET <readyPath>` answers 200. */
-export async function startPinnedServer(script: string, env: Record<string, string>, { core = SERVER_CORE, readyPath = '/healthz', port }: { core?: number; readyPath?: string; port?: number } = {}): Promise<Pinned> {
+export async function startPinnedServer(
+  script: string,
+  env: Record<string, string>,
+  { core = SERVER_CORE, readyPath = '/healthz', port, nodeArgs = [] }: { core?: number; readyPath?: string; port?: number; nodeArgs?: string[] } = {},
+): Promise<Pinned> {
   const listenPort = port ?? (await freePort());
-  const child = spawn('taskset', ['-c', String(core), process.execPath, '--import', 'tsx', script], {
+  const child = spawn('taskset', ['-c', String(core), process.execPath, ...nodeArgs, '--import', 'tsx', script], {
     cwd: root,
     env: { PATH: process.env.PATH ?? '', ...env, PORT: String(listenPort), HOST: '127.0.0.1' },
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -86,6 +90,21 @@ export async function startPinnedServer(script: string, env: Record<string, stri
       clearTimeout(timer);
     },
   };
+}
+
+/** Node arguments that let `memoryAfterGc` read a server's retained memory (see memory-probe.cjs). */
+export function memoryProbeArgs(): string[] {
+  return ['--expose-gc', '--require', `${root}bench/lib/memory-probe.cjs`];
+}
+
+/** Full GC in a server started with `memoryProbeArgs()` and `BENCH_MEMORY_FILE`, then its memory and RSS. */
+export async function memoryAfterGc(pid: number, file: string): Promise<{ rss: number; heapUsed: number; external: number }> {
+  rmSync(file, { force: true });
+  process.kill(pid, 'SIGUSR2');
+  for (let i = 0; i < 100 && !existsSync(file); i++) await sleep(50);
+  await sleep(200);
+  const usage = JSON.parse(readFileSync(file, 'utf8')) as { heapUsed: number; external: number };
+  return { rss: rssBytes(pid), heapUsed: usage.heapUsed, external: usage.external };
 }
 
 /** CPU time (user + system) a process has used so far, ms. */

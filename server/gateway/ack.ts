@@ -22,7 +22,14 @@ type AckData<E extends AckedEvent> = Parameters<ClientToServerEvents[E]>[1] exte
 
 export type EventRouter = ReturnType<typeof createEventRouter>;
 
-export function createEventRouter({ logger, guards = [] }: { logger: Logger; guards?: Guard[] }) {
+/** Observers of the router (metrics): every event received, every ack sent with its code (`ok` or the error code). */
+export interface RouterHooks {
+  onEvent?(event: string): void;
+  onAck?(event: string, code: string): void;
+}
+
+export function createEventRouter({ logger, guards = [], hooks = {} }: { logger: Logger; guards?: Guard[]; hooks?: RouterHooks }) {
+  const { onEvent, onAck } = hooks;
   const runGuards = async (socket: PinroomSocket, event: string) => {
     for (const guard of guards) await guard(socket, event);
   };
@@ -44,6 +51,7 @@ export function createEventRouter({ logger, guards = [] }: { logger: Logger; gua
       run: (payload: z.output<S>) => Promise<AckData<E>> | AckData<E>,
     ): void {
       socket.on(event as never, (async (...args: unknown[]) => {
+        onEvent?.(event);
         const last = args[args.length - 1];
         const ack = typeof last === 'function' ? (args.pop() as (response: Ack<AckData<E>>) => void) : undefined;
         if (!ack) {
@@ -55,9 +63,12 @@ export function createEventRouter({ logger, guards = [] }: { logger: Logger; gua
           await runGuards(socket, event);
           const payload = parse(schema, args[0], `${event} payload`);
           const data = await run(payload);
+          onAck?.(event, 'ok');
           ack({ ok: true, data });
         } catch (err) {
-          ack({ ok: false, error: toErrorPayload(err, logger, { event, socketId: socket.id, userId: socket.data.user?.id }) });
+          const error = toErrorPayload(err, logger, { event, socketId: socket.id, userId: socket.data.user?.id });
+          onAck?.(event, error.code);
+          ack({ ok: false, error });
         }
       }) as never);
     },
@@ -65,6 +76,7 @@ export function createEventRouter({ logger, guards = [] }: { logger: Logger; gua
     /** Register a fire-and-forget event (no ack); failures are reported as `server:error`. */
     volatile<S extends z.ZodType>(socket: PinroomSocket, event: keyof ClientToServerEvents, schema: S, run: (payload: z.output<S>) => Promise<void> | void): void {
       socket.on(event as never, (async (...args: unknown[]) => {
+        onEvent?.(event);
         try {
           if (typeof args[args.length - 1] === 'function') args.pop();
           if (args.length !== 1) throw new AppError(ErrorCode.BadRequest, `${event} takes exactly one payload argument`);

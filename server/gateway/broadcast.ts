@@ -17,6 +17,7 @@ import type { PinroomSocket } from './create-io.ts';
 const EVENT = 2;
 
 interface Encoded {
+  packet: { type: number; nsp: string; data: unknown[] };
   packets: unknown[];
   opts: { preEncoded: true; wsPreEncodedFrame?: Buffer[] };
 }
@@ -28,18 +29,22 @@ const frame = (ws as unknown as { Sender: { frame: FrameBuilder } }).Sender.fram
 interface PacketWriter {
   _packet(packets: unknown, opts: Encoded['opts']): void;
 }
+interface OutgoingListeners {
+  notifyOutgoingListeners?(packet: Encoded['packet']): void;
+}
 
 export function createPreEncoder(event: string) {
   const cache = new WeakMap<object, Encoded>();
 
   function encode(socket: PinroomSocket, payload: object): Encoded {
-    const packets = socket.nsp.server.encoder.encode({ type: EVENT, nsp: socket.nsp.name, data: [event, payload] }) as unknown[];
+    const packet = { type: EVENT, nsp: socket.nsp.name, data: [event, payload] };
+    const packets = socket.nsp.server.encoder.encode(packet) as unknown[];
     const opts: Encoded['opts'] = { preEncoded: true };
     if (packets.length === 1 && typeof packets[0] === 'string') {
       // "4" is the Engine.IO message packet type; the frame is an unmasked, final text frame.
       opts.wsPreEncodedFrame = frame(Buffer.from(`4${packets[0]}`), { readOnly: false, mask: false, rsv1: false, opcode: 1, fin: true });
     }
-    return { packets, opts };
+    return { packet, packets, opts };
   }
 
   /** `socket.emit(event, payload)`, with the encoding shared by every socket that gets the same payload object. */
@@ -49,8 +54,10 @@ export function createPreEncoder(event: string) {
       encoded = encode(socket, payload);
       cache.set(payload, encoded);
     }
-    // Same path as the adapter's broadcast: the client writes the packets to its
-    // Engine.IO connection, which sends the pre-built frame on a WebSocket.
+    // Same path as the adapter's broadcast: `onAnyOutgoing` listeners (metrics) see
+    // the event, then the client writes the packets to its Engine.IO connection,
+    // which sends the pre-built frame on a WebSocket.
+    (socket as unknown as OutgoingListeners).notifyOutgoingListeners?.(encoded.packet);
     (socket.client as unknown as PacketWriter)._packet(encoded.packets, encoded.opts);
   };
 }
