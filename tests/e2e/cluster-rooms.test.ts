@@ -57,6 +57,10 @@ test.before(async () => {
     SOCKET_EVENTS_PER_SECOND: '100000',
     PIN_DIGITS: '3',
     PIN_FALLBACK_DIGITS: '0',
+    // The allocation race is about uniqueness, not latency: a loaded CI machine
+    // must not turn slow commands into `unavailable` here.
+    REDIS_COMMAND_TIMEOUT_MS: '15000',
+    DB_STATEMENT_TIMEOUT_MS: '30000',
   };
   nodes = await Promise.all([startTestServer(env), startTestServer(env), startTestServer(env)]);
 });

@@ -151,6 +151,8 @@ test('Redis restarted empty: the feed answers recovered: false, and rooms, PINs 
   await until(() => s.acknowledged.length >= 10, 'traffic before the restart');
   await redis.kill(); // no snapshot: everything in Redis is lost
   await bothReady(503, 'readiness 503 while Redis is gone');
+  // Keep Redis down until the publishing loop has seen a write refused.
+  await until(() => s.refusals.length > 0, 'a write refused while Redis is gone');
   await redis.start();
   await bothReady(200, 'readiness 200 after Redis is back');
   await s.stop();
