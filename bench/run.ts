@@ -8,10 +8,11 @@
  * server core. Each creates and drops its own database and key prefix.
  *
  * Writes bench/results/latest.json, latest.md and latest.svg, and prints the
- * table. `npm run bench -- fanout cache` runs only the scenarios named.
+ * table. `npm run bench -- fanout cache` runs only the scenarios named;
+ * `npm run bench -- --readme` also replaces the table in README.md.
  */
 import { spawn } from 'node:child_process';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import { join } from 'node:path';
 import { BASE_PG_URL, BASE_REDIS_URL } from '../tests/support/context.ts';
@@ -29,6 +30,9 @@ const SCENARIOS = [
   { name: 'auth', core: SERVER_CORE, timeoutMs: 60_000 },
   { name: 'adapter', core: SERVER_CORE, timeoutMs: 150_000 },
 ] as const;
+
+const README_START = '<!-- bench:start (written by npm run bench -- --readme) -->';
+const README_END = '<!-- bench:end -->';
 
 function runScenario(name: string, core: number, timeoutMs: number): Promise<BenchResult> {
   return new Promise((resolve, reject) => {
@@ -61,7 +65,10 @@ function runScenario(name: string, core: number, timeoutMs: number): Promise<Ben
 }
 
 await pinSelf(LOAD_CORE);
-const only = process.argv.slice(2);
+const args = process.argv.slice(2);
+/** `--readme`: also put the table into README.md, between the bench markers. */
+const updateReadme = args.includes('--readme');
+const only = args.filter((a) => !a.startsWith('--'));
 const started = Date.now();
 const report: BenchReport = {
   startedAt: new Date(started).toISOString(),
@@ -91,6 +98,14 @@ const markdown = toMarkdown(report);
 writeFileSync(join(dir, 'latest.json'), `${JSON.stringify(report, null, 2)}\n`);
 writeFileSync(join(dir, 'latest.md'), markdown);
 writeFileSync(join(dir, 'latest.svg'), toSvg(report));
+if (updateReadme) {
+  const readmePath = join(root, 'README.md');
+  const readme = readFileSync(readmePath, 'utf8');
+  const start = readme.indexOf(README_START);
+  const end = readme.indexOf(README_END);
+  if (start < 0 || end < start) throw new Error(`README.md has no ${README_START} ... ${README_END} markers`);
+  writeFileSync(readmePath, `${readme.slice(0, start + README_START.length)}\n${markdown}${readme.slice(end)}`);
+}
 process.stdout.write(`\n${markdown}`);
 process.stdout.write(`\nWrote bench/results/latest.{json,md,svg} in ${report.durationSeconds} s.\n`);
 process.exit(report.results.some((r) => r.error) ? 1 : 0);

@@ -7,6 +7,7 @@
  */
 import { sql } from 'kysely';
 import { createTestContext, type TestContext } from '../../tests/support/context.ts';
+import type { EioSocket } from './eio-client.ts';
 import type { SessionResponse } from '../../shared/schemas.ts';
 import { startPinnedServer, type Pinned } from './procs.ts';
 
@@ -29,7 +30,13 @@ export interface PinroomUnderTest {
   cleanup(): Promise<void>;
 }
 
-export async function startPinroom(extra: Record<string, string> = {}, nodeArgs: string[] = []): Promise<PinroomUnderTest> {
+/**
+ * Start pinroom for a benchmark. `BENCH_PROFILE_DIR` set: the server writes a
+ * V8 CPU profile there when it exits (for finding where a scenario's time goes).
+ */
+export async function startPinroom(extra: Record<string, string> = {}, args: string[] = []): Promise<PinroomUnderTest> {
+  const profileDir = process.env.BENCH_PROFILE_DIR;
+  const nodeArgs = profileDir ? [...args, '--cpu-prof', `--cpu-prof-dir=${profileDir}`] : args;
   const ctx = createTestContext({ ...BENCH_LIMITS, ...extra });
   let server: Pinned | undefined;
   try {
@@ -112,4 +119,16 @@ export async function promoteToHosts(pr: PinroomUnderTest, sessions: SessionResp
     out[i] = { ...sessions[i]!, ...pair };
   });
   return out;
+}
+
+/**
+ * An acked request that must succeed: retried (up to 5 times, 50 ms apart) when
+ * the server answers a retryable error, as a real client does; returns the data.
+ */
+export async function requestOk<T>(socket: EioSocket, event: string, payload: unknown): Promise<T> {
+  for (let attempt = 1; ; attempt++) {
+    const ack = (await socket.request(event, payload)) as { ok: boolean; data?: T; error?: { retryable?: boolean } };
+    if (ack?.ok === true || attempt >= 5 || ack?.error?.retryable !== true) return okData<T>(ack, event);
+    await new Promise((r) => setTimeout(r, 50));
+  }
 }

@@ -3,7 +3,7 @@
  *
  * - hit path: `loaders.users.get(id)` on a cached id against a raw ioredis
  *   GET (+ JSON.parse) of the same payload;
- * - miss path: `get(id)` on an uncached id (MGET, lease script, query, fill
+ * - miss path: `get(id)` on an uncached id (GET, lease script, query, fill
  *   script) against raw pg running the same SQL;
  * - stampede: database queries caused by 1,000 concurrent reads of a hot key
  *   whose entry just expired, against naive cache-aside (GET, on a miss query
@@ -179,7 +179,7 @@ const scenario: Scenario = async (): Promise<BenchResult> => {
         ratio: round2(perSecond(missLoader) / perSecond(missRaw)),
         target: 0.85,
         cpu: { server: missLoader.cpu },
-        note: 'a miss is MGET + lease script + the query + fill script',
+        note: 'a miss is GET + lease script + the query + fill script: three Redis round trips around the one PostgreSQL query the baseline makes',
       },
       {
         metric: 'miss path latency, sequential',

@@ -18,7 +18,7 @@ import { resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import type { RoomView } from '../../shared/schemas.ts';
 import { connectMany, type EioSocket } from '../lib/eio-client.ts';
-import { forEachLimit, okData, promoteToHosts, signInGuests, startPinroom } from '../lib/pinroom.ts';
+import { forEachLimit, okData, promoteToHosts, requestOk, signInGuests, startPinroom } from '../lib/pinroom.ts';
 import { round2, sleep, startPinnedServer, withCpu } from '../lib/procs.ts';
 import type { BenchResult, BenchRow, Scenario } from '../types.ts';
 
@@ -137,13 +137,13 @@ async function pinroomTarget(): Promise<Target> {
     await forEachLimit(ROOMS, 50, async (r) => {
       const host = sockets[r * PER_ROOM]!;
       rooms[r] = okData<{ room: RoomView }>(await host.request('room:create', { title: `Room ${r}` }), 'room:create').room;
-      okData(await host.request('feed:subscribe', { roomId: rooms[r]!.id }), 'feed:subscribe');
+      await requestOk(host, 'feed:subscribe', { roomId: rooms[r]!.id });
     });
     await forEachLimit(ROOMS * PER_ROOM, 100, async (i) => {
       if (i % PER_ROOM === 0) return;
       const room = rooms[Math.floor(i / PER_ROOM)]!;
-      okData(await sockets[i]!.request('room:join', { pin: room.pin }), 'room:join');
-      okData(await sockets[i]!.request('feed:subscribe', { roomId: room.id }), 'feed:subscribe');
+      await requestOk(sockets[i]!, 'room:join', { pin: room.pin });
+      await requestOk(sockets[i]!, 'feed:subscribe', { roomId: room.id });
     });
     await sleep(1000);
     return {
@@ -155,9 +155,9 @@ async function pinroomTarget(): Promise<Target> {
       },
       async churn(r, socket) {
         const room = rooms[r]!;
-        okData(await socket.request('room:leave', { roomId: room.id }), 'room:leave');
-        okData(await socket.request('room:join', { pin: room.pin }), 'room:join');
-        okData(await socket.request('feed:subscribe', { roomId: room.id }), 'feed:subscribe');
+        await requestOk(socket, 'room:leave', { roomId: room.id });
+        await requestOk(socket, 'room:join', { pin: room.pin });
+        await requestOk(socket, 'feed:subscribe', { roomId: room.id });
       },
       async close() {
         for (const s of sockets) s.close();

@@ -8,7 +8,7 @@
  * entry whose `v` is not X knows for certain that entries are missing (trimmed,
  * or the stream was lost), which is what makes "no gap" checkable.
  */
-import { randomBytes } from 'node:crypto';
+import { randomFillSync } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import type { FeedActor, FeedEntry, FeedPosition, FeedScope } from '../../shared/schemas.ts';
 import type { FeedConfig } from '../config.ts';
@@ -68,7 +68,27 @@ export type FeedStore = ReturnType<typeof createFeedStore>;
 
 type RawEntry = [id: string, fields: string[] | null];
 
-const newEpoch = () => randomBytes(8).toString('hex');
+const EPOCH_BYTES = 8;
+
+/**
+ * Candidate epochs: 8 CSPRNG bytes as hex, as before, but drawn from a buffer
+ * refilled 512 epochs at a time. Every append passes two candidates (used only
+ * when a stream has no epoch yet), and one `randomBytes` call per candidate was
+ * a fifth of an append's CPU time.
+ */
+function createEpochSource(): () => string {
+  const pool = Buffer.alloc(EPOCH_BYTES * 512);
+  let at = pool.length;
+  return () => {
+    if (at + EPOCH_BYTES > pool.length) {
+      randomFillSync(pool);
+      at = 0;
+    }
+    const epoch = pool.toString('hex', at, at + EPOCH_BYTES);
+    at += EPOCH_BYTES;
+    return epoch;
+  };
+}
 
 function fieldsOf(raw: string[]): Record<string, string> {
   const out: Record<string, string> = {};
@@ -118,6 +138,7 @@ export function decodeArchiveRecord([globalId, raw]: RawEntry): ArchiveRecord | 
 
 export function createFeedStore({ redis, scripts, keys, config }: { redis: Redis; scripts: Scripts; keys: Keys; config: { feed: FeedConfig } }) {
   const { feed } = config;
+  const newEpoch = createEpochSource();
 
   const streamKey = (ref: FeedRef) => (ref.kind === 'room' ? keys.feedStream(ref.roomId) : ref.kind === 'global' ? keys.feedGlobal : keys.feedSystem);
   const metaKey = (ref: FeedRef) => (ref.kind === 'room' ? keys.feedMeta(ref.roomId) : ref.kind === 'global' ? keys.feedGlobalMeta : keys.feedSystemMeta);
