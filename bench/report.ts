@@ -93,7 +93,10 @@ export function toSvg(report: BenchReport): string {
     const y = top + i * rowHeight;
     const ok = met(row);
     const color = ok === undefined ? '#8da0cb' : ok ? '#4daf4a' : '#e41a1c';
-    const label = `${scenario}: ${row.metric}`;
+    // Two rows of one measure against different baselines are told apart by the baseline.
+    const twin = rows.some((o) => o.row !== row && o.scenario === scenario && o.row.metric === row.metric);
+    const metric = twin ? `vs ${row.baselineName.split(',')[0]}: ${row.metric}` : row.metric;
+    const label = `${scenario}: ${metric}`;
     out.push(`<text x="${labelWidth - 8}" y="${y + 16}" text-anchor="end">${escapeXml(label.length > 82 ? `${label.slice(0, 80)}…` : label)}</text>`);
     out.push(`<rect x="${labelWidth}" y="${y + 5}" width="${Math.max(1, x(row.ratio) - labelWidth)}" height="${rowHeight - 10}" fill="${color}"/>`);
     if (row.target !== undefined) out.push(`<line x1="${x(row.target)}" y1="${y + 2}" x2="${x(row.target)}" y2="${y + rowHeight - 2}" stroke="#000" stroke-width="2"/>`);
