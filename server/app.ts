@@ -31,7 +31,7 @@ import { registerObservabilityRoutes } from './observability/http.ts';
 import { closeRedis, connectRedis, createRedisClient } from './redis/connections.ts';
 import { createKeys, type Keys } from './redis/keys.ts';
 import { createScripts, type Scripts } from './redis/scripts.ts';
-import { createSocketRateLimit } from './gateway/rate-limit.ts';
+import { createFloodLimit, createSocketRateLimit } from './gateway/rate-limit.ts';
 import { registerRoomRoutes } from './rooms/http.ts';
 import { createIoNotifier } from './rooms/notifier.ts';
 import { registerRoomHandlers } from './rooms/room-handlers.ts';
@@ -92,7 +92,7 @@ export function createApp(config: Config, options: AppOptions = {}): App {
   // ---- edges
   const http = createHttp({ config, logger });
   const io = createIo({ config, logger, httpServer: http.server });
-  const router = createEventRouter({ logger, hooks: instruments.routerHooks });
+  const router = createEventRouter({ logger, hooks: instruments.routerHooks, admit: createFloodLimit(config.socket) });
   instruments.observeIo(io, logger);
 
   // ---- services and handlers
@@ -169,11 +169,14 @@ export function createApp(config: Config, options: AppOptions = {}): App {
   });
   registerRoomRoutes(http, { rooms });
 
-  // Every socket reaching here passed the auth middleware.
+  registerRoomHandlers({ router, rooms, logger });
+
+  // Every socket reaching here passed the auth middleware. Handlers are
+  // registered once (above, and by the auth and feed features); a socket
+  // only gets the router's shared listeners.
   io.on('connection', (socket) => {
     socketAuth.attach(socket);
-    registerRoomHandlers({ socket, router, rooms, logger });
-    feed.attach(socket);
+    router.attach(socket);
   });
 
   let draining = false;
@@ -242,6 +245,7 @@ export function createApp(config: Config, options: AppOptions = {}): App {
           // reconnect by themselves, to another node when this one is gone.
           // Presence of this node's sockets goes now, while the adapter can still announce it.
           await rooms.stop();
+          socketAuth.stop();
           const closed = http.close();
           io.engine.close();
           await closed;

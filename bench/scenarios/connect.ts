@@ -24,20 +24,27 @@ const STORM = Number(process.env.BENCH_STORM ?? 5000);
 const IDLE = Number(process.env.BENCH_IDLE ?? 10_000);
 const IN_FLIGHT = 250;
 const SETTLE_MS = 3000;
+/** Connects (then closed) that warm each server up (JIT, lazily loaded code, pools) before it is measured. */
+const WARMUP = 1000;
+/** Storms per server, interleaved between the two; the median counts. */
+const ROUNDS = 3;
 
 interface Storm {
   perSecond: number;
   cpu: { server?: number; client: number };
 }
 
-async function storm(server: Pinned, authFor?: (i: number) => Record<string, unknown>): Promise<Storm> {
+async function storm(server: Pinned, count: number, authFor?: (i: number) => Record<string, unknown>): Promise<Storm> {
   let sockets: EioSocket[] = [];
   const { ms, cpu } = await withCpu(server.pid, async () => {
-    sockets = await connectMany(server.url, STORM, { concurrency: IN_FLIGHT, ...(authFor ? { authFor } : {}) });
+    sockets = await connectMany(server.url, count, { concurrency: IN_FLIGHT, ...(authFor ? { authFor } : {}) });
   });
   for (const s of sockets) s.close();
-  return { perSecond: Math.round((STORM / ms) * 1000), cpu };
+  await sleep(1000); // the closes are handled before the next storm
+  return { perSecond: Math.round((count / ms) * 1000), cpu };
 }
+
+const medianStorm = (storms: Storm[]) => [...storms].sort((a, b) => a.perSecond - b.perSecond)[Math.floor(storms.length / 2)]!;
 
 interface Memory {
   /** Resident memory per connection after a full GC, bytes. */
@@ -58,41 +65,51 @@ async function memoryPerConnection(server: Pinned, file: string, authFor?: (i: n
 }
 
 const scenario: Scenario = async (): Promise<BenchResult> => {
-  // ---- pinroom: sign in once (HTTP), then storm on one process and measure memory on a fresh one
   const memoryFile = join(tmpdir(), `pinroom-bench-memory-${process.pid}.json`);
   const probe = { BENCH_MEMORY_FILE: memoryFile };
+  const bareOptions = { nodeArgs: memoryProbeArgs() };
+
+  // ---- connect storms: both servers up, warmed up, measured in interleaved rounds.
+  // Each pinroom connect carries its own guest's token (signed in over HTTP first).
   const pr = await startPinroom(probe, memoryProbeArgs());
-  let pinroomStorm: Storm;
+  let bare: Pinned | undefined;
+  const pinroomStorms: Storm[] = [];
+  const bareStorms: Storm[] = [];
   let pinroomBytes: Memory;
+  let bareBytes: Memory;
   try {
-    const sessions = await signInGuests(pr.server.url, Math.max(STORM, IDLE), 64);
-    const auth = (i: number) => ({ token: sessions[i]!.accessToken });
-    await sleep(1000);
-    pinroomStorm = await storm(pr.server, auth);
-    process.stderr.write(`connect pinroom storm: ${JSON.stringify(pinroomStorm)}\n`);
+    bare = await startPinnedServer('bench/baselines/socketio-server.ts', probe, bareOptions);
+    const sessions = await signInGuests(pr.server.url, WARMUP + STORM * ROUNDS, 64);
+    let next = 0;
+    const take = (count: number) => {
+      const first = next;
+      next += count;
+      return (i: number) => ({ token: sessions[first + i]!.accessToken });
+    };
+    await storm(pr.server, WARMUP, take(WARMUP));
+    await storm(bare, WARMUP);
+    for (let round = 0; round < ROUNDS; round++) {
+      pinroomStorms.push(await storm(pr.server, STORM, take(STORM)));
+      bareStorms.push(await storm(bare, STORM));
+      process.stderr.write(`connect storm round ${round + 1}: pinroom ${JSON.stringify(pinroomStorms[round])}, socket.io ${JSON.stringify(bareStorms[round])}\n`);
+    }
+
+    // ---- memory per idle connection, each on a freshly started process
+    await bare.stop();
     await pr.restart();
+    const auth = (i: number) => ({ token: sessions[i]!.accessToken });
     pinroomBytes = await memoryPerConnection(pr.server, memoryFile, auth);
     process.stderr.write(`connect pinroom memory: ${JSON.stringify(pinroomBytes)} B/connection\n`);
-  } finally {
-    await pr.cleanup();
-  }
-
-  // ---- bare Socket.IO, no auth
-  let bareStorm: Storm;
-  let bareBytes: Memory;
-  const bareOptions = { nodeArgs: memoryProbeArgs() };
-  let bare = await startPinnedServer('bench/baselines/socketio-server.ts', probe, bareOptions);
-  try {
-    await sleep(1000);
-    bareStorm = await storm(bare);
-    process.stderr.write(`connect socket.io storm: ${JSON.stringify(bareStorm)}\n`);
-    await bare.stop();
+    await pr.server.stop();
     bare = await startPinnedServer('bench/baselines/socketio-server.ts', probe, bareOptions);
     bareBytes = await memoryPerConnection(bare, memoryFile);
     process.stderr.write(`connect socket.io memory: ${JSON.stringify(bareBytes)} B/connection\n`);
   } finally {
-    await bare.stop();
+    await bare?.stop();
+    await pr.cleanup();
   }
+  const pinroomStorm = medianStorm(pinroomStorms);
+  const bareStorm = medianStorm(bareStorms);
 
   const rows: BenchRow[] = [
     {
@@ -104,7 +121,7 @@ const scenario: Scenario = async (): Promise<BenchResult> => {
       ratio: round2(pinroomStorm.perSecond / bareStorm.perSecond),
       target: 0.8,
       cpu: { server: pinroomStorm.cpu.server!, client: pinroomStorm.cpu.client },
-      note: `pinroom: JWT (EdDSA) verification + session check in Redis per handshake; baseline CPU: server ${bareStorm.cpu.server}%, client ${bareStorm.cpu.client}%`,
+      note: `median of ${ROUNDS} interleaved rounds after ${WARMUP} warm-up connects each (pinroom ${pinroomStorms.map((s) => s.perSecond).join(', ')}; bare ${bareStorms.map((s) => s.perSecond).join(', ')}); pinroom: JWT (EdDSA) verification + session check in Redis per handshake; baseline CPU: server ${bareStorm.cpu.server}%, client ${bareStorm.cpu.client}%`,
     },
     {
       metric: `memory per idle connection at ${IDLE} connections (RSS delta after full GC)`,

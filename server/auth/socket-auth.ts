@@ -6,10 +6,11 @@
  *   client as `connect_error` with `err.data.code` = `unauthorized`,
  *   `token_expired` or `session_revoked` (or `unavailable` when Redis is down).
  * - `attach(socket)` (first thing in the connection listener) joins the
- *   socket to its `user:{id}` and `session:{sid}` groups, schedules
- *   `auth:expiring` about a minute before the token's `exp`, answers
- *   `auth:refresh`, and disconnects the socket with `token_expired` when the
- *   token expired and no fresh one arrived within the grace.
+ *   socket to its `user:{id}` and `session:{sid}` groups and arms its token's
+ *   deadlines (two shared timers, see `deadlines.ts`): `auth:expiring` about a
+ *   minute before the token's `exp`, and a disconnect with `token_expired`
+ *   when the token expired and no fresh one arrived within the grace.
+ *   `auth:refresh` (a router handler) swaps the token and moves both deadlines.
  * - `guard` (for the event router) refuses every event but `auth:refresh`
  *   from a socket whose token expired, so no handler works for it.
  * - `closeSession` disconnects a session's sockets on every node (through the
@@ -27,16 +28,12 @@ import { AppError, ErrorCode, toErrorPayload } from '../errors.ts';
 import { handshakeAddress } from '../gateway/address.ts';
 import type { EventRouter, Guard } from '../gateway/ack.ts';
 import type { PinroomServer, PinroomSocket } from '../gateway/create-io.ts';
+import { createDeadlines } from '../gateway/deadlines.ts';
 import { socketRooms } from '../gateway/socket-rooms.ts';
 import type { AuthService } from './auth-service.ts';
 
 /** A `connect_error` as the client sees it: `err.message` and `err.data`. */
 export type HandshakeError = Error & { data: { code: ErrorCode; message: string; retryable?: boolean } };
-
-interface Timers {
-  expiring?: NodeJS.Timeout;
-  expired?: NodeJS.Timeout;
-}
 
 export type SocketAuth = ReturnType<typeof createSocketAuth>;
 
@@ -63,40 +60,66 @@ export function createSocketAuth({
   now?: () => number;
 }) {
   const log = logger.child({ component: 'socket-auth' });
-  const timers = new Map<string, Timers>();
   const noticeMs = config.auth.expiringNoticeSeconds * 1000;
+  const graceMs = config.auth.expiryGraceMs;
 
-  const clear = (socket: PinroomSocket) => {
-    const t = timers.get(socket.id);
-    if (t) {
-      clearTimeout(t.expiring);
-      clearTimeout(t.expired);
-      timers.delete(socket.id);
-    }
+  // The expiry notice and the expiry disconnect of every socket's current token,
+  // on two shared timers (no Timeout per socket). A socket's deadlines are
+  // derived from `socket.data.tokenExpiresAt`, so they can be found again to be moved.
+  const noticeAt = (expiresAt: number) => expiresAt - noticeMs;
+  const closeAt = (expiresAt: number) => expiresAt + graceMs;
+  const notices = createDeadlines<PinroomSocket>({
+    now,
+    onDue(socket) {
+      if (!socket.connected) return;
+      socket.emit('auth:expiring', { expiresIn: Math.max(0, Math.floor((socket.data.tokenExpiresAt - now()) / 1000)) });
+    },
+  });
+  const expiries = createDeadlines<PinroomSocket>({
+    now,
+    onDue(socket) {
+      if (socket.data.tokenExpiresAt <= now()) close(socket, DisconnectReason.TokenExpired);
+    },
+  });
+
+  const unschedule = (socket: PinroomSocket) => {
+    const expiresAt = socket.data.tokenExpiresAt;
+    notices.remove(noticeAt(expiresAt), socket);
+    expiries.remove(closeAt(expiresAt), socket);
+  };
+
+  /** Arm the expiry notice and the expiry disconnect of `socket.data.tokenExpiresAt` (unschedule the previous token's first). */
+  const schedule = (socket: PinroomSocket) => {
+    const expiresAt = socket.data.tokenExpiresAt;
+    notices.add(noticeAt(expiresAt), socket);
+    expiries.add(closeAt(expiresAt), socket);
   };
 
   const close = (socket: PinroomSocket, code: AuthClosed['code']) => {
-    clear(socket);
+    unschedule(socket);
     if (!socket.connected) return;
     log.info({ userId: socket.data.user?.id, sessionId: socket.data.sessionId, code }, 'closing socket');
     socket.emit('auth:closed', { code });
     socket.disconnect(false);
   };
 
-  /** (Re)arm the expiry notice and the expiry disconnect of a socket's current token. */
-  const schedule = (socket: PinroomSocket) => {
-    clear(socket);
-    const expiresAt = socket.data.tokenExpiresAt;
-    const untilExpiry = expiresAt - now();
-    const t: Timers = {};
-    const notify = () => socket.emit('auth:expiring', { expiresIn: Math.max(0, Math.floor((expiresAt - now()) / 1000)) });
-    if (untilExpiry - noticeMs <= 0) setImmediate(notify);
-    else t.expiring = setTimeout(notify, untilExpiry - noticeMs);
-    t.expired = setTimeout(() => {
-      if (socket.data.tokenExpiresAt <= now()) close(socket, DisconnectReason.TokenExpired);
-    }, Math.max(0, untilExpiry) + config.auth.expiryGraceMs);
-    timers.set(socket.id, t);
-  };
+  router.onDisconnect(unschedule);
+
+  router.handle('auth:refresh', AuthRefreshPayload, async (socket, { token }) => {
+    const claims = await auth.authenticate(token);
+    if (claims.userId !== socket.data.user.id) throw new AppError(ErrorCode.Unauthorized, 'The token belongs to another user');
+    if (socket.disconnected) return { expiresIn: 0 };
+    if (claims.sessionId !== socket.data.sessionId) {
+      void socket.leave(socketRooms.session(socket.data.sessionId));
+      void socket.join(socketRooms.session(claims.sessionId));
+      socket.data.sessionId = claims.sessionId;
+    }
+    socket.data.user = { ...socket.data.user, name: claims.name, kind: claims.kind };
+    unschedule(socket);
+    socket.data.tokenExpiresAt = claims.expiresAt;
+    schedule(socket);
+    return { expiresIn: Math.max(0, Math.floor((claims.expiresAt - now()) / 1000)) };
+  });
 
   const guard: Guard = (socket, event) => {
     if (event === 'auth:refresh') return;
@@ -124,24 +147,16 @@ export function createSocketAuth({
       }
     },
 
-    /** Call first in the connection listener. */
+    /** Call first in the connection listener: the socket's groups and its token's deadlines. */
     attach(socket: PinroomSocket): void {
       void socket.join([socketRooms.user(socket.data.user.id), socketRooms.session(socket.data.sessionId)]);
       schedule(socket);
-      socket.on('disconnect', () => clear(socket));
-      router.handle(socket, 'auth:refresh', AuthRefreshPayload, async ({ token }) => {
-        const claims = await auth.authenticate(token);
-        if (claims.userId !== socket.data.user.id) throw new AppError(ErrorCode.Unauthorized, 'The token belongs to another user');
-        if (claims.sessionId !== socket.data.sessionId) {
-          void socket.leave(socketRooms.session(socket.data.sessionId));
-          void socket.join(socketRooms.session(claims.sessionId));
-          socket.data.sessionId = claims.sessionId;
-        }
-        socket.data.user = { ...socket.data.user, name: claims.name, kind: claims.kind };
-        socket.data.tokenExpiresAt = claims.expiresAt;
-        schedule(socket);
-        return { expiresIn: Math.max(0, Math.floor((claims.expiresAt - now()) / 1000)) };
-      });
+    },
+
+    /** Stop the shared timers (shutdown). */
+    stop(): void {
+      notices.clear();
+      expiries.clear();
     },
 
     guard,

@@ -19,70 +19,77 @@ function endsMembership(entry: FeedEntry, userId: string): boolean {
   return target === userId;
 }
 
-export function createFeedHandlers({ router, feed, logger }: { router: EventRouter; feed: FeedService; logger: Logger }) {
+const keyOf = (payload: { roomId: string } | { scope: string }) => ('roomId' in payload ? `room:${payload.roomId}` : `scope:${payload.scope}`);
+
+const userOf = (socket: PinroomSocket): FeedUser => ({ id: socket.data.user.id, name: socket.data.user.name, inRoom: (roomId) => socket.rooms.has(socketRooms.room(roomId)) });
+
+/** Register the feed events once, for every socket routed by `router`. */
+export function registerFeedHandlers({ router, feed, logger }: { router: EventRouter; feed: FeedService; logger: Logger }): void {
   const log = logger.child({ component: 'feed-handlers' });
   const sendEntry = createPreEncoder('feed:entry');
+  /** A socket's subscriptions by feed key; only sockets that subscribed have an entry. */
+  const bySocket = new WeakMap<PinroomSocket, Map<string, FeedSubscription>>();
 
-  /** Register the feed events on one socket. */
-  return function attach(socket: PinroomSocket): void {
-    const subscriptions = new Map<string, FeedSubscription>();
-    const drop = (key: string) => {
-      subscriptions.get(key)?.close();
-      subscriptions.delete(key);
-    };
-
-    const user = (): FeedUser => ({ id: socket.data.user.id, name: socket.data.user.name, inRoom: (roomId) => socket.rooms.has(socketRooms.room(roomId)) });
-
-    const sinkFor = (key: string, roomId: string | null): FeedSink => ({
-      deliver(entry) {
-        if (roomId !== null && !socket.rooms.has(socketRooms.room(roomId))) {
-          // Left, kicked or ended (the rooms feature took this connection out of the room on every node).
-          drop(key);
-          return;
-        }
-        // Encoded and framed once per entry for all its subscribers on this node.
-        sendEntry(socket, entry);
-        // A kick, a leave or the room's end is the last entry a member receives.
-        if (roomId !== null && endsMembership(entry, socket.data.user.id)) drop(key);
-      },
-      lost(reason) {
-        subscriptions.delete(key);
-        log.info({ socketId: socket.id, feed: key, reason }, 'feed position lost; closing the transport so the client resubscribes');
-        // A transport close (not a Socket.IO disconnect): the client reconnects by itself and resubscribes with `since`.
-        socket.conn.close();
-      },
-    });
-
-    router.handle(socket, 'feed:publish', FeedPublishPayload, (payload) => feed.publish(user(), payload));
-
-    router.handle(socket, 'feed:subscribe', FeedSubscribePayload, async (payload) => {
-      const key = 'roomId' in payload ? `room:${payload.roomId}` : `scope:${payload.scope}`;
-      // A second subscribe to the same feed replaces the first (no double delivery).
-      drop(key);
-      const sink = sinkFor(key, 'roomId' in payload ? payload.roomId : null);
-      const { subscription, result } =
-        'roomId' in payload
-          ? await feed.subscribeRoom(user(), payload.roomId, payload.since, sink)
-          : await feed.subscribeScope(user(), payload.scope, payload.since, sink);
-      if (socket.disconnected) {
-        subscription.close();
-        return result;
-      }
-      drop(key);
-      subscriptions.set(key, subscription);
-      return result;
-    });
-
-    router.handle(socket, 'feed:unsubscribe', FeedUnsubscribePayload, (payload) => {
-      drop('roomId' in payload ? `room:${payload.roomId}` : `scope:${payload.scope}`);
-      return {};
-    });
-
-    router.handle(socket, 'feed:history', FeedHistoryPayload, (payload) => feed.history(user(), payload));
-
-    socket.on('disconnect', () => {
-      for (const subscription of subscriptions.values()) subscription.close();
-      subscriptions.clear();
-    });
+  const drop = (socket: PinroomSocket, key: string) => {
+    const subscriptions = bySocket.get(socket);
+    if (!subscriptions) return;
+    subscriptions.get(key)?.close();
+    subscriptions.delete(key);
   };
+
+  const sinkFor = (socket: PinroomSocket, key: string, roomId: string | null): FeedSink => ({
+    deliver(entry) {
+      if (roomId !== null && !socket.rooms.has(socketRooms.room(roomId))) {
+        // Left, kicked or ended (the rooms feature took this connection out of the room on every node).
+        drop(socket, key);
+        return;
+      }
+      // Encoded and framed once per entry for all its subscribers on this node.
+      sendEntry(socket, entry);
+      // A kick, a leave or the room's end is the last entry a member receives.
+      if (roomId !== null && endsMembership(entry, socket.data.user.id)) drop(socket, key);
+    },
+    lost(reason) {
+      bySocket.get(socket)?.delete(key);
+      log.info({ socketId: socket.id, feed: key, reason }, 'feed position lost; closing the transport so the client resubscribes');
+      // A transport close (not a Socket.IO disconnect): the client reconnects by itself and resubscribes with `since`.
+      socket.conn.close();
+    },
+  });
+
+  router.handle('feed:publish', FeedPublishPayload, (socket, payload) => feed.publish(userOf(socket), payload));
+
+  router.handle('feed:subscribe', FeedSubscribePayload, async (socket, payload) => {
+    const key = keyOf(payload);
+    // A second subscribe to the same feed replaces the first (no double delivery).
+    drop(socket, key);
+    const sink = sinkFor(socket, key, 'roomId' in payload ? payload.roomId : null);
+    const { subscription, result } =
+      'roomId' in payload
+        ? await feed.subscribeRoom(userOf(socket), payload.roomId, payload.since, sink)
+        : await feed.subscribeScope(userOf(socket), payload.scope, payload.since, sink);
+    if (socket.disconnected) {
+      subscription.close();
+      return result;
+    }
+    drop(socket, key);
+    let subscriptions = bySocket.get(socket);
+    if (!subscriptions) bySocket.set(socket, (subscriptions = new Map()));
+    subscriptions.set(key, subscription);
+    return result;
+  });
+
+  router.handle('feed:unsubscribe', FeedUnsubscribePayload, (socket, payload) => {
+    drop(socket, keyOf(payload));
+    return {};
+  });
+
+  router.handle('feed:history', FeedHistoryPayload, (socket, payload) => feed.history(userOf(socket), payload));
+
+  router.onDisconnect((socket) => {
+    const subscriptions = bySocket.get(socket);
+    if (!subscriptions) return;
+    for (const subscription of subscriptions.values()) subscription.close();
+    bySocket.delete(socket);
+  });
 }

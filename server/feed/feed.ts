@@ -14,7 +14,7 @@ import type { Keys } from '../redis/keys.ts';
 import type { Scripts } from '../redis/scripts.ts';
 import { createActivityRepository } from './activity-repository.ts';
 import { createArchiver } from './archiver.ts';
-import { createFeedHandlers } from './feed-handlers.ts';
+import { registerFeedHandlers } from './feed-handlers.ts';
 import { createFeedRelay } from './feed-relay.ts';
 import { createFeedService, type FeedAccess } from './feed-service.ts';
 import { createFeedStore } from './feed-store.ts';
@@ -46,7 +46,7 @@ export function createFeed(deps: FeedDeps) {
   const relay = createFeedRelay({ store, redis, blocking: deps.tailConnection, archive: activity, replayMax: config.feed.replayMax, logger });
   const archiver = createArchiver({ redis, blocking: deps.archiveConnection, activity, keys, config, logger });
   const service = createFeedService({ store, relay, activity, access: deps.access, db, config, logger });
-  const attach = createFeedHandlers({ router: deps.router, feed: service, logger });
+  registerFeedHandlers({ router: deps.router, feed: service, logger });
   registerFeedRoutes(deps.http, { feed: service, enabled: config.feed.apiKey !== undefined });
 
   return {
@@ -54,8 +54,6 @@ export function createFeed(deps: FeedDeps) {
     store,
     relay,
     archiver,
-    /** Register the feed events on a connected socket. */
-    attach,
     /** Start tailing and archiving; the connections must be up. */
     async start(): Promise<void> {
       relay.start();

@@ -1,8 +1,16 @@
 /**
- * The edge between Socket.IO events and services. `handle` validates the
- * payload against its shared schema, runs the guards (token expiry, rate
- * limits), calls the service and answers the ack with `{ ok, data }` or a
- * typed `{ ok: false, error }`. It is the only place socket errors become payloads.
+ * The edge between Socket.IO events and services. Handlers are registered
+ * once, for every socket (`handle`, `volatile`, `onDisconnect`); `attach`
+ * gives a socket one shared listener for its inbound events and one for its
+ * disconnect, so an idle connection holds no closure per event (memory per
+ * socket, and nothing to build per handshake).
+ *
+ * For each inbound event the router runs `admit` (the flood limit, which
+ * sees every event, known or not), validates the payload against its shared
+ * schema, runs the guards (token expiry, rate limits), calls the handler and
+ * answers the ack with `{ ok, data }` or a typed `{ ok: false, error }`. It is
+ * the only place socket errors become payloads. An unknown event with an ack
+ * is answered `bad_request`; without one it is dropped.
  */
 import type { z } from 'zod';
 import type { Logger } from 'pino';
@@ -14,6 +22,9 @@ import type { PinroomSocket } from './create-io.ts';
 
 /** Runs before every handler; throws an `AppError` to refuse the event. */
 export type Guard = (socket: PinroomSocket, event: string) => void | Promise<void>;
+
+/** Sees every inbound event first; false drops it (the admitter deals with the socket). */
+export type Admit = (socket: PinroomSocket) => boolean;
 
 type AckedEvent = {
   [E in keyof ClientToServerEvents]: Parameters<ClientToServerEvents[E]> extends [unknown, (r: never) => void] ? E : never;
@@ -28,14 +39,96 @@ export interface RouterHooks {
   onAck?(event: string, code: string): void;
 }
 
-export function createEventRouter({ logger, guards = [], hooks = {} }: { logger: Logger; guards?: Guard[]; hooks?: RouterHooks }) {
+type AckFn = (response: Ack<unknown>) => void;
+
+interface Route {
+  /** Acked (`handle`) or fire-and-forget (`volatile`). */
+  acked: boolean;
+  schema: z.ZodType;
+  run: (socket: PinroomSocket, payload: unknown) => unknown;
+}
+
+export function createEventRouter({ logger, guards = [], hooks = {}, admit }: { logger: Logger; guards?: Guard[]; hooks?: RouterHooks; admit?: Admit }) {
   const { onEvent, onAck } = hooks;
+  const routes = new Map<string, Route>();
+  const disconnectHooks: ((socket: PinroomSocket, reason: string) => void)[] = [];
+
   const runGuards = async (socket: PinroomSocket, event: string) => {
     for (const guard of guards) await guard(socket, event);
   };
   const notify = (socket: PinroomSocket, event: string, error: ErrorPayload) => {
     socket.emit('server:error', { event, error });
   };
+  const errorOf = (socket: PinroomSocket, event: string, err: unknown) => toErrorPayload(err, logger, { event, socketId: socket.id, userId: socket.data.user?.id });
+
+  async function acked(socket: PinroomSocket, event: string, route: Route, args: unknown[]): Promise<void> {
+    const last = args[args.length - 1];
+    const ack = typeof last === 'function' ? (args.pop() as AckFn) : undefined;
+    if (!ack) {
+      notify(socket, event, { code: ErrorCode.BadRequest, message: `${event} needs an acknowledgement callback`, retryable: false });
+      return;
+    }
+    try {
+      if (args.length !== 1) throw new AppError(ErrorCode.BadRequest, `${event} takes exactly one payload argument`);
+      await runGuards(socket, event);
+      const data = await route.run(socket, parse(route.schema, args[0], `${event} payload`));
+      onAck?.(event, 'ok');
+      ack({ ok: true, data });
+    } catch (err) {
+      const error = errorOf(socket, event, err);
+      onAck?.(event, error.code);
+      ack({ ok: false, error });
+    }
+  }
+
+  async function volatile(socket: PinroomSocket, event: string, route: Route, args: unknown[]): Promise<void> {
+    try {
+      if (typeof args[args.length - 1] === 'function') args.pop();
+      if (args.length !== 1) throw new AppError(ErrorCode.BadRequest, `${event} takes exactly one payload argument`);
+      await runGuards(socket, event);
+      await route.run(socket, parse(route.schema, args[0], `${event} payload`));
+    } catch (err) {
+      notify(socket, event, errorOf(socket, event, err));
+    }
+  }
+
+  /** The one inbound listener of every socket (`socket.onAny`: `this` is the socket). */
+  function onInbound(this: PinroomSocket, event: unknown, ...args: unknown[]): void {
+    if (admit && !admit(this)) return;
+    const route = typeof event === 'string' ? routes.get(event) : undefined;
+    if (!route) {
+      const last = args[args.length - 1];
+      if (typeof last === 'function') {
+        (last as AckFn)({ ok: false, error: { code: ErrorCode.BadRequest, message: 'Unknown event', retryable: false } });
+      }
+      return;
+    }
+    onEvent?.(event as string);
+    void (route.acked ? acked : volatile)(this, event as string, route, args);
+  }
+
+  function onDisconnect(this: PinroomSocket, reason: string): void {
+    for (const hook of disconnectHooks) {
+      try {
+        hook(this, reason);
+      } catch (err) {
+        logger.warn({ err, socketId: this.id }, 'disconnect hook failed');
+      }
+    }
+  }
+
+  /**
+   * Socket.IO re-emits inbound events on the socket itself, and an inbound
+   * event named "error" on an EventEmitter without an error listener throws
+   * (out of a `process.nextTick`: the process would go down). Inbound events
+   * are handled by `onInbound`; this only keeps that emit harmless.
+   */
+  function ignoreInboundError(): void {}
+
+  function register(event: string, route: Route): void {
+    if (routes.has(event)) throw new Error(`${event} already has a handler`);
+    routes.set(event, route);
+  }
 
   return {
     /** Add a guard that runs before every handler, in the order added. */
@@ -43,49 +136,30 @@ export function createEventRouter({ logger, guards = [], hooks = {} }: { logger:
       guards.push(guard);
     },
 
-    /** Register an acked event: `(payload, ack)`. */
+    /** Register an acked event for every socket: `(payload, ack)`. */
     handle<E extends AckedEvent, S extends z.ZodType>(
-      socket: PinroomSocket,
       event: E,
       schema: S,
-      run: (payload: z.output<S>) => Promise<AckData<E>> | AckData<E>,
+      run: (socket: PinroomSocket, payload: z.output<S>) => Promise<AckData<E>> | AckData<E>,
     ): void {
-      socket.on(event as never, (async (...args: unknown[]) => {
-        onEvent?.(event);
-        const last = args[args.length - 1];
-        const ack = typeof last === 'function' ? (args.pop() as (response: Ack<AckData<E>>) => void) : undefined;
-        if (!ack) {
-          notify(socket, event, { code: ErrorCode.BadRequest, message: `${event} needs an acknowledgement callback`, retryable: false });
-          return;
-        }
-        try {
-          if (args.length !== 1) throw new AppError(ErrorCode.BadRequest, `${event} takes exactly one payload argument`);
-          await runGuards(socket, event);
-          const payload = parse(schema, args[0], `${event} payload`);
-          const data = await run(payload);
-          onAck?.(event, 'ok');
-          ack({ ok: true, data });
-        } catch (err) {
-          const error = toErrorPayload(err, logger, { event, socketId: socket.id, userId: socket.data.user?.id });
-          onAck?.(event, error.code);
-          ack({ ok: false, error });
-        }
-      }) as never);
+      register(event, { acked: true, schema, run: run as Route['run'] });
     },
 
-    /** Register a fire-and-forget event (no ack); failures are reported as `server:error`. */
-    volatile<S extends z.ZodType>(socket: PinroomSocket, event: keyof ClientToServerEvents, schema: S, run: (payload: z.output<S>) => Promise<void> | void): void {
-      socket.on(event as never, (async (...args: unknown[]) => {
-        onEvent?.(event);
-        try {
-          if (typeof args[args.length - 1] === 'function') args.pop();
-          if (args.length !== 1) throw new AppError(ErrorCode.BadRequest, `${event} takes exactly one payload argument`);
-          await runGuards(socket, event);
-          await run(parse(schema, args[0], `${event} payload`));
-        } catch (err) {
-          notify(socket, event, toErrorPayload(err, logger, { event, socketId: socket.id, userId: socket.data.user?.id }));
-        }
-      }) as never);
+    /** Register a fire-and-forget event (no ack) for every socket; failures are reported as `server:error`. */
+    volatile<S extends z.ZodType>(event: keyof ClientToServerEvents, schema: S, run: (socket: PinroomSocket, payload: z.output<S>) => Promise<void> | void): void {
+      register(event, { acked: false, schema, run: run as Route['run'] });
+    },
+
+    /** Run `hook` when any socket disconnects, in the order registered. It must not throw. */
+    onDisconnect(hook: (socket: PinroomSocket, reason: string) => void): void {
+      disconnectHooks.push(hook);
+    },
+
+    /** Route a connected socket's events: call once per socket, in the connection listener. */
+    attach(socket: PinroomSocket): void {
+      socket.onAny(onInbound as never);
+      socket.on('disconnect', onDisconnect as never);
+      socket.on('error' as never, ignoreInboundError as never);
     },
   };
 }

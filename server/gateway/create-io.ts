@@ -3,13 +3,13 @@
  * is attached in `app.start()`, once its connections are up.
  */
 import type { Server as NodeHttpServer, IncomingMessage } from 'node:http';
+import type { Socket as NetSocket } from 'node:net';
 import { Server, type Socket } from 'socket.io';
 import type { Logger } from 'pino';
 import type { ClientToServerEvents, ServerToClientEvents } from '../../shared/events.ts';
 import type { UserKind } from '../../shared/schemas.ts';
 import type { Config } from '../config.ts';
 import { createConnectionCap } from './connection-cap.ts';
-import { limitSocketFlood } from './rate-limit.ts';
 
 /** The authenticated user of a socket, set by the auth middleware. */
 export interface SocketUser {
@@ -33,6 +33,9 @@ export interface InterServerEvents {}
 
 export type PinroomServer = Server<ClientToServerEvents, ServerToClientEvents, InterServerEvents, SocketData>;
 export type PinroomSocket = Socket<ClientToServerEvents, ServerToClientEvents, InterServerEvents, SocketData>;
+
+/** Shared by every socket's cleared handshake fields (one object, not three per socket). */
+const EMPTY: Record<string, never> = Object.freeze({});
 
 export function createIo({ config, logger, httpServer }: { config: Config; logger: Logger; httpServer: NodeHttpServer }): PinroomServer {
   const anyOrigin = config.http.corsOrigins.includes('*');
@@ -58,6 +61,10 @@ export function createIo({ config, logger, httpServer }: { config: Config; logge
       callback(null, true);
     },
   });
+  // The HTTP server's idle timeout (Fastify's connectionTimeout) would stay armed on
+  // an upgraded socket, re-armed by every frame read or written. A WebSocket's
+  // liveness is Engine.IO's heartbeat (pingInterval + pingTimeout) instead.
+  httpServer.on('upgrade', (_req: IncomingMessage, socket: NetSocket) => socket.setTimeout(0));
   io.engine.on('connection', (conn: Parameters<typeof cap.track>[0]) => {
     if (!cap.track(conn)) logger.warn({ maxConnectionsPerAddress: config.socket.maxConnectionsPerAddress }, 'connection over the per-address cap closed');
   });
@@ -68,10 +75,9 @@ export function createIo({ config, logger, httpServer }: { config: Config; logge
     // referenced for the connection's whole life (memory per idle socket, and a
     // credential kept in memory for nothing). `address`, `time` and `issued` remain.
     (socket.conn as { request: unknown }).request = null;
-    socket.handshake.headers = {};
-    socket.handshake.auth = {};
-    socket.handshake.query = {};
-    limitSocketFlood(socket, config.socket);
+    socket.handshake.headers = EMPTY as typeof socket.handshake.headers;
+    socket.handshake.auth = EMPTY;
+    socket.handshake.query = EMPTY as typeof socket.handshake.query;
   });
   return io;
 }

@@ -7,7 +7,7 @@
  */
 import { RateLimiterMemory, RateLimiterRes } from 'rate-limiter-flexible';
 import { AppError, ErrorCode } from '../errors.ts';
-import type { Guard } from './ack.ts';
+import type { Admit, Guard } from './ack.ts';
 import type { PinroomSocket } from './create-io.ts';
 
 export interface SocketRateLimitOptions {
@@ -32,27 +32,32 @@ export function createSocketRateLimit({ eventsPerSecond }: SocketRateLimitOption
  * than `disconnectEventsPerSecond` events in one second (any event name,
  * handled or not, acked or not) is flooding, not bursting. It gets one
  * `server:error` with `rate_limited` and its connection is closed; the
- * events past the limit are dropped unread. Registered with `socket.use`, so
+ * events past the limit are dropped unread. The event router's `admit`, so
  * it sees every inbound event before any handler. A fixed one-second window
- * per socket, kept in the socket's closure (nothing outlives the socket).
+ * per socket, kept in a WeakMap from the socket's first event on (an idle
+ * socket holds nothing; nothing outlives the socket).
  */
-export function limitSocketFlood(socket: PinroomSocket, { disconnectEventsPerSecond }: { disconnectEventsPerSecond: number }): void {
-  let windowStart = 0;
-  let count = 0;
-  let closed = false;
-  socket.use((_packet, next) => {
-    if (closed) return;
+export function createFloodLimit({ disconnectEventsPerSecond }: { disconnectEventsPerSecond: number }): Admit {
+  const windows = new WeakMap<PinroomSocket, { start: number; count: number; closed: boolean }>();
+  return (socket) => {
     const now = Date.now();
-    if (now - windowStart >= 1000) {
-      windowStart = now;
-      count = 0;
+    let w = windows.get(socket);
+    if (!w) {
+      w = { start: now, count: 0, closed: false };
+      windows.set(socket, w);
     }
-    if (++count <= disconnectEventsPerSecond) return next();
-    closed = true;
+    if (w.closed) return false;
+    if (now - w.start >= 1000) {
+      w.start = now;
+      w.count = 0;
+    }
+    if (++w.count <= disconnectEventsPerSecond) return true;
+    w.closed = true;
     socket.emit('server:error', {
       event: '*',
       error: { code: ErrorCode.RateLimited, message: `More than ${disconnectEventsPerSecond} events in one second: disconnected`, retryable: true, retryAfterMs: 1000 },
     });
     socket.disconnect(true);
-  });
+    return false;
+  };
 }

@@ -11,50 +11,52 @@ import { socketRooms } from '../gateway/socket-rooms.ts';
 import { AppError, ErrorCode } from '../errors.ts';
 import type { RoomActor, RoomService } from './room-service.ts';
 
-export function registerRoomHandlers({ socket, router, rooms, logger }: { socket: PinroomSocket; router: EventRouter; rooms: RoomService; logger: Logger }): void {
-  const actor = (): RoomActor => {
-    const { user, address } = socket.data;
-    if (!user) throw new AppError(ErrorCode.Unauthorized, 'Not signed in');
-    return { id: user.id, name: user.name, kind: user.kind, address };
-  };
+const actorOf = (socket: PinroomSocket): RoomActor => {
+  const { user, address } = socket.data;
+  if (!user) throw new AppError(ErrorCode.Unauthorized, 'Not signed in');
+  return { id: user.id, name: user.name, kind: user.kind, address };
+};
+
+/** Register the room events once, for every socket routed by `router`. */
+export function registerRoomHandlers({ router, rooms, logger }: { router: EventRouter; rooms: RoomService; logger: Logger }): void {
   /** Put the socket in the room's broadcast group; if it closed meanwhile, undo its presence. */
-  const enter = async (roomId: string) => {
+  const enter = async (socket: PinroomSocket, roomId: string) => {
     await socket.join(socketRooms.room(roomId));
     if (socket.disconnected) await rooms.socketClosed(socket.id);
   };
 
-  router.handle(socket, 'room:create', RoomCreatePayload, async (payload) => {
-    const result = await rooms.create(actor(), payload, socket.id);
-    await enter(result.room.id);
+  router.handle('room:create', RoomCreatePayload, async (socket, payload) => {
+    const result = await rooms.create(actorOf(socket), payload, socket.id);
+    await enter(socket, result.room.id);
     return result;
   });
-  router.handle(socket, 'room:join', RoomJoinPayload, async ({ pin }) => {
-    const joined = await rooms.join(actor(), pin, socket.id);
-    await enter(joined.room.id);
+  router.handle('room:join', RoomJoinPayload, async (socket, { pin }) => {
+    const joined = await rooms.join(actorOf(socket), pin, socket.id);
+    await enter(socket, joined.room.id);
     return joined;
   });
-  router.handle(socket, 'room:leave', RoomRefPayload, async ({ roomId }) => {
-    await rooms.leave(actor(), roomId);
+  router.handle('room:leave', RoomRefPayload, async (socket, { roomId }) => {
+    await rooms.leave(actorOf(socket), roomId);
     return {};
   });
-  router.handle(socket, 'room:start', RoomRefPayload, ({ roomId }) => rooms.goLive(actor(), roomId));
-  router.handle(socket, 'room:lock', RoomLockPayload, ({ roomId, locked }) => rooms.lock(actor(), roomId, locked));
-  router.handle(socket, 'room:kick', RoomKickPayload, async (payload) => {
-    await rooms.kick(actor(), payload);
+  router.handle('room:start', RoomRefPayload, (socket, { roomId }) => rooms.goLive(actorOf(socket), roomId));
+  router.handle('room:lock', RoomLockPayload, (socket, { roomId, locked }) => rooms.lock(actorOf(socket), roomId, locked));
+  router.handle('room:kick', RoomKickPayload, async (socket, payload) => {
+    await rooms.kick(actorOf(socket), payload);
     return {};
   });
-  router.handle(socket, 'room:end', RoomRefPayload, async ({ roomId }) => {
-    await rooms.end(actor(), roomId);
+  router.handle('room:end', RoomRefPayload, async (socket, { roomId }) => {
+    await rooms.end(actorOf(socket), roomId);
     return {};
   });
   // Volatile: relayed to the other member sockets of the room, never stored, dropped under back-pressure.
-  router.volatile(socket, 'room:signal', RoomSignalPayload, ({ roomId, type, payload }) => {
+  router.volatile('room:signal', RoomSignalPayload, (socket, { roomId, type, payload }) => {
     const room = socketRooms.room(roomId);
     if (!socket.rooms.has(room)) throw new AppError(ErrorCode.Forbidden, 'Join the room before signalling to it');
     socket.volatile.to(room).emit('room:signal', { roomId, from: socket.data.user.id, type, payload });
   });
 
-  socket.on('disconnect', () => {
+  router.onDisconnect((socket) => {
     rooms.socketClosed(socket.id).catch((err: unknown) => logger.warn({ err, socketId: socket.id }, 'could not update presence after a disconnect'));
   });
 }

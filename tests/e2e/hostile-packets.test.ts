@@ -70,6 +70,8 @@ const cases: Case[] = [
   { name: 'an absurd ack id (beyond 2^53)', frames: ['4299999999999999999999["room:join",{"pin":"12"}]'], outcome: 'stays' },
   { name: 'an ack for an id the server never sent', frames: ['43123456[{"ok":true}]'], outcome: 'stays' },
   { name: 'a numeric event name', frames: ['42[12345,{}]'], outcome: 'stays' },
+  { name: 'an event named "error" (an EventEmitter without an error listener would throw)', frames: ['42["error",{}]', '42911["error",{}]'], outcome: 'stays', typedAckId: 911 },
+  { name: 'an unknown event with an ack', frames: ['42912["room:teleport",{}]'], outcome: 'stays', typedAckId: 912 },
   { name: 'events named like Object.prototype members', frames: ['42["__proto__",{}]', '42["constructor",{}]', '42["hasOwnProperty",{}]', '42["toString",{}]'], outcome: 'stays' },
   { name: 'a Buffer where an object payload is expected', frames: ['451-901["room:join",{"_placeholder":true,"num":0}]', randomBytes(32)], outcome: 'stays', typedAckId: 901 },
   { name: 'a Buffer inside a payload field', frames: [`451-902["feed:publish",{"roomId":"${uuid()}","type":"chat.message","payload":{"text":{"_placeholder":true,"num":0}},"clientMsgId":"b"}]`, randomBytes(8)], outcome: 'stays', typedAckId: 902 },

@@ -27,6 +27,7 @@ let io: PinroomServer;
 let auth: AuthService;
 let url: string;
 let handled = 0;
+let socketAuthStop: () => void = () => undefined;
 const ip = { address: '127.0.0.1' };
 
 test.before(async () => {
@@ -51,20 +52,23 @@ test.before(async () => {
     onSessionRevoked: (sid) => socketAuth.closeSession(sid),
   });
   const socketAuth = createSocketAuth({ io, auth, router, config, logger });
+  socketAuthStop = socketAuth.stop;
   io.use((socket, next) => void socketAuth.middleware(socket, next));
   router.addGuard(socketAuth.guard);
+  router.handle('room:leave', RoomRefPayload, () => {
+    handled++;
+    return {};
+  });
   io.on('connection', (socket) => {
     socketAuth.attach(socket);
-    router.handle(socket, 'room:leave', RoomRefPayload, () => {
-      handled++;
-      return {};
-    });
+    router.attach(socket);
   });
   await http.listen({ port: 0, host: '127.0.0.1' });
   const address = http.server.address() as { port: number };
   url = `http://127.0.0.1:${address.port}`;
 });
 test.after(async () => {
+  socketAuthStop();
   io.close();
   await http.close();
   await ctx.cleanup();
