@@ -405,12 +405,12 @@ export function createCachedLoader<T>(options: CachedLoaderOptions<T>): CachedLo
   const notFound: Outcome<T> = { kind: 'value', value: null };
 
   /**
-   * One id with no resolution in flight (every `get`): a plain GET, and a hit
-   * is answered right there. Only a miss (or a failed GET) enters the batch
-   * path, with what the GET read. Same flight and settle rules as `startBatch`;
-   * this path exists because a hit's own CPU cost matters as much as its round trip.
+   * One id with no resolution in flight, after `get` read `raw` for it: the
+   * batch path, with what the GET read (null: nothing; undefined: the GET
+   * failed, so the batch path reads again and handles the failure). Same
+   * flight and settle rules as `startBatch`.
    */
-  async function resolveSingle(id: string): Promise<Outcome<T>> {
+  function resolveAfterRead(id: string, raw: string | null | undefined): Promise<Outcome<T>> {
     const flight = new Flight<T>();
     flights.set(id, flight);
     const settle: Settle<T> = (_id, outcome) => {
@@ -419,34 +419,18 @@ export function createCachedLoader<T>(options: CachedLoaderOptions<T>): CachedLo
       if (flights.get(id) === flight) flights.delete(id);
       flight.settle(outcome);
     };
-    let raw: string | null;
-    try {
-      raw = await redis.get(keys.cache(name, id));
-    } catch {
-      // The batch path reads again and handles the failure (counted there, served from PostgreSQL).
-      void runBatch([id], settle, () => flight.done);
-      return flight.promise;
-    }
-    if (pendingInvalidations.size > 0) flushPending();
-    const entry = raw === null ? undefined : decodeQuietly(raw);
-    if (entry && fresh(entry)) {
-      metrics.hits.inc(labels);
-      const outcome: Outcome<T> = { kind: 'value', value: entry.value };
-      settle(id, outcome);
-      return outcome;
-    }
-    void runBatch([id], settle, () => flight.done, [raw]);
+    void runBatch([id], settle, () => flight.done, raw === undefined ? undefined : [raw]);
     return flight.promise;
   }
 
-  function resolveOne(id: string): Promise<Outcome<T>> {
-    if (options.isValidId && !options.isValidId(id)) return Promise.resolve(notFound);
+  /** A single read's resolution: join the one in flight, or start one (`raw`: what this read's GET found, if it made one). */
+  function resolveOne(id: string, raw?: string | null): Promise<Outcome<T>> {
     const flight = flights.get(id);
     if (flight) {
       metrics.coalesced.inc(processScope);
       return flight.promise;
     }
-    if (!pendingInvalidations.has(id) && redisUsable()) return resolveSingle(id);
+    if (raw !== undefined || (!pendingInvalidations.has(id) && redisUsable())) return resolveAfterRead(id, raw);
     return startBatch([id]).get(id)!.promise;
   }
 
@@ -534,8 +518,32 @@ export function createCachedLoader<T>(options: CachedLoaderOptions<T>): CachedLo
   return {
     name,
 
+    /**
+     * The hit path first: a plain GET, answered right there when the entry is
+     * fresh (no flight, no closure: a hit's own CPU cost matters as much as its
+     * round trip). Concurrent hits each GET; a miss joins the resolution in
+     * flight for the id (started by whichever read missed first), so an expired
+     * hot key still costs one query per process.
+     */
     async get(id, read) {
-      return toLoaded(id, await resolveOne(id), read);
+      if (options.isValidId && !options.isValidId(id)) return { value: null, stale: false };
+      let raw: string | null | undefined;
+      if (!flights.has(id) && !pendingInvalidations.has(id) && redisUsable()) {
+        try {
+          raw = await redis.get(keys.cache(name, id));
+        } catch {
+          raw = undefined; // counted and served from PostgreSQL by the batch path, which reads again
+        }
+        if (raw) {
+          if (pendingInvalidations.size > 0) flushPending();
+          const entry = decodeQuietly(raw);
+          if (entry && fresh(entry) && !pendingInvalidations.has(id)) {
+            metrics.hits.inc(labels);
+            return { value: entry.value, stale: false };
+          }
+        }
+      }
+      return toLoaded(id, await resolveOne(id, raw), read);
     },
 
     async getMany(ids, read) {
