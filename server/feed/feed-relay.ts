@@ -182,9 +182,14 @@ export function createFeedRelay(options: FeedRelayOptions) {
         sub.live = true;
         return;
       }
+      // Whether the tail was already ahead when this read was sent: a read sent
+      // earlier may predate the entries another subscription's read saw and made
+      // the tail's cursor (concurrent subscribes to one feed), so it is not a gap.
+      const tailAheadBefore = tail.cursor !== null;
       const page = await store.after(tail.ref, sub.cursor, readCount);
       if (sub.closed) return;
       if (page.length === 0) {
+        if (tail.cursor !== null && !tailAheadBefore) continue;
         if (tail.cursor !== null) throw new GapError('the stream holds nothing after the cursor but the tail is ahead');
         tail.cursor = sub.cursor;
         sub.live = true;

@@ -234,6 +234,43 @@ test('a resume racing a stream of appends meets the live part without gap or ove
   assert.equal(early.entries.map((e) => e.id), [...first, ...rest]);
 });
 
+for (const busy of [false, true]) {
+  test(`hundreds of subscribes to one ${busy ? 'busy' : 'quiet'} feed at once all succeed, and each continues without gap or duplicate`, async () => {
+    const config = ctx.configWith({ FEED_ROOM_MAXLEN: '100000' });
+    const node = await startNode(config);
+    const writer = await startNode(config);
+    const roomId = randomUUID();
+    await numbered(writer.store, roomId, 5);
+    let writing = busy;
+    const written: string[] = [];
+    const appends = (async () => {
+      for (let i = 0; writing; i++) {
+        written.push((await writer.store.append({ roomId, type: 'chat.message', actor, payload: { text: `w${i}` } })).id);
+        await new Promise((r) => setImmediate(r));
+      }
+    })();
+    const subscribers = Array.from({ length: 400 }, () => collector());
+    const outcomes = await Promise.allSettled(subscribers.map((c) => node.relay.subscribe({ kind: 'room', roomId }, undefined, c.sink)));
+    writing = false;
+    await appends;
+    written.push(...(await numbered(writer.store, roomId, 10, 1000)));
+    const refused = outcomes.filter((o) => o.status === 'rejected').map((o) => String((o as PromiseRejectedResult).reason));
+    assert.equal(refused, [], 'no subscribe is refused');
+    const last = written[written.length - 1]!;
+    for (let i = 0; i < subscribers.length; i++) {
+      const { result } = (outcomes[i] as PromiseFulfilledResult<Awaited<ReturnType<FeedRelay['subscribe']>>>).value;
+      // Everything written after the position the answer named, in stream order, once.
+      const expected = written.filter((id) => compareIds(id, result.lastId) > 0);
+      await until(() => subscribers[i]!.entries.at(-1)?.id === last, `subscriber ${i} to reach the last entry`);
+      assert.equal(
+        subscribers[i]!.entries.map((e) => e.id),
+        expected,
+        `subscriber ${i}`,
+      );
+    }
+  });
+}
+
 test('a dropped blocking connection delays delivery but loses nothing', async () => {
   const config = ctx.configWith({ FEED_ROOM_MAXLEN: '100000' });
   const node = await startNode(config);
