@@ -9,38 +9,26 @@
 import { randomUUID } from 'node:crypto';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { signInGuest, signUp } from '../support/auth.ts';
-import { connect, request, type TestSocket } from '../support/client.ts';
-import { createTestContext, type TestContext } from '../support/context.ts';
-import { failoverFollower, ok, readiness, sleep, until } from '../support/faults.ts';
-import { startTestServer, type TestServer } from '../support/server.ts';
+import { signInGuest } from '../support/auth.ts';
+import { request, type TestSocket } from '../support/client.ts';
+import { failoverFollower, hostWithRoom, ok, readiness, sleep, startThreeNodes, until } from '../support/faults.ts';
 
 const test = suite('faults/graceful-shutdown');
 
-let ctx: TestContext;
-let nodes: TestServer[] = [];
-const sockets: TestSocket[] = [];
-const track = (s: TestSocket) => sockets.push(s);
+let cluster: Awaited<ReturnType<typeof startThreeNodes>>;
 
 test.before(async () => {
-  ctx = createTestContext();
-  await ctx.migrate();
-  const env = { ...ctx.env, SOCKET_EVENTS_PER_SECOND: '10000', AUTH_RATE_GUEST_IP: '1000/60', AUTH_RATE_REGISTER_IP: '1000/60' };
-  nodes = await Promise.all([startTestServer(env), startTestServer(env), startTestServer(env)]);
+  cluster = await startThreeNodes();
 });
 
 test.after(async () => {
-  for (const s of sockets) s.close();
-  await Promise.allSettled(nodes.map((n) => n.stop()));
-  await ctx.cleanup();
+  await cluster?.stop();
 });
 
 test('SIGTERM on a loaded node: it drains and exits 0, its clients move to the other nodes, and nothing is lost or doubled', async () => {
-  const [a, b, leaving] = nodes as [TestServer, TestServer, TestServer];
-  const host = await signUp(a.url, { displayName: 'Host' });
-  const hostSocket = await connect(a.url, { token: host.accessToken });
-  track(hostSocket);
-  const { room } = ok(await request(hostSocket, 'room:create', { title: 'Drain', maxMembers: 50 }));
+  const { ctx, nodes, track } = cluster;
+  const [a, b, leaving] = nodes;
+  const { socket: hostSocket, room } = await hostWithRoom(a.url, 'Drain', track);
   const others = () => [a.url, b.url];
 
   // Four members on the leaving node and one on b: all follow the feed, all publish.

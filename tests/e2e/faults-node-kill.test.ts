@@ -7,46 +7,27 @@
 import { randomUUID } from 'node:crypto';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { signInGuest, signUp } from '../support/auth.ts';
-import { connect, request, type TestSocket } from '../support/client.ts';
-import { createTestContext, type TestContext } from '../support/context.ts';
-import { assertExactlyOnceInOrder, failoverFollower, ok, until } from '../support/faults.ts';
-import { startTestServer, type TestServer } from '../support/server.ts';
+import { signInGuest } from '../support/auth.ts';
+import { request } from '../support/client.ts';
+import { assertExactlyOnceInOrder, failoverFollower, hostWithRoom, ok, startThreeNodes, until } from '../support/faults.ts';
 
 const test = suite('faults/node-kill');
 const ENTRIES = 300;
 
-let ctx: TestContext;
-let nodes: TestServer[] = [];
-const sockets: TestSocket[] = [];
-const track = (s: TestSocket) => sockets.push(s);
+let cluster: Awaited<ReturnType<typeof startThreeNodes>>;
 
 test.before(async () => {
-  ctx = createTestContext();
-  await ctx.migrate();
-  const env = {
-    ...ctx.env,
-    SOCKET_EVENTS_PER_SECOND: '10000',
-    AUTH_RATE_GUEST_IP: '1000/60',
-    AUTH_RATE_REGISTER_IP: '1000/60',
-    PRESENCE_HEARTBEAT_MS: '300',
-    PRESENCE_NODE_TIMEOUT_MS: '1500',
-  };
-  nodes = await Promise.all([startTestServer(env), startTestServer(env), startTestServer(env)]);
+  cluster = await startThreeNodes({ PRESENCE_HEARTBEAT_MS: '300', PRESENCE_NODE_TIMEOUT_MS: '1500' });
 });
 
 test.after(async () => {
-  for (const s of sockets) s.close();
-  await Promise.allSettled(nodes.map((n) => n.stop()));
-  await ctx.cleanup();
+  await cluster?.stop();
 });
 
 test('a node killed with -9 during a broadcast: its clients resume on the survivors with every entry once, in order', async () => {
-  const [a, b, victim] = nodes as [TestServer, TestServer, TestServer];
-  const host = await signUp(a.url, { displayName: 'Broadcaster' });
-  const hostSocket = await connect(a.url, { token: host.accessToken });
-  track(hostSocket);
-  const { room } = ok(await request(hostSocket, 'room:create', { title: 'Kill -9', maxMembers: 50 }));
+  const { nodes, track } = cluster;
+  const [a, b, victim] = nodes;
+  const { socket: hostSocket, room } = await hostWithRoom(a.url, 'Kill -9', track);
   const survivors = () => [a.url, b.url];
 
   // Three followers on the victim, one on a survivor.

@@ -113,8 +113,8 @@ test('a feed publish during a stall answers unavailable; its retry with the same
   assert.equal(received.filter((t) => t === 'written during the stall'), ['written during the stall'], 'delivered once');
 });
 
-test('no PIN is left claimed without its room after creations timed out in a stall', async () => {
-  await sleep(1000); // let every command that was held in the stall run
+/** Every PIN key of this test's prefix and what it holds (a room id, or `ended:...`). */
+async function pinClaims(): Promise<{ keys: string[]; values: (string | null)[] }> {
   const keys: string[] = [];
   let cursor = '0';
   do {
@@ -122,7 +122,12 @@ test('no PIN is left claimed without its room after creations timed out in a sta
     cursor = next;
     keys.push(...batch);
   } while (cursor !== '0');
-  const values = keys.length > 0 ? await ctx.redis().mget(...keys) : [];
+  return { keys, values: keys.length > 0 ? await ctx.redis().mget(...keys) : [] };
+}
+
+test('no PIN is left claimed without its room after creations timed out in a stall', async () => {
+  await sleep(1000); // let every command that was held in the stall run
+  const { keys, values } = await pinClaims();
   const claimed = values.filter((v): v is string => v !== null && !v.startsWith('ended:'));
   const rows = await ctx.db().selectFrom('rooms').select(['id', 'pin']).where('status', '!=', 'ended').execute();
   const roomIds = new Set(rows.map((r) => r.id));
@@ -158,14 +163,7 @@ test('a PIN claim that times out in a stall does not stay behind without its roo
     assert.equal(outcomes, Array(5).fill('unavailable'));
     assert.is(inserted, 0, 'no room row was written');
     await sleep(1500); // the held SET NX commands reach Redis now
-    const keys: string[] = [];
-    let cursor = '0';
-    do {
-      const [next, batch] = await ctx.redis().scan(cursor, 'MATCH', `${ctx.keyPrefix}pin:*`, 'COUNT', 1000);
-      cursor = next;
-      keys.push(...batch);
-    } while (cursor !== '0');
-    const values = keys.length > 0 ? await ctx.redis().mget(...keys) : [];
+    const { keys, values } = await pinClaims();
     const orphans = keys.filter((_, i) => roomIds.includes(values[i] ?? ''));
     assert.equal(orphans, [], `PINs claimed for rooms that were never created: ${orphans.join(', ')}`);
   } finally {

@@ -6,7 +6,10 @@
 import * as assert from 'uvu/assert';
 import type { Ack } from '../../shared/errors.ts';
 import type { FeedEntry, FeedPosition } from '../../shared/schemas.ts';
+import { signUp } from './auth.ts';
 import { connect, request, type TestSocket } from './client.ts';
+import { createTestContext, type TestContext } from './context.ts';
+import { startTestServer, type TestServer } from './server.ts';
 
 export function ok<T>(ack: Ack<T>): T {
   if (!ack.ok) throw new Error(`expected ok, got ${ack.error.code}: ${ack.error.message}`);
@@ -25,6 +28,38 @@ export async function until(check: () => boolean | Promise<boolean>, what: strin
     if (Date.now() > end) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 25));
   }
+}
+
+/**
+ * Three pinroom nodes on one fresh database and key prefix, with the per-address
+ * limits raised for a test's load (plus `env`). `track` registers a client
+ * socket; `stop` closes the tracked sockets, the nodes and the context.
+ */
+export async function startThreeNodes(env: Record<string, string> = {}) {
+  const ctx: TestContext = createTestContext();
+  await ctx.migrate();
+  const nodeEnv = { ...ctx.env, SOCKET_EVENTS_PER_SECOND: '10000', AUTH_RATE_GUEST_IP: '1000/60', AUTH_RATE_REGISTER_IP: '1000/60', ...env };
+  const nodes = await Promise.all([startTestServer(nodeEnv), startTestServer(nodeEnv), startTestServer(nodeEnv)]);
+  const sockets: TestSocket[] = [];
+  return {
+    ctx,
+    nodes: nodes as [TestServer, TestServer, TestServer],
+    track: (s: TestSocket) => void sockets.push(s),
+    async stop() {
+      for (const s of sockets) s.close();
+      await Promise.allSettled(nodes.map((n) => n.stop()));
+      await ctx.cleanup();
+    },
+  };
+}
+
+/** A registered host connected to `url` with a new room (up to 50 members). */
+export async function hostWithRoom(url: string, title: string, track: (s: TestSocket) => void) {
+  const host = await signUp(url, { displayName: 'Host' });
+  const socket = await connect(url, { token: host.accessToken });
+  track(socket);
+  const { room } = ok(await request(socket, 'room:create', { title, maxMembers: 50 }));
+  return { host, socket, room };
 }
 
 export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
