@@ -10,6 +10,7 @@ import { createAuthService, type AuthService } from './auth/auth-service.ts';
 import { registerAuthRoutes } from './auth/http.ts';
 import { createAuthRateLimits } from './auth/rate-limits.ts';
 import { createRefreshStore } from './auth/refresh-store.ts';
+import { createSessionCheck } from './auth/session-check.ts';
 import { loadSigningKeys, type SigningKeys } from './auth/signing-keys.ts';
 import { createSocketAuth } from './auth/socket-auth.ts';
 import { createTokenService } from './auth/tokens.ts';
@@ -108,7 +109,8 @@ export function createApp(config: Config, options: AppOptions = {}): App {
     logger,
     users,
     tokens: createTokenService({ config: config.auth, keys: currentKeys }),
-    refresh: createRefreshStore({ redis, scripts, keys, config: config.auth }),
+    refresh: createRefreshStore({ scripts, keys, config: config.auth }),
+    sessions: createSessionCheck({ scripts, keys }),
     limits: createAuthRateLimits({ redis, keys, limits: config.auth.rateLimits }),
     signingKeys: currentKeys,
     onSessionRevoked: (sessionId) => socketAuth.closeSession(sessionId),

@@ -9,12 +9,10 @@
  * (`refresh-*.lua`), so concurrent rotations of one token give one winner.
  */
 import { createHash, randomBytes, randomUUID } from 'node:crypto';
-import type { Redis } from 'ioredis';
 import type { AuthConfig } from '../config.ts';
 import { unavailable } from '../errors.ts';
 import type { Keys } from '../redis/keys.ts';
 import type { Scripts } from '../redis/scripts.ts';
-import { withRetry } from '../retry.ts';
 
 const TOKEN_SHAPE = /^([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})\.([A-Za-z0-9_-]{43})$/;
 
@@ -40,9 +38,6 @@ export type RotateResult =
 
 export type RevokeResult = { status: 'revoked' | 'already'; userId: string; sessionId: string } | { status: 'invalid' };
 
-/** `active`, `revoked`, or `missing` (expired, or never existed). */
-export type SessionState = 'active' | 'revoked' | 'missing';
-
 export type RefreshStore = ReturnType<typeof createRefreshStore>;
 
 /** SHA-256 of a refresh token, hex: the only form in which a token is stored. */
@@ -60,13 +55,11 @@ function newToken(sessionId: string): string {
 }
 
 export function createRefreshStore({
-  redis,
   scripts,
   keys,
   config,
   now = Date.now,
 }: {
-  redis: Redis;
   scripts: Scripts;
   keys: Keys;
   config: Pick<AuthConfig, 'refreshTokenTtlSeconds' | 'sessionMaxAgeSeconds' | 'refreshReuseGraceSeconds'>;
@@ -123,12 +116,6 @@ export function createRefreshStore({
       );
       if (status === 'revoked' || status === 'already') return { status, userId: userId!, sessionId };
       return { status: 'invalid' };
-    },
-
-    /** One HGET: whether access tokens of this session are still honoured. */
-    async sessionState(sessionId: string): Promise<SessionState> {
-      const state = await call('session state', () => withRetry(() => redis.hget(keys.session(sessionId), 'state'), { idempotent: true, name: 'session-state' }));
-      return state === 'active' ? 'active' : state === null ? 'missing' : 'revoked';
     },
   };
 }

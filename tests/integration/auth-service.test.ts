@@ -4,6 +4,7 @@ import * as assert from 'uvu/assert';
 import { createAuthService, type AuthAuditEvent, type AuthService } from '../../server/auth/auth-service.ts';
 import { createAuthRateLimits } from '../../server/auth/rate-limits.ts';
 import { createRefreshStore } from '../../server/auth/refresh-store.ts';
+import { createSessionCheck } from '../../server/auth/session-check.ts';
 import { generateSigningJwk, loadSigningKeys, type SigningKeys } from '../../server/auth/signing-keys.ts';
 import { createTokenService } from '../../server/auth/tokens.ts';
 import type { Config } from '../../server/config.ts';
@@ -51,7 +52,8 @@ function harness(overrides: Record<string, string> = {}): Harness {
     logger,
     users: createUserRepository({ db: ctx.db() }),
     tokens: createTokenService({ config: config.auth, keys: () => signingKeys, now }),
-    refresh: createRefreshStore({ redis, scripts: createScripts(redis), keys, config: config.auth, now }),
+    refresh: createRefreshStore({ scripts: createScripts(redis), keys, config: config.auth, now }),
+    sessions: createSessionCheck({ scripts: createScripts(redis), keys }),
     limits: createAuthRateLimits({ redis, keys, limits: config.auth.rateLimits }),
     signingKeys: () => signingKeys,
     audit: (event) => audit.push(event),
@@ -306,7 +308,8 @@ test('an audit callback that throws never fails a sign-in', async () => {
     logger: createLogger({ log: { level: 'silent' }, env: 'test' }),
     users: createUserRepository({ db: ctx.db() }),
     tokens: createTokenService({ config: config.auth, keys: () => signingKeys }),
-    refresh: createRefreshStore({ redis, scripts: createScripts(redis), keys, config: config.auth }),
+    refresh: createRefreshStore({ scripts: createScripts(redis), keys, config: config.auth }),
+    sessions: createSessionCheck({ scripts: createScripts(redis), keys }),
     limits: createAuthRateLimits({ redis, keys, limits: config.auth.rateLimits }),
     signingKeys: () => signingKeys,
     audit: () => {
@@ -330,7 +333,8 @@ test('with Redis down, sign-in, refresh and authentication answer unavailable, n
       logger,
       users: createUserRepository({ db: ctx.db() }),
       tokens: createTokenService({ config: config.auth, keys: () => signingKeys }),
-      refresh: createRefreshStore({ redis, scripts: createScripts(redis), keys, config: config.auth }),
+      refresh: createRefreshStore({ scripts: createScripts(redis), keys, config: config.auth }),
+      sessions: createSessionCheck({ scripts: createScripts(redis), keys }),
       limits: createAuthRateLimits({ redis, keys, limits: config.auth.rateLimits }),
       signingKeys: () => signingKeys,
     });

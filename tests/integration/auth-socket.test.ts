@@ -4,6 +4,7 @@ import * as assert from 'uvu/assert';
 import { createAuthService, type AuthService } from '../../server/auth/auth-service.ts';
 import { createAuthRateLimits } from '../../server/auth/rate-limits.ts';
 import { createRefreshStore } from '../../server/auth/refresh-store.ts';
+import { createSessionCheck } from '../../server/auth/session-check.ts';
 import { generateSigningJwk, loadSigningKeys, type SigningKeys } from '../../server/auth/signing-keys.ts';
 import { createSocketAuth } from '../../server/auth/socket-auth.ts';
 import { createTokenService } from '../../server/auth/tokens.ts';
@@ -46,7 +47,8 @@ test.before(async () => {
     logger,
     users: createUserRepository({ db: ctx.db() }),
     tokens: createTokenService({ config: config.auth, keys: () => signing }),
-    refresh: createRefreshStore({ redis, scripts: createScripts(redis), keys, config: config.auth }),
+    refresh: createRefreshStore({ scripts: createScripts(redis), keys, config: config.auth }),
+    sessions: createSessionCheck({ scripts: createScripts(redis), keys }),
     limits: createAuthRateLimits({ redis, keys, limits: config.auth.rateLimits }),
     signingKeys: () => signing,
     onSessionRevoked: (sid) => socketAuth.closeSession(sid),

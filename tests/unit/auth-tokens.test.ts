@@ -11,7 +11,7 @@ import { rejectsWithCode } from '../support/assert.ts';
 
 const test = suite('auth/tokens');
 
-const tokenConfig = { issuer: 'pinroom-test', audience: 'pinroom-clients', accessTokenTtlSeconds: 600, clockToleranceSeconds: 5 };
+const tokenConfig = { issuer: 'pinroom-test', audience: 'pinroom-clients', accessTokenTtlSeconds: 600, clockToleranceSeconds: 5, tokenCacheSize: 100 };
 let jwk: JwkInput;
 let keys: SigningKeys;
 let tokens: TokenService;
