@@ -8,6 +8,7 @@ import type { Logger } from 'pino';
 import { createLoaders, type Loaders } from './cache/loaders.ts';
 import { createAuthService, type AuthService } from './auth/auth-service.ts';
 import { registerAuthRoutes } from './auth/http.ts';
+import { registerTokenMetrics } from './auth/auth-metrics.ts';
 import { createAuthRateLimits } from './auth/rate-limits.ts';
 import { createRefreshStore } from './auth/refresh-store.ts';
 import { createSessionCheck } from './auth/session-check.ts';
@@ -104,11 +105,13 @@ export function createApp(config: Config, options: AppOptions = {}): App {
     return signingKeys;
   };
   const users = createUserRepository({ db });
+  const tokens = createTokenService({ config: config.auth, keys: currentKeys });
+  registerTokenMetrics(metrics.registry, tokens);
   const auth = createAuthService({
     config: config.auth,
     logger,
     users,
-    tokens: createTokenService({ config: config.auth, keys: currentKeys }),
+    tokens,
     refresh: createRefreshStore({ scripts, keys, config: config.auth }),
     sessions: createSessionCheck({ scripts, keys }),
     limits: createAuthRateLimits({ redis, keys, limits: config.auth.rateLimits }),

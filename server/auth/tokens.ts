@@ -116,6 +116,9 @@ export function createTokenService({
   // set it was verified under and only while `exp` (plus the tolerance) has not passed.
   const verified = config.tokenCacheSize > 0 ? new LRUCache<string, AccessClaims>({ max: config.tokenCacheSize }) : undefined;
   let verifiedUnder: SigningKeys | undefined;
+  /** Verifications answered by the cache, and full checks (accepted or refused). */
+  let cachedCount = 0;
+  let checkedCount = 0;
 
   /** The full check of a token not in the cache. Throws `unauthorized` or `token_expired`. */
   function check(token: string, signing: SigningKeys, nowSeconds: number): AccessClaims {
@@ -185,7 +188,10 @@ export function createTokenService({
       if (token.length > Limits.tokenMax) throw unauthorized('The access token is malformed');
       const signing = keys();
       const nowSeconds = Math.floor(now() / 1000);
-      if (!verified) return check(token, signing, nowSeconds);
+      if (!verified) {
+        checkedCount++;
+        return check(token, signing, nowSeconds);
+      }
       if (verifiedUnder !== signing) {
         // Another key set (a reload): nothing verified under the old one counts.
         verified.clear();
@@ -194,13 +200,20 @@ export function createTokenService({
       const id = createHash('sha256').update(token).digest('binary'); // 32 one-byte characters
       const known = verified.get(id);
       if (known) {
-        if (known.expiresAt / 1000 > nowSeconds - tolerance) return known;
+        cachedCount++;
+        if (known.expiresAt > (nowSeconds - tolerance) * 1000) return known;
         verified.delete(id);
         throw expired();
       }
+      checkedCount++;
       const claims = check(token, signing, nowSeconds);
       verified.set(id, claims);
       return claims;
+    },
+
+    /** Counters for metrics: verifications answered by the cache (`cached`) or by a full check (`checked`), and the tokens cached now (`entries`). */
+    stats(): { cached: number; checked: number; entries: number } {
+      return { cached: cachedCount, checked: checkedCount, entries: verified?.size ?? 0 };
     },
   };
 }

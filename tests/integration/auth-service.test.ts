@@ -6,7 +6,7 @@ import { createAuthRateLimits } from '../../server/auth/rate-limits.ts';
 import { createRefreshStore } from '../../server/auth/refresh-store.ts';
 import { createSessionCheck } from '../../server/auth/session-check.ts';
 import { generateSigningJwk, loadSigningKeys, type SigningKeys } from '../../server/auth/signing-keys.ts';
-import { createTokenService } from '../../server/auth/tokens.ts';
+import { createTokenService, type TokenService } from '../../server/auth/tokens.ts';
 import type { Config } from '../../server/config.ts';
 import { AppError } from '../../server/errors.ts';
 import { createLogger } from '../../server/logger.ts';
@@ -25,6 +25,7 @@ const ip = { address: '192.0.2.10' };
 
 interface Harness {
   auth: AuthService;
+  tokens: TokenService;
   audit: AuthAuditEvent[];
   revoked: string[];
   logs: () => string;
@@ -47,11 +48,12 @@ function harness(overrides: Record<string, string> = {}): Harness {
   const now = () => Date.now() + clock.offsetMs;
   const audit: AuthAuditEvent[] = [];
   const revoked: string[] = [];
+  const tokens = createTokenService({ config: config.auth, keys: () => signingKeys, now });
   const auth = createAuthService({
     config: config.auth,
     logger,
     users: createUserRepository({ db: ctx.db() }),
-    tokens: createTokenService({ config: config.auth, keys: () => signingKeys, now }),
+    tokens,
     refresh: createRefreshStore({ scripts: createScripts(redis), keys, config: config.auth, now }),
     sessions: createSessionCheck({ scripts: createScripts(redis), keys }),
     limits: createAuthRateLimits({ redis, keys, limits: config.auth.rateLimits }),
@@ -60,7 +62,7 @@ function harness(overrides: Record<string, string> = {}): Harness {
     onSessionRevoked: (sessionId) => revoked.push(sessionId),
     now,
   });
-  return { auth, audit, revoked, logs: () => logText, clock };
+  return { auth, tokens, audit, revoked, logs: () => logText, clock };
 }
 
 const codeOf = (err: unknown) => (err instanceof AppError ? err.code : `non-AppError: ${String(err)}`);
@@ -232,6 +234,21 @@ test('logout revokes the session without a reuse alarm, twice is fine, and an un
   await rejectsWithCode(() => auth.logout({ refreshToken: `${sid}.${'A'.repeat(43)}` }, ip), 'unauthorized');
   await rejectsWithCode(() => auth.logout({ refreshToken: 'not-a-token' }, ip), 'unauthorized');
   await rejectsWithCode(() => auth.refresh({ refreshToken: 'not-a-token' }, ip), 'unauthorized');
+});
+
+test('a token answered from the verified-token cache is still refused at once when its session is revoked', async () => {
+  const { auth, tokens } = harness();
+  const session = await auth.guest({ displayName: 'Cached' }, ip);
+  const other = await auth.guest({ displayName: 'Bystander' }, ip);
+  for (let i = 0; i < 3; i++) await Promise.all([auth.authenticate(session.accessToken), auth.authenticate(other.accessToken)]);
+  const before = tokens.stats();
+  assert.is(before.checked, 2, 'each token was checked in full once');
+  await auth.logout({ refreshToken: session.refreshToken }, ip);
+  // Both tokens are answered by the cache now; only the revoked session is refused.
+  const [revoked, alive] = await Promise.allSettled([auth.authenticate(session.accessToken), auth.authenticate(other.accessToken)]);
+  assert.is(codeOf(revoked.status === 'rejected' ? revoked.reason : 'fulfilled'), 'session_revoked');
+  assert.is(alive.status, 'fulfilled');
+  assert.equal(tokens.stats(), { ...before, cached: before.cached + 2 });
 });
 
 test('a session ends at its absolute lifetime however often it is refreshed', async () => {

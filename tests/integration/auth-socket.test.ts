@@ -150,6 +150,25 @@ test('the handshake is refused with typed codes: no token, garbage, expired, rev
   assert.is((await connectError(url, { token: expiring.accessToken })).data?.code, 'token_expired');
 });
 
+test('once connected, a WebSocket keeps neither the bytes of its CONNECT frame (the access token) nor its cleared HTTP idle timer', async () => {
+  const session = await auth.guest({ displayName: 'Lean' }, ip);
+  const socket = await connect(url, { token: session.accessToken });
+  try {
+    const [found] = await io.in(`user:${session.user.id}`).fetchSockets();
+    const server = io.sockets.sockets.get(found!.id)!;
+    const ws = (server.conn.transport as unknown as { socket: { _receiver: { _mask?: Uint8Array }; _socket: Record<symbol, unknown> } }).socket;
+    // ws reads each frame's masking key as a view into the chunk the frame came in.
+    const mask = ws._receiver._mask;
+    const token = Buffer.from(session.accessToken);
+    assert.ok(mask === undefined || !Buffer.from(mask.buffer).includes(token), 'the CONNECT frame, with the token, is still referenced');
+    const timerField = Object.getOwnPropertySymbols(ws._socket).find((s) => s.description === 'timeout');
+    assert.ok(timerField, 'net.Socket keeps its idle timer under a `timeout` symbol');
+    assert.is(ws._socket[timerField], null, 'the cleared idle timer is still referenced');
+  } finally {
+    socket.close();
+  }
+});
+
 test('logout closes the live sockets of that session only', async () => {
   const session = await auth.guest({ displayName: 'Two tabs' }, ip);
   const other = await auth.guest({ displayName: 'Neighbour' }, ip);

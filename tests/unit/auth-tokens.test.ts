@@ -132,6 +132,67 @@ test('during a key rotation, tokens of the old key verify by kid and new tokens 
   await rejectsWithCode(() => createTokenService({ config: tokenConfig, keys: () => after }).verify(oldToken), 'unauthorized');
 });
 
+test('a token verified once is answered from the cache until its exp, then refused as token_expired and dropped', async () => {
+  let clock = Date.now();
+  const service = createTokenService({ config: tokenConfig, keys: () => keys, now: () => clock });
+  const issued = await service.sign(claims);
+  const first = await service.verify(issued.token);
+  assert.equal(service.stats(), { cached: 0, checked: 1, entries: 1 });
+  assert.equal(await service.verify(issued.token), first);
+  assert.equal(await service.verify(issued.token), first);
+  assert.equal(service.stats(), { cached: 2, checked: 1, entries: 1 });
+  // Within the clock tolerance after exp it is still good; past it, expired like any genuine token.
+  clock = issued.expiresAt + (tokenConfig.clockToleranceSeconds - 1) * 1000;
+  assert.is((await service.verify(issued.token)).userId, claims.userId);
+  clock = issued.expiresAt + tokenConfig.clockToleranceSeconds * 1000;
+  await rejectsWithCode(() => service.verify(issued.token), 'token_expired');
+  assert.is(service.stats().entries, 0, 'the expired token left the cache');
+  await rejectsWithCode(() => service.verify(issued.token), 'token_expired');
+  assert.is(service.stats().checked, 2, 'the second refusal was a full check');
+});
+
+test('the cache holds at most its configured number of tokens, dropping the least recently used', async () => {
+  const service = createTokenService({ config: { ...tokenConfig, tokenCacheSize: 3 }, keys: () => keys });
+  const issued = await Promise.all(Array.from({ length: 5 }, () => service.sign(claims)));
+  for (const t of issued) await service.verify(t.token);
+  assert.equal(service.stats(), { cached: 0, checked: 5, entries: 3 });
+  await service.verify(issued[4]!.token); // still cached
+  await service.verify(issued[0]!.token); // evicted: checked again, and cached again
+  assert.equal(service.stats(), { cached: 1, checked: 6, entries: 3 });
+});
+
+test('refused tokens are never cached, and a size of 0 checks every token in full', async () => {
+  const service = createTokenService({ config: tokenConfig, keys: () => keys });
+  const forged = await forge(generateKeyPairSync('ed25519').privateKey, { alg: 'EdDSA', typ: 'at+jwt', kid: keys.currentKid });
+  const wrongAudience = await forge(privateKey(), { alg: 'EdDSA', typ: 'at+jwt', kid: keys.currentKid }, { aud: 'someone-else' });
+  for (let i = 0; i < 3; i++) {
+    await rejectsWithCode(() => service.verify(forged), 'unauthorized');
+    await rejectsWithCode(() => service.verify(wrongAudience), 'unauthorized');
+  }
+  assert.equal(service.stats(), { cached: 0, checked: 6, entries: 0 });
+  const off = createTokenService({ config: { ...tokenConfig, tokenCacheSize: 0 }, keys: () => keys });
+  const issued = await off.sign(claims);
+  for (let i = 0; i < 3; i++) await off.verify(issued.token);
+  assert.equal(off.stats(), { cached: 0, checked: 3, entries: 0 });
+});
+
+test('a cached token stops verifying once its key is no longer configured', async () => {
+  const oldJwk = await generateSigningJwk();
+  const newJwk = await generateSigningJwk();
+  const oldPublic = { kty: oldJwk.kty, crv: oldJwk.crv, x: oldJwk.x, kid: oldJwk.kid };
+  let current = await loadSigningKeys({ signingKey: newJwk, verifyKeys: [oldPublic], dataDir: '/nonexistent' }, 'test');
+  const service = createTokenService({ config: tokenConfig, keys: () => current });
+  const before = await loadSigningKeys({ signingKey: oldJwk, verifyKeys: [], dataDir: '/nonexistent' }, 'test');
+  const oldToken = (await createTokenService({ config: tokenConfig, keys: () => before }).sign(claims)).token;
+  await service.verify(oldToken);
+  await service.verify(oldToken);
+  assert.is(service.stats().cached, 1);
+  // The rotation ends: the old public key is removed from the verify keys.
+  current = await loadSigningKeys({ signingKey: newJwk, verifyKeys: [], dataDir: '/nonexistent' }, 'test');
+  await rejectsWithCode(() => service.verify(oldToken), 'unauthorized');
+  assert.is(service.stats().cached, 1, 'refused by a full check, not answered from the cache');
+});
+
 test('refresh tokens carry their session id and are stored only as a SHA-256', () => {
   const sid = randomUUID();
   const token = `${sid}.${Buffer.alloc(32, 1).toString('base64url')}`;
