@@ -107,13 +107,15 @@ export function createApp(config: Config, options: AppOptions = {}): App {
   const users = createUserRepository({ db });
   const tokens = createTokenService({ config: config.auth, keys: currentKeys });
   registerTokenMetrics(metrics.registry, tokens);
+  // Whether sessions are still active: the handshake's check, batched per event-loop turn; `states(ids)` for many at once.
+  const sessions = createSessionCheck({ scripts, keys });
   const auth = createAuthService({
     config: config.auth,
     logger,
     users,
     tokens,
     refresh: createRefreshStore({ scripts, keys, config: config.auth }),
-    sessions: createSessionCheck({ scripts, keys }),
+    sessions,
     limits: createAuthRateLimits({ redis, keys, limits: config.auth.rateLimits }),
     signingKeys: currentKeys,
     onSessionRevoked: (sessionId) => socketAuth.closeSession(sessionId),
