@@ -203,7 +203,7 @@ test('refresh tokens carry their session id and are stored only as a SHA-256', (
   assert.not.match(hashRefreshToken(token), sid);
 });
 
-test('production refuses to start without a signing key, and a bad key is a config error', () => {
+test('production refuses to start without a signing key, and a bad key or cache size is a config error', () => {
   const production = { NODE_ENV: 'production', CORS_ORIGINS: 'https://a.example', REDIS_URL: 'redis://r:6379', DATABASE_URL: 'postgres://p@d/x' };
   assert.throws(() => loadConfig(production), (err: unknown) => err instanceof ConfigError && /AUTH_SIGNING_KEY/.test(err.message));
   const publicOnly = JSON.stringify({ kty: 'OKP', crv: 'Ed25519', x: 'abc' });
@@ -211,6 +211,10 @@ test('production refuses to start without a signing key, and a bad key is a conf
   assert.throws(() => loadConfig({ AUTH_SIGNING_KEY: '{not json' }), (err: unknown) => err instanceof ConfigError && /AUTH_SIGNING_KEY/.test(err.message));
   assert.throws(() => loadConfig({ AUTH_CLOCK_TOLERANCE_SECONDS: '31' }), (err: unknown) => err instanceof ConfigError && /AUTH_CLOCK_TOLERANCE_SECONDS/.test(err.message));
   assert.throws(() => loadConfig({ REFRESH_REUSE_GRACE_SECONDS: '11' }), (err: unknown) => err instanceof ConfigError);
+  assert.throws(() => loadConfig({ AUTH_TOKEN_CACHE_SIZE: '-1' }), (err: unknown) => err instanceof ConfigError && /AUTH_TOKEN_CACHE_SIZE/.test(err.message));
+  assert.throws(() => loadConfig({ AUTH_TOKEN_CACHE_SIZE: '1000001' }), (err: unknown) => err instanceof ConfigError && /AUTH_TOKEN_CACHE_SIZE/.test(err.message));
+  assert.is(loadConfig({ AUTH_TOKEN_CACHE_SIZE: '0' }).auth.tokenCacheSize, 0);
+  assert.is(loadConfig({}).auth.tokenCacheSize, 10_000);
   const config = loadConfig({ AUTH_RATE_LOGIN_IP: '7/60' });
   assert.equal(config.auth.rateLimits.loginIp, { points: 7, durationSeconds: 60 });
   assert.is(config.auth.accessTokenTtlSeconds, 600);
