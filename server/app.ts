@@ -78,8 +78,8 @@ export function createApp(config: Config, options: AppOptions = {}): App {
   // ---- connections (lazy: nothing connects before start())
   const redis = createRedisClient(config, logger, 'command');
   const redisSub = createRedisClient(config, logger, 'subscriber');
-  // The feed's blocking reads (XREAD BLOCK, XREADGROUP BLOCK) each get their own connection.
-  const feedTail = createRedisClient(config, logger, 'blocking', { connectionName: 'pinroom:feed-tail' });
+  // The feed's live channels (SSUBSCRIBE) and the archive's blocking reads (BZMPOP) each get their own connection.
+  const feedLive = createRedisClient(config, logger, 'subscriber', { connectionName: 'pinroom:feed-live' });
   const feedArchive = createRedisClient(config, logger, 'blocking', { connectionName: 'pinroom:feed-archive' });
   const metrics = createMetrics();
   // Operator view: latency histograms, socket and event counters (server/observability).
@@ -135,7 +135,7 @@ export function createApp(config: Config, options: AppOptions = {}): App {
     redis,
     scripts,
     keys,
-    tailConnection: feedTail,
+    subscriberConnection: feedLive,
     archiveConnection: feedArchive,
     router,
     http,
@@ -159,6 +159,17 @@ export function createApp(config: Config, options: AppOptions = {}): App {
     io,
     authenticate: (token) => auth.authenticate(token),
     isAdmin: (user) => feed.service.isAdmin(user),
+    async feed() {
+      const lag = await feed.archiveLag().catch(() => ({ seconds: Number.NaN, rooms: Number.NaN }));
+      const relay = feed.relay.stats();
+      return {
+        archiveLagSeconds: lag.seconds,
+        archivePendingRooms: lag.rooms,
+        archiveDeadLetters: feed.archiver.stats().deadLetters,
+        channels: relay.channels,
+        subscriptions: relay.subscriptions,
+      };
+    },
   });
 
   // ---- rooms and PINs
@@ -197,9 +208,8 @@ export function createApp(config: Config, options: AppOptions = {}): App {
   let stopping: Promise<void> | undefined;
 
   async function closeConnections(): Promise<void> {
-    await Promise.allSettled([closeRedis(redis), closeRedis(redisSub), db.destroy()]);
-    // Blocking connections: a pending XREAD would hold QUIT back.
-    feedTail.disconnect();
+    await Promise.allSettled([closeRedis(redis), closeRedis(redisSub), closeRedis(feedLive), db.destroy()]);
+    // A blocking connection: a pending BZMPOP would hold QUIT back.
     feedArchive.disconnect();
   }
 
@@ -222,7 +232,7 @@ export function createApp(config: Config, options: AppOptions = {}): App {
       try {
         signingKeys = await loadSigningKeys(config.auth, config.env);
         logger.info({ kid: signingKeys.currentKid, source: signingKeys.source, verifyKeys: signingKeys.jwks.keys.length }, 'access-token keys loaded');
-        await Promise.all([connectRedis(redis, config), connectRedis(redisSub, config), connectRedis(feedTail, config), connectRedis(feedArchive, config)]);
+        await Promise.all([connectRedis(redis, config), connectRedis(redisSub, config), connectRedis(feedLive, config), connectRedis(feedArchive, config)]);
         if (config.db.createIfMissing) await ensureDatabase(config);
         await connectDb(db, config);
         await migrateToLatest(db, logger);

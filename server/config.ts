@@ -43,6 +43,8 @@ export interface Config {
     connectTimeoutMs: number;
     /** Socket.IO Redis adapter between nodes: classic pub/sub or Redis 7 sharded pub/sub. @default 'classic' */
     adapter: 'classic' | 'sharded';
+    /** Bytes written to one socket and not yet taken by the client past which its feed delivery ends (transport closed; the client resumes with `since`). @default 1048576 */
+    maxBufferedBytes: number;
   };
   /** Processes `npm start` runs on this machine, each a full node. */
   cluster: {
@@ -100,14 +102,16 @@ export interface FeedConfig {
   roomMaxLen: number;
   /** A room's stream and epoch expire after this long without an entry, seconds. @default 604800 (7 days) */
   roomTtlSeconds: number;
-  /** Approximate cap of the global stream (every room's entries; the archive reads it), entries. @default 100000 */
+  /** Approximate cap of the global stream (every room's entries, copied by the archive worker), entries. @default 100000 */
   globalMaxLen: number;
   /** Approximate cap of the system log stream, entries. @default 10000 */
   systemMaxLen: number;
   /** How long a `clientMsgId` is remembered per user and room, seconds. @default 86400 */
   idempotencyTtlSeconds: number;
-  /** Most entries one `feed:subscribe` replays; a longer gap answers `recovered: false`. @default 10000 */
+  /** Most entries one `feed:subscribe` replays (stream and archive together); a longer gap answers `recovered: false`. @default 10000 */
   replayMax: number;
+  /** A followed feed whose live channel heard nothing this long has its position checked (a lost message is repaired within this), ms. @default 5000 */
+  checkIntervalMs: number;
   /** Users (ids or usernames) who may subscribe to the global and system feeds. @default none */
   adminUsers: readonly string[];
   /** Service API key of `POST /api/rooms/:roomId/events`; unset means the route does not exist (404). */
@@ -119,8 +123,12 @@ export interface FeedConfig {
     batchSize: number;
     /** How long one XREADGROUP blocks, ms. @default 1000 */
     blockMs: number;
-    /** Pending entries idle this long belong to a dead worker and are reclaimed (XAUTOCLAIM), ms. @default 30000 */
+    /** A room's archive lease lasts this long (a dead worker's rooms are taken over after it), and the sweep for lost hints runs this often, ms. @default 30000 */
     claimIdleMs: number;
+    /** Days of archive kept: day partitions wholly older are dropped. @default 30 */
+    retentionDays: number;
+    /** Approximate cap of the dead-letter stream (entries PostgreSQL refused), entries. @default 10000 */
+    deadLetterMaxLen: number;
   };
 }
 
@@ -337,6 +345,7 @@ export const VARIABLES = {
   SOCKET_DISCONNECT_EVENTS_PER_SECOND: { doc: 'Events (of any name, handled or not) one socket may send in one second before it is disconnected as a flood (`server:error` `rate_limited`, then a server disconnect). Default 10 × `SOCKET_EVENTS_PER_SECOND`.', schema: int(1, 100_000_000) },
   SOCKET_MAX_CONNECTIONS_PER_ADDRESS: { default: '10000', doc: 'Open Socket.IO connections one client address may hold on one node (one worker); past it the handshake is refused with HTTP 403. High by default so benchmarks from 127.0.0.1 fit; lower it in production (a classroom behind one NAT needs one per pupil).', schema: int(1, 10_000_000) },
   SOCKET_CONNECT_TIMEOUT_MS: { default: '10000', doc: 'An Engine.IO connection that has not joined the namespace (sent its Socket.IO CONNECT) within this is closed, ms.', schema: int(100, 120_000) },
+  SOCKET_MAX_BUFFERED_BYTES: { default: '1048576', doc: 'Bytes written to one socket and not yet taken by the client (Engine.IO and WebSocket buffers) past which its feed delivery ends: the transport is closed and the client resumes with `since`. Replays wait for the socket below a quarter of it before sending more.', schema: int(16_384, 1024 * 1024 * 1024) },
   SOCKET_ADAPTER: { default: 'classic', doc: 'Socket.IO Redis adapter between nodes: `classic` (pub/sub, one pattern subscription per node) or `sharded` (Redis 7 sharded pub/sub, one channel per room). Measured in `bench/scenarios/adapter.ts`; see [Running N nodes](#running-n-nodes).', schema: z.enum(['classic', 'sharded']) },
   HTTP_HEADERS_TIMEOUT_MS: { default: '10000', doc: 'Request headers (including the WebSocket upgrade) must arrive within this, ms; slower connections are closed (slow-header attacks).', schema: int(500, 30_000) },
   WORKERS: { default: '1', doc: 'Worker processes `npm start` runs on this machine, each a full node (node:cluster, `@socket.io/sticky` for long-polling, the Redis adapter between them); `1` runs one process.', schema: int(1, 256) },
@@ -355,18 +364,21 @@ export const VARIABLES = {
   ROOM_SWEEP_INTERVAL_MS: { default: '1000', doc: 'How often every node looks for rooms whose host grace ran out, ms.', schema: int(50, 60_000) },
   PRESENCE_HEARTBEAT_MS: { default: '5000', doc: 'How often a node refreshes its presence heartbeat, sweeps dead nodes and renews its rooms\' PINs, ms.', schema: int(50, 60_000) },
   PRESENCE_NODE_TIMEOUT_MS: { default: '15000', doc: 'A node silent this long is dead; its members go offline within this plus one heartbeat, ms. At least twice the heartbeat.', schema: int(100, 120_000) },
-  FEED_ROOM_MAXLEN: { default: '10000', doc: 'Approximate cap of one room\'s feed stream (`XADD MAXLEN ~`), entries; older entries are served from the PostgreSQL archive.', schema: int(10, 10_000_000) },
+  FEED_ROOM_MAXLEN: { default: '10000', doc: 'Approximate cap of one room\'s feed stream (`XADD MAXLEN ~`), entries; older entries are served from the PostgreSQL archive, which reads this stream, so a room\'s archive lag must stay below it.', schema: int(10, 10_000_000) },
   FEED_ROOM_TTL_SECONDS: { default: '604800', doc: 'A room\'s feed stream and epoch expire after this long without an entry, seconds.', schema: int(60, 366 * 86_400) },
-  FEED_GLOBAL_MAXLEN: { default: '100000', doc: 'Approximate cap of the global feed stream (all rooms; the archive worker reads it, so archive lag must stay below it), entries.', schema: int(100, 100_000_000) },
+  FEED_GLOBAL_MAXLEN: { default: '100000', doc: 'Approximate cap of the global feed stream (every room\'s entries, copied by the archive worker for the admins\' `global` feed), entries.', schema: int(100, 100_000_000) },
   FEED_SYSTEM_MAXLEN: { default: '10000', doc: 'Approximate cap of the system log stream, entries.', schema: int(10, 10_000_000) },
   FEED_IDEMPOTENCY_TTL_SECONDS: { default: '86400', doc: 'How long a `clientMsgId` is remembered per user and room, seconds.', schema: int(1, 30 * 86_400) },
-  FEED_REPLAY_MAX: { default: '10000', doc: 'Most entries one `feed:subscribe` replays; a longer gap answers `recovered: false`.', schema: int(1, 1_000_000) },
+  FEED_REPLAY_MAX: { default: '10000', doc: 'Most entries one `feed:subscribe` replays (from the stream and the archive together); a longer gap answers `recovered: false` and replays nothing.', schema: int(1, 1_000_000) },
+  FEED_CHECK_INTERVAL_MS: { default: '5000', doc: 'A feed a node follows whose live channel heard nothing this long has its position checked (one `HMGET`); a lost live message is repaired within this, ms.', schema: int(100, 600_000) },
   FEED_ADMIN_USERS: { default: '', doc: 'Comma-separated user ids or usernames allowed to subscribe to the `global` and `system` feeds. Default none.', schema: list },
   FEED_API_KEY: { doc: 'Service API key (at least 16 characters) for `POST /api/rooms/:roomId/events` (header `x-api-key`). Unset: the route answers 404.', schema: z.string().trim().min(16).max(512) },
   FEED_ARCHIVE_ENABLED: { default: 'true', doc: 'Run the feed archive worker (Redis Stream to PostgreSQL) on this node.', schema: bool },
   FEED_ARCHIVE_BATCH: { default: '200', doc: 'Entries the archive worker reads and inserts per batch.', schema: int(1, 10_000) },
   FEED_ARCHIVE_BLOCK_MS: { default: '1000', doc: 'How long one archive read blocks waiting for entries, ms.', schema: int(10, 60_000) },
-  FEED_ARCHIVE_CLAIM_IDLE_MS: { default: '30000', doc: 'Archive entries pending this long belong to a dead worker and are reclaimed, ms.', schema: int(100, 3_600_000) },
+  FEED_ARCHIVE_CLAIM_IDLE_MS: { default: '30000', doc: 'A room\'s archive lease lasts this long (a dead worker\'s rooms are taken over after it), and one node sweeps open rooms for lost archive hints this often, ms.', schema: int(100, 3_600_000) },
+  FEED_ARCHIVE_RETENTION_DAYS: { default: '30', doc: 'Days the PostgreSQL archive keeps: its day partitions wholly older are dropped. History and resume past it answer without those entries (`truncated`, `recovered: false`).', schema: int(1, 3650) },
+  FEED_ARCHIVE_DEAD_LETTER_MAXLEN: { default: '10000', doc: 'Approximate cap of the dead-letter stream, where entries PostgreSQL refused are kept, entries.', schema: int(10, 10_000_000) },
   METRICS_TOKEN: { doc: 'Bearer token (at least 16 characters) that `GET /metrics` requires (`Authorization: Bearer <token>`). Unset: open in development and test, not served (404) in production.', schema: z.string().trim().min(16).max(512) },
   LOG_LEVEL: { default: 'info', doc: '`fatal`, `error`, `warn`, `info`, `debug`, `trace` or `silent`.', schema: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']) },
 } satisfies Record<string, Variable>;
@@ -411,6 +423,7 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>> = p
       maxConnectionsPerAddress: v.SOCKET_MAX_CONNECTIONS_PER_ADDRESS!,
       connectTimeoutMs: v.SOCKET_CONNECT_TIMEOUT_MS!,
       adapter: v.SOCKET_ADAPTER!,
+      maxBufferedBytes: v.SOCKET_MAX_BUFFERED_BYTES!,
     },
     cluster: { workers: v.WORKERS! },
     redis: {
@@ -443,6 +456,7 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>> = p
       systemMaxLen: v.FEED_SYSTEM_MAXLEN!,
       idempotencyTtlSeconds: v.FEED_IDEMPOTENCY_TTL_SECONDS!,
       replayMax: v.FEED_REPLAY_MAX!,
+      checkIntervalMs: v.FEED_CHECK_INTERVAL_MS!,
       adminUsers: v.FEED_ADMIN_USERS ?? [],
       apiKey: v.FEED_API_KEY,
       archive: {
@@ -450,6 +464,8 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>> = p
         batchSize: v.FEED_ARCHIVE_BATCH!,
         blockMs: v.FEED_ARCHIVE_BLOCK_MS!,
         claimIdleMs: v.FEED_ARCHIVE_CLAIM_IDLE_MS!,
+        retentionDays: v.FEED_ARCHIVE_RETENTION_DAYS!,
+        deadLetterMaxLen: v.FEED_ARCHIVE_DEAD_LETTER_MAXLEN!,
       },
     },
     rooms: {

@@ -315,6 +315,8 @@ export interface FeedHistoryPage {
   entries: FeedEntry[];
   /** Pass as `before` to read the next (older) page; absent at the beginning of the feed. */
   nextBefore?: string;
+  /** On the last page: older entries existed but are gone (past the archive's retention). */
+  truncated?: true;
 }
 
 // ---------------------------------------------------------------- inferred payload types

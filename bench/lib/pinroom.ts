@@ -27,6 +27,8 @@ export interface PinroomUnderTest {
   server: Pinned;
   /** Start another server process on the same database and prefix (the first one must be stopped first when measuring memory). */
   restart(): Promise<Pinned>;
+  /** Start one more node (same database, Redis and prefix) pinned to `core`; the caller stops it before `cleanup`. */
+  another(core?: number): Promise<Pinned>;
   cleanup(): Promise<void>;
 }
 
@@ -34,13 +36,13 @@ export interface PinroomUnderTest {
  * Start pinroom for a benchmark. `BENCH_PROFILE_DIR` set: the server writes a
  * V8 CPU profile there when it exits (for finding where a scenario's time goes).
  */
-export async function startPinroom(extra: Record<string, string> = {}, args: string[] = []): Promise<PinroomUnderTest> {
+export async function startPinroom(extra: Record<string, string> = {}, args: string[] = [], core?: number): Promise<PinroomUnderTest> {
   const profileDir = process.env.BENCH_PROFILE_DIR;
   const nodeArgs = profileDir ? [...args, '--cpu-prof', `--cpu-prof-dir=${profileDir}`] : args;
   const ctx = createTestContext({ ...BENCH_LIMITS, ...extra });
   let server: Pinned | undefined;
   try {
-    server = await startPinnedServer('server/main.ts', ctx.env, { readyPath: '/readyz', nodeArgs });
+    server = await startPinnedServer('server/main.ts', ctx.env, { readyPath: '/readyz', nodeArgs, ...(core !== undefined ? { core } : {}) });
   } catch (err) {
     await ctx.cleanup();
     throw err;
@@ -52,6 +54,9 @@ export async function startPinroom(extra: Record<string, string> = {}, args: str
       await under.server.stop();
       under.server = await startPinnedServer('server/main.ts', ctx.env, { readyPath: '/readyz', nodeArgs });
       return under.server;
+    },
+    another(at) {
+      return startPinnedServer('server/main.ts', ctx.env, { readyPath: '/readyz', nodeArgs, ...(at !== undefined ? { core: at } : {}) });
     },
     async cleanup() {
       await under.server.stop();

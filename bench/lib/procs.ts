@@ -193,4 +193,6 @@ export async function describeMachine(redisUrl: string, pgUrl: string): Promise<
 
 export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 export const round2 = (n: number) => Math.round(n * 100) / 100;
+/** The median element of `values` by `key` (the upper one of an even count). */
+export const median = <T>(values: T[], key: (v: T) => number): T => [...values].sort((a, b) => key(a) - key(b))[Math.floor(values.length / 2)]!;
 export const percentile = (sorted: ArrayLike<number>, p: number) => sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;

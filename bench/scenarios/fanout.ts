@@ -22,7 +22,7 @@ import { pathToFileURL } from 'node:url';
 import type { RoomView } from '../../shared/schemas.ts';
 import { connectMany, EioSocket } from '../lib/eio-client.ts';
 import { forEachLimit, okData, promoteToHosts, requestOk, signInGuests, startPinroom } from '../lib/pinroom.ts';
-import { percentile, round2, sleep, startPinnedServer, withCpu } from '../lib/procs.ts';
+import { median, percentile, round2, sleep, startPinnedServer, withCpu } from '../lib/procs.ts';
 import type { BenchResult, BenchRow, Scenario } from '../types.ts';
 
 const SUBSCRIBERS = Number(process.env.BENCH_FANOUT_SUBSCRIBERS ?? 1000);
@@ -156,7 +156,6 @@ function drive(target: Target): Driver {
   };
 }
 
-const median = <T>(values: T[], key: (v: T) => number): T => [...values].sort((a, b) => key(a) - key(b))[Math.floor(values.length / 2)]!;
 const ms3 = (x: number) => Math.round(x * 1000) / 1000;
 
 /**

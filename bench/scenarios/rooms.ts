@@ -1,194 +1,121 @@
 /**
- * Many rooms: 2,000 clients in 500 rooms of 4 (a host and three members),
- * every room publishing 100-byte entries while members keep leaving and
- * joining again.
+ * Many rooms: the classroom shape. R rooms (250, then 500), each with a host
+ * and 4 members who joined by PIN; all 5 sockets of a room subscribe to its
+ * feed, and the hosts publish 100-byte `chat.message` entries through
+ * `feed:publish` (pinroom) or `publish` → `io.to(room).emit` (bare Socket.IO).
  *
- * - pinroom: authenticated sockets; hosts `room:create`, members `room:join`
- *   by PIN; everyone `feed:subscribe`s; hosts `feed:publish`; the churn is
- *   `room:leave`, then `room:join` and `feed:subscribe` again.
- * - bare Socket.IO: `join`/`leave` (socket.join/leave) and
- *   `publish` → `io.to(room).emit`.
+ * - Highest publish rate (all rooms together) with ≥ 99 % of the deliveries
+ *   in the window and p99 publish→delivery ≤ 50 ms, found by search
+ *   (bench/lib/rooms-load.ts), in ROUNDS rounds that alternate the targets;
+ *   the median round counts. Server CPU per entry for both, and Redis CPU per
+ *   entry for pinroom, at the highest passing rate.
+ * - Publish→delivery latency at 2,000 publishes/s over 250 rooms, samples
+ *   pooled over LATENCY_ROUNDS alternating rounds.
  *
- * Each room keeps at most WINDOW entries that its host has not yet received
- * back in flight, so delivery, not queueing, is measured.
+ * pinroom gets its own redis-server (so that its CPU is pinroom's only); every
+ * server is pinned to the server core, the load to the load core.
  *
  *   taskset -c 1 node --import tsx bench/scenarios/rooms.ts
  */
 import { resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import type { RoomView } from '../../shared/schemas.ts';
+import { startRedisServer, type OwnedRedis } from '../../tests/support/redis-server.ts';
 import { connectMany, type EioSocket } from '../lib/eio-client.ts';
 import { forEachLimit, okData, promoteToHosts, requestOk, signInGuests, startPinroom } from '../lib/pinroom.ts';
-import { round2, sleep, startPinnedServer, withCpu } from '../lib/procs.ts';
+import { median, round2, sleep, startPinnedServer, type Pinned } from '../lib/procs.ts';
+import { createRoomsDriver, searchMaxRate, type ProbeResult, type RoomsTarget } from '../lib/rooms-load.ts';
 import type { BenchResult, BenchRow, Scenario } from '../types.ts';
 
-const ROOMS = 500;
-const PER_ROOM = 4;
-const WINDOW = 2;
-const CHURNERS = 20;
-const WARMUP_MS = 1500;
-const MEASURE_MS = 5000;
-const MARK = 0x7e;
-const text = (seq: number) => `~${seq}~`.padEnd(100, 'x');
+const SIZES = [250, 500];
+const MEMBERS = 4;
+/** Sockets per room that receive each entry: the host and its members. */
+const RECEIVERS = MEMBERS + 1;
+const ROUNDS = Number(process.env.BENCH_ROOMS_ROUNDS ?? 3);
+const LATENCY_RATE = 2000;
+const LATENCY_ROOMS = 250;
+const LATENCY_ROUNDS = 2;
 
-interface Target {
-  name: string;
-  pid: number;
-  /** sockets[r * PER_ROOM] is room r's host (publisher); the others are members. */
-  sockets: EioSocket[];
-  publish(r: number, seq: number, onAck: (args: unknown[]) => void): void;
-  /** Leave room r and join it again (and resubscribe). */
-  churn(r: number, socket: EioSocket): Promise<void>;
-  close(): Promise<void>;
+/** The Redis server's pid (for its CPU time). */
+async function redisPid(owned: OwnedRedis): Promise<number> {
+  const { Redis } = await import('ioredis');
+  const client = new Redis(owned.url);
+  const info = await client.info('server');
+  client.disconnect();
+  return Number(/process_id:(\d+)/.exec(info)![1]);
 }
 
-interface Measured {
-  deliveriesPerSecond: number;
-  churnPerSecond: number;
-  cpu: { server?: number; client: number };
-  errors: number;
-}
-
-async function measure(target: Target): Promise<Measured> {
-  let delivered = 0;
-  let seq = 0;
-  let errors = 0;
-  let running = true;
-  const published = new Array<number>(ROOMS).fill(0);
-  const echoed = new Array<number>(ROOMS).fill(0);
-  const pump = (r: number) => {
-    while (running && published[r]! - echoed[r]! < WINDOW) {
-      published[r]!++;
-      target.publish(r, seq++, (args) => {
-        if ((args[0] as { ok?: boolean }).ok !== true) {
-          errors++;
-          echoed[r]!++;
-          if (errors <= 3) process.stderr.write(`${target.name}: publish refused ${JSON.stringify(args[0])}\n`);
-          pump(r);
-        }
-      });
-    }
-  };
-  target.sockets.forEach((socket, i) => {
-    const r = Math.floor(i / PER_ROOM);
-    const host = i % PER_ROOM === 0;
-    socket.watch('feed:entry', (data) => {
-      if (data.indexOf(MARK) < 0) return;
-      delivered++;
-      if (host) {
-        echoed[r]!++;
-        pump(r);
-      }
-    });
-  });
-
-  let churned = 0;
-  const busy = new Set<number>();
-  const churnLoop = async () => {
-    while (running) {
-      const r = Math.floor(Math.random() * ROOMS);
-      const i = r * PER_ROOM + 1 + Math.floor(Math.random() * (PER_ROOM - 1));
-      if (busy.has(i)) continue;
-      busy.add(i);
-      try {
-        await target.churn(r, target.sockets[i]!);
-        churned += 2; // one leave, one join
-      } catch (err) {
-        errors++;
-        if (errors <= 3) process.stderr.write(`${target.name}: churn failed ${(err as Error).message}\n`);
-      } finally {
-        busy.delete(i);
-      }
-    }
-  };
-
-  for (let r = 0; r < ROOMS; r++) pump(r);
-  const safety = setInterval(() => {
-    for (let r = 0; r < ROOMS; r++) pump(r);
-  }, 100);
-  const churners = Array.from({ length: CHURNERS }, churnLoop);
-  await sleep(WARMUP_MS);
-  const d0 = delivered;
-  const c0 = churned;
-  const { ms, cpu } = await withCpu(target.pid, () => sleep(MEASURE_MS));
-  const result = {
-    deliveriesPerSecond: Math.round(((delivered - d0) / ms) * 1000),
-    churnPerSecond: Math.round(((churned - c0) / ms) * 1000),
-    cpu,
-    errors,
-  };
-  running = false;
-  clearInterval(safety);
-  await Promise.all(churners);
-  await sleep(500);
-  return result;
-}
-
-async function pinroomTarget(): Promise<Target> {
-  const pr = await startPinroom();
+/** R rooms of a host and MEMBERS members on one or more pinroom nodes; `nodeOf(r, k)` places socket k of room r. */
+export async function pinroomRooms(
+  rooms: number,
+  { nodes = 1, cores, nodeOf = () => 0 }: { nodes?: number; cores?: number[]; nodeOf?: (r: number, k: number) => number } = {},
+): Promise<RoomsTarget & { redis: OwnedRedis }> {
+  const redis = await startRedisServer();
+  const pr = await startPinroom({ REDIS_URL: redis.url }, [], cores?.[0]);
+  const extra: Pinned[] = [];
   try {
-    const url = pr.server.url;
-    const guests = await signInGuests(url, ROOMS * PER_ROOM, 64);
-    const hostIndexes = Array.from({ length: ROOMS }, (_, r) => r * PER_ROOM);
-    const hosts = await promoteToHosts(pr, hostIndexes.map((i) => guests[i]!));
-    hostIndexes.forEach((i, r) => (guests[i] = hosts[r]!));
-    const sockets = await connectMany(url, ROOMS * PER_ROOM, { concurrency: 100, authFor: (i) => ({ token: guests[i]!.accessToken }) });
-    const rooms: RoomView[] = new Array(ROOMS);
-    await forEachLimit(ROOMS, 50, async (r) => {
-      const host = sockets[r * PER_ROOM]!;
-      rooms[r] = okData<{ room: RoomView }>(await host.request('room:create', { title: `Room ${r}` }), 'room:create').room;
-      await requestOk(host, 'feed:subscribe', { roomId: rooms[r]!.id });
+    for (let n = 1; n < nodes; n++) extra.push(await pr.another(cores?.[n]));
+    const servers = [pr.server, ...extra];
+    const sessions = await signInGuests(servers[0]!.url, rooms * RECEIVERS, 64);
+    const hostIndexes = Array.from({ length: rooms }, (_, r) => r * RECEIVERS);
+    const hosts = await promoteToHosts(pr, hostIndexes.map((i) => sessions[i]!));
+    hostIndexes.forEach((i, r) => (sessions[i] = hosts[r]!));
+    const sockets: EioSocket[] = new Array(rooms * RECEIVERS);
+    for (let n = 0; n < servers.length; n++) {
+      const mine = [...sessions.keys()].filter((i) => nodeOf(Math.floor(i / RECEIVERS), i % RECEIVERS) === n);
+      const opened = await connectMany(servers[n]!.url, mine.length, { concurrency: 100, authFor: (j) => ({ token: sessions[mine[j]!]!.accessToken }) });
+      mine.forEach((i, j) => (sockets[i] = opened[j]!));
+    }
+    const views: RoomView[] = new Array(rooms);
+    await forEachLimit(rooms, 50, async (r) => {
+      views[r] = okData<{ room: RoomView }>(await sockets[r * RECEIVERS]!.request('room:create', { title: `Room ${r}` }), 'room:create').room;
+      await requestOk(sockets[r * RECEIVERS]!, 'feed:subscribe', { roomId: views[r]!.id });
     });
-    await forEachLimit(ROOMS * PER_ROOM, 100, async (i) => {
-      if (i % PER_ROOM === 0) return;
-      const room = rooms[Math.floor(i / PER_ROOM)]!;
+    await forEachLimit(rooms * RECEIVERS, 100, async (i) => {
+      if (i % RECEIVERS === 0) return;
+      const room = views[Math.floor(i / RECEIVERS)]!;
       await requestOk(sockets[i]!, 'room:join', { pin: room.pin });
       await requestOk(sockets[i]!, 'feed:subscribe', { roomId: room.id });
     });
-    await sleep(1000);
+    await sleep(1500); // presence and member.joined traffic of the joins settles
+    const heads = views.map((v) => `["feed:publish",{"roomId":"${v.id}","type":"chat.message","payload":{"text":"`);
     return {
       name: 'pinroom',
-      pid: pr.server.pid,
-      sockets,
-      publish(r, seq, onAck) {
-        sockets[r * PER_ROOM]!.requestRaw(`["feed:publish",{"roomId":"${rooms[r]!.id}","type":"chat.message","payload":{"text":"${text(seq)}"},"clientMsgId":"b${seq}"}]`, onAck);
-      },
-      async churn(r, socket) {
-        const room = rooms[r]!;
-        await requestOk(socket, 'room:leave', { roomId: room.id });
-        await requestOk(socket, 'room:join', { pin: room.pin });
-        await requestOk(socket, 'feed:subscribe', { roomId: room.id });
-      },
+      pids: servers.map((s) => s.pid),
+      redisPid: await redisPid(redis),
+      redis,
+      publishers: hostIndexes.map((i) => sockets[i]!),
+      receivers: sockets,
+      encode: (r, seq, text) => `${heads[r]}${text}"},"clientMsgId":"b${seq}"}]`,
       async close() {
-        for (const s of sockets) s.close();
+        for (const s of sockets) s?.close();
+        for (const s of extra) await s.stop();
         await pr.cleanup();
+        await redis.dispose();
       },
     };
   } catch (err) {
+    for (const s of extra) await s.stop();
     await pr.cleanup();
+    await redis.dispose();
     throw err;
   }
 }
 
-async function bareTarget(): Promise<Target> {
+async function bareRooms(rooms: number): Promise<RoomsTarget> {
   const server = await startPinnedServer('bench/baselines/socketio-server.ts', {});
   try {
-    const sockets = await connectMany(server.url, ROOMS * PER_ROOM, { concurrency: 100 });
-    await forEachLimit(ROOMS * PER_ROOM, 100, async (i) => {
-      okData(await sockets[i]!.request('join', `room-${Math.floor(i / PER_ROOM)}`), 'join');
+    const sockets = await connectMany(server.url, rooms * RECEIVERS, { concurrency: 100 });
+    await forEachLimit(rooms * RECEIVERS, 100, async (i) => {
+      okData(await sockets[i]!.request('join', `room-${Math.floor(i / RECEIVERS)}`), 'join');
     });
     await sleep(500);
     return {
       name: 'socket.io',
-      pid: server.pid,
-      sockets,
-      publish(r, seq, onAck) {
-        sockets[r * PER_ROOM]!.requestRaw(`["publish",{"room":"room-${r}","type":"chat.message","payload":{"text":"${text(seq)}"}}]`, onAck);
-      },
-      async churn(r, socket) {
-        okData(await socket.request('leave', `room-${r}`), 'leave');
-        okData(await socket.request('join', `room-${r}`), 'join');
-      },
+      pids: [server.pid],
+      publishers: Array.from({ length: rooms }, (_, r) => sockets[r * RECEIVERS]!),
+      receivers: sockets,
+      encode: (r, _seq, text) => `["publish",{"room":"room-${r}","type":"chat.message","payload":{"text":"${text}"}}]`,
       async close() {
         for (const s of sockets) s.close();
         await server.stop();
@@ -200,42 +127,83 @@ async function bareTarget(): Promise<Target> {
   }
 }
 
-async function run(make: () => Promise<Target>): Promise<Measured> {
-  const target = await make();
-  try {
-    const result = await measure(target);
-    process.stderr.write(`rooms ${target.name}: ${JSON.stringify(result)}\n`);
-    return result;
-  } finally {
-    await target.close();
-  }
-}
+const summary = (r: ProbeResult | undefined) =>
+  r ? `${r.rate}/s: ${Math.round(r.deliveredRatio * 1000) / 10}% delivered, p50 ${r.p50} ms, p99 ${r.p99} ms, server ${r.serverCpu}% (${r.serverUsPerEntry} µs/entry)${r.redisCpu !== undefined ? `, redis ${r.redisCpu}% (${r.redisUsPerEntry} µs/entry)` : ''}, client ${r.clientCpu}%` : 'none passed';
 
 const scenario: Scenario = async (): Promise<BenchResult> => {
-  const pinroom = await run(pinroomTarget);
-  const bare = await run(bareTarget);
-  const baselineName = 'bare Socket.IO 4.8 (socket.join/leave, io.to(room).emit)';
-  const rows: BenchRow[] = [
-    {
-      metric: `deliveries/s, ${ROOMS} rooms × ${PER_ROOM} clients, every room publishing, ${CHURNERS} members leaving and rejoining at any time`,
-      unit: 'deliveries/s',
-      pinroom: pinroom.deliveriesPerSecond,
-      baseline: bare.deliveriesPerSecond,
-      baselineName,
-      ratio: round2(pinroom.deliveriesPerSecond / bare.deliveriesPerSecond),
-      cpu: { server: pinroom.cpu.server!, client: pinroom.cpu.client },
-      note: `baseline CPU: server ${bare.cpu.server}%, client ${bare.cpu.client}%; pinroom errors ${pinroom.errors}`,
-    },
-    {
-      metric: 'leaves + joins per second during that load',
-      unit: 'ops/s',
-      pinroom: pinroom.churnPerSecond,
-      baseline: bare.churnPerSecond,
-      baselineName,
-      ratio: round2(pinroom.churnPerSecond / bare.churnPerSecond),
-      note: 'pinroom: room:leave, room:join by PIN (presence, feed entries, PIN lookup) and feed:subscribe; bare: socket.leave/join',
-    },
-  ];
+  const rows: BenchRow[] = [];
+  const bareName = 'bare Socket.IO 4.8 (io.to(room).emit), same criteria';
+  for (const size of SIZES) {
+    const targets: RoomsTarget[] = [];
+    try {
+      targets.push(await pinroomRooms(size));
+      targets.push(await bareRooms(size));
+      const probes = targets.map(createRoomsDriver);
+      const rounds = targets.map(() => [] as { rate: number; best: ProbeResult | undefined }[]);
+      for (let round = 0; round < ROUNDS; round++) {
+        for (let t = 0; t < targets.length; t++) {
+          const previous = rounds[t]!.at(-1)?.rate;
+          const found = await searchMaxRate(probes[t]!, {
+            receiversPerRoom: RECEIVERS,
+            start: 1000,
+            ...(previous ? { around: previous } : {}),
+            log: (r) => process.stderr.write(`rooms ${size} ${targets[t]!.name} probe ${summary(r)}${r.pass ? '' : ' ✗'}\n`),
+          });
+          rounds[t]!.push(found);
+          process.stderr.write(`rooms ${size} ${targets[t]!.name} round ${round + 1}: max ${found.rate}/s (${summary(found.best)})\n`);
+        }
+      }
+      const [pin, bare] = rounds.map((r) => median(r, (x) => x.rate)) as [(typeof rounds)[0][0], (typeof rounds)[0][0]];
+      rows.push({
+        metric: `highest publish rate with ≥ 99% delivered and p99 ≤ 50 ms, ${size} rooms × ${MEMBERS} members + host, 100-byte entries`,
+        unit: 'publishes/s',
+        pinroom: pin.rate,
+        baseline: bare.rate,
+        baselineName: bareName,
+        ratio: round2(pin.rate / bare.rate),
+        target: 0.8,
+        cpu: { server: pin.best?.serverCpu ?? 0, client: pin.best?.clientCpu ?? 0 },
+        note:
+          `median of ${ROUNDS} alternating rounds (pinroom ${rounds[0]!.map((r) => r.rate).join(', ')}; bare ${rounds[1]!.map((r) => r.rate).join(', ')}); ` +
+          `at the median rate: pinroom ${summary(pin.best)}; bare ${summary(bare.best)}`,
+      });
+      if (size === LATENCY_ROOMS) {
+        const pooled = targets.map(() => [] as Float64Array[]);
+        const cpu = targets.map(() => [] as ProbeResult[]);
+        for (let round = 0; round < LATENCY_ROUNDS; round++) {
+          for (let t = 0; t < targets.length; t++) {
+            const r = await probes[t]!(LATENCY_RATE, { receiversPerRoom: RECEIVERS, measureMs: 4000, onSamples: (s) => pooled[t]!.push(s) });
+            cpu[t]!.push(r);
+            process.stderr.write(`rooms latency ${targets[t]!.name} round ${round + 1}: ${summary(r)}\n`);
+          }
+        }
+        const percentiles = pooled.map((chunks) => {
+          const all = Float64Array.from(chunks.flatMap((c) => [...c])).sort();
+          const at = (p: number) => Math.round(all[Math.min(all.length - 1, Math.floor((p / 100) * all.length))]! * 100) / 100;
+          return { p50: at(50), p99: at(99), n: all.length };
+        });
+        const [lp, lb] = percentiles as [(typeof percentiles)[0], (typeof percentiles)[0]];
+        for (const p of ['p50', 'p99'] as const) {
+          rows.push({
+            metric: `publish→delivery latency ${p} at ${LATENCY_RATE} publishes/s over ${LATENCY_ROOMS} rooms (${RECEIVERS} receivers each)`,
+            unit: 'ms',
+            pinroom: lp[p],
+            baseline: lb[p],
+            baselineName: 'bare Socket.IO 4.8 io.to(room).emit',
+            ratio: round2(lb[p] / lp[p]),
+            lowerIsBetter: true,
+            // Target: within 1.5 × bare, i.e. bare / pinroom ≥ 1 / 1.5.
+            target: round2(1 / 1.5),
+            ...(p === 'p50' ? { cpu: { server: cpu[0]![0]!.serverCpu, client: cpu[0]![0]!.clientCpu } } : {}),
+            note: `${lp.n} / ${lb.n} samples over ${LATENCY_ROUNDS} alternating rounds; ${p} is ${round2(lp[p] / lb[p])}× bare (target ≤ 1.5×)` +
+              (p === 'p50' ? `; server CPU per round: pinroom ${cpu[0]!.map((r) => `${r.serverCpu}% (${r.serverUsPerEntry} µs/entry, redis ${r.redisUsPerEntry} µs/entry)`).join(', ')}; bare ${cpu[1]!.map((r) => `${r.serverCpu}% (${r.serverUsPerEntry} µs/entry)`).join(', ')}` : ''),
+          });
+        }
+      }
+    } finally {
+      for (const target of targets) await target.close();
+    }
+  }
   return { scenario: 'many rooms', rows };
 };
 

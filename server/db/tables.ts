@@ -39,8 +39,8 @@ export interface RoomMembersTable {
   banned_until: NullableTimestamp;
 }
 
+/** The feed archive, partitioned by day on `created_at` (partitions `activity_pYYYYMMDD`). */
 export interface ActivityTable {
-  id: Generated<string>;
   room_id: string;
   /** The Redis Stream id of the entry. */
   entry_id: string;

@@ -1,27 +1,45 @@
 /**
- * Feed gauges on the app's Prometheus registry, read when scraped:
- * archive lag (entries of the global stream not yet in PostgreSQL) and the
- * relay's streams and subscriptions on this node.
+ * Feed series on the app's Prometheus registry, read when scraped: archive
+ * lag (seconds since the oldest entry not yet in PostgreSQL, and rooms
+ * waiting), dead letters, and the relay's channels and subscriptions on this node.
  */
-import { Gauge, type Registry } from 'prom-client';
+import { Counter, Gauge, type Registry } from 'prom-client';
 import type { Feed } from './feed.ts';
 
-export function registerFeedMetrics(registry: Registry, feed: Pick<Feed, 'archiveLag' | 'relay'>): void {
+export function registerFeedMetrics(registry: Registry, feed: Pick<Feed, 'archiveLag' | 'relay' | 'archiver'>): void {
   const registers = [registry];
+  const lag = () => feed.archiveLag().catch(() => ({ seconds: Number.NaN, rooms: Number.NaN }));
   new Gauge({
-    name: 'pinroom_feed_archive_lag',
-    help: 'Feed entries in the global stream not yet archived to PostgreSQL (undelivered plus pending).',
+    name: 'pinroom_feed_archive_lag_seconds',
+    help: 'Seconds since the oldest feed entry not yet archived to PostgreSQL was appended (0 when the archive is up to date).',
     registers,
     async collect() {
-      this.set(await feed.archiveLag().catch(() => Number.NaN));
+      this.set((await lag()).seconds);
     },
   });
   new Gauge({
-    name: 'pinroom_feed_tailed_streams',
-    help: 'Feed streams this node tails for its local subscribers.',
+    name: 'pinroom_feed_archive_pending_rooms',
+    help: 'Rooms with feed entries not yet archived to PostgreSQL.',
+    registers,
+    async collect() {
+      this.set((await lag()).rooms);
+    },
+  });
+  new Counter({
+    name: 'pinroom_feed_archive_dead_letters_total',
+    help: 'Feed entries PostgreSQL refused, moved to the dead-letter stream by this node.',
     registers,
     collect() {
-      this.set(feed.relay.stats().streams);
+      this.reset();
+      this.inc(feed.archiver.stats().deadLetters);
+    },
+  });
+  new Gauge({
+    name: 'pinroom_feed_channels',
+    help: 'Feed live channels this node follows (feeds with subscribers here).',
+    registers,
+    collect() {
+      this.set(feed.relay.stats().channels);
     },
   });
   new Gauge({
@@ -30,6 +48,15 @@ export function registerFeedMetrics(registry: Registry, feed: Pick<Feed, 'archiv
     registers,
     collect() {
       this.set(feed.relay.stats().subscriptions);
+    },
+  });
+  new Counter({
+    name: 'pinroom_feed_repairs_total',
+    help: 'Times a live channel on this node read missed entries back from the stream.',
+    registers,
+    collect() {
+      this.reset();
+      this.inc(feed.relay.stats().repairs);
     },
   });
 }

@@ -1,44 +1,64 @@
 /**
- * Delivery of feed entries to the subscribers on this node, from the streams
- * themselves: each node tails the streams that have local subscribers with
- * `XREAD BLOCK` on one dedicated blocking connection. There is no pub/sub hop
- * that could drop a message: an entry reaches a subscriber only by being read
- * from the stream, in stream order, after the last id this node holds.
+ * Delivery of feed entries to the subscribers on this node.
+ *
+ * The append script publishes every entry, with its id and the id before it
+ * (`prev`), on its feed's live channel (sharded pub/sub, in the feed's hash
+ * slot). A node subscribes (SSUBSCRIBE, on one dedicated connection) to the
+ * channels of the feeds it has subscribers for, and nothing else: the work
+ * per entry on a node is one message, one header parse and one write per
+ * local subscriber, however many rooms the node serves. The stream stays the
+ * source of truth: whatever the channel misses is read back from it.
  *
  * Invariants:
- * - A tail (one per stream with local subscribers) holds `cursor`, the last id
- *   it read; the next entry it reads must carry `prev === cursor`. Anything
- *   else means entries vanished (the stream was trimmed past a node that fell
- *   behind, or Redis lost the stream): the tail is dropped and its subscribers
- *   are told (`lost`), never silently skipped ahead.
- * - A subscription holds its own `cursor`, the last id it delivered, and only
- *   ever delivers an entry whose id is greater: each entry once, in order.
- * - A new subscription first catches up with XRANGE from its start point
- *   (`since`, or the feed's last id) until it reaches the tail's cursor, and
- *   switches to live delivery synchronously (no read can interleave), so the
- *   replay and the live part meet without gap or overlap. A gap at the start
- *   of the replay (the stream was trimmed past `since`) is filled from the
- *   PostgreSQL archive when the archived rows form an unbroken `prev` chain
- *   from `since` to the first entry still in the stream.
- * - A dropped connection only delays reads: the next XREAD continues from the
- *   same cursors.
+ * - A channel (one per feed with local subscribers) holds `cursor`, the last
+ *   id it handed to its subscribers. A message is delivered only when its
+ *   `prev` is the cursor. A message whose `prev` is not the cursor means
+ *   messages were lost: the channel repairs from the stream (XRANGE after the
+ *   cursor) before delivering anything after it, buffering what arrives
+ *   meanwhile. If the stream no longer holds the entry after the cursor
+ *   (trimmed past a node that fell behind) or its epoch changed, the channel
+ *   is dropped and its subscribers are told (`lost`), never silently skipped
+ *   ahead.
+ * - Messages are lost only with the subscriber connection (a reconnect, a
+ *   Redis restart, a cluster slot moving). After every reconnect each channel
+ *   repairs from the stream; and a channel that heard nothing for
+ *   `checkIntervalMs` compares its cursor with the feed's last id (one HMGET,
+ *   pipelined), so a loss at the end of a burst is repaired within that time.
+ * - A subscription holds its own `cursor` and only ever delivers an entry
+ *   whose id is greater: each entry once, in order.
+ * - A new subscription first replays from its start point with XRANGE pages
+ *   (after each page it waits until its socket has taken the data: replays
+ *   are flow-controlled, never queued whole) until it reaches the channel's
+ *   cursor, and switches to live delivery synchronously (no message can
+ *   interleave), so replay and live meet without gap or overlap. A replay
+ *   longer than `replayMax` entries (known from the entries' `n` count before
+ *   anything is read) is refused: `recovered: false`. A gap at the start of
+ *   the replay (the stream was trimmed past `since`) is filled from the
+ *   PostgreSQL archive when its rows form an unbroken `prev` chain from
+ *   `since` to the first entry still in the stream.
  */
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
-import type { FeedEntry, FeedSubscribed } from '../../shared/schemas.ts';
+import type { FeedSubscribed } from '../../shared/schemas.ts';
 import { AppError, ErrorCode } from '../errors.ts';
-import type { ArchivedEntry } from './activity-repository.ts';
-import { decodeEntry, type FeedRef, type FeedStore, type StoredEntry } from './feed-store.ts';
-import { compareIds, isStreamId } from './stream-ids.ts';
+import type { ArchiveChain, ArchivedDelivery } from './activity-repository.ts';
+import type { Delivery, FeedRef, FeedStore, StorePosition } from './feed-store.ts';
+import { compareIds, isStreamId, ZERO_ID } from './stream-ids.ts';
 
 export type LostReason = 'epoch_changed' | 'fell_behind';
 
-/** Where a subscription's entries go. Both callbacks must not throw. */
+/** Where a subscription's entries go. The callbacks must not throw. */
 export interface FeedSink {
-  /** Each entry, in stream order, once. */
-  deliver(entry: FeedEntry): void;
+  /** Each entry, in stream order, once. The `Delivery` object is shared by every subscriber on this node. */
+  deliver(delivery: Delivery): void;
   /** The subscription cannot continue without a gap; it has been removed. Subscribe again with `since`. */
   lost(reason: LostReason): void;
+  /**
+   * Replay flow control, awaited after each page: resolves true once the
+   * subscriber has taken what it was sent, false when it is gone (the replay stops).
+   * @default always ready
+   */
+  ready?(): Promise<boolean> | boolean;
 }
 
 export interface FeedSubscription {
@@ -49,65 +69,87 @@ export interface FeedSubscription {
 
 export interface ArchiveReader {
   /** Entries of one epoch strictly between `after` and `before`, oldest first, at most `limit`. */
-  between(roomId: string, epoch: string, after: string, before: string | undefined, limit: number): Promise<ArchivedEntry[]>;
+  between(roomId: string, epoch: string, after: string, before: string, limit: number): Promise<ArchivedDelivery[]>;
+  /** Whether the rows strictly between `after` and `before` chain from `after` to `linkTo`, and how many there are (at most `limit` + 1 counted). */
+  chain(roomId: string, epoch: string, after: string, before: string, linkTo: string, limit: number): Promise<ArchiveChain>;
 }
 
 export interface FeedRelayOptions {
   store: FeedStore;
-  /** Command connection, for CLIENT UNBLOCK. */
-  redis: Redis;
-  /** Dedicated connection for XREAD BLOCK; owned (connected and closed) by the caller. */
-  blocking: Redis;
+  /** Dedicated connection for SSUBSCRIBE; owned (connected and closed) by the caller. */
+  subscriber: Redis;
   archive?: ArchiveReader;
-  /** Most entries a subscription may take from the archive to fill a gap. */
+  /** Most entries one subscribe replays (stream and archive together); more answers `recovered: false`. */
   replayMax: number;
   logger: Logger;
-  /** Upper bound of one XREAD BLOCK, ms (a new stream is added by unblocking it sooner). @default 5000 */
-  blockMs?: number;
-  /** Entries per stream per read, and per XRANGE page when catching up. @default 500 */
+  /** Entries per XRANGE page, for repairs and replays. @default 200 */
   readCount?: number;
+  /** A channel that heard nothing this long has its position checked, ms. @default 5000 */
+  checkIntervalMs?: number;
 }
 
-interface Tail {
-  key: string;
-  ref: FeedRef;
+interface Message extends Delivery {
   epoch: string;
-  /** Last id read from the stream; null until the first subscription caught up to the end. */
-  cursor: string | null;
+}
+
+interface Channel {
+  name: string;
+  ref: FeedRef;
+  /** Resolves once subscribed and positioned; rejects when that failed. */
+  ready: Promise<void>;
+  epoch: string;
+  /** Last id handed to the live subscriptions. Valid once `ready`. */
+  cursor: string;
   subs: Set<Sub>;
+  /** Subscribes in progress that will add a subscription. */
+  joining: number;
+  /** Messages held while the channel is being positioned or repaired; null when live. */
+  held: Message[] | null;
+  /** A repair is running. */
+  repairing: boolean;
+  /** Held messages overflowed and were dropped: repair once more afterwards. */
+  again: boolean;
+  heardAt: number;
+  closed: boolean;
 }
 
 interface Sub {
-  tail: Tail;
+  channel: Channel;
   sink: FeedSink;
   cursor: string;
   live: boolean;
   closed: boolean;
 }
 
-/** The stream no longer holds a contiguous run after a cursor. */
+/** The feed no longer holds a contiguous run after a cursor. */
 class GapError extends Error {}
+
+/** Held messages past this many are dropped and read back from the stream instead. */
+const HELD_MAX = 10_000;
+
+/** Parse `<epoch> <prev> <id> <ends>\n<json>`; null for anything else. */
+function parseMessage(text: string): Message | null {
+  const nl = text.indexOf('\n');
+  if (nl < 0) return null;
+  const head = text.slice(0, nl).split(' ');
+  if (head.length < 3) return null;
+  return { epoch: head[0]!, prev: head[1]!, id: head[2]!, ends: head[3] ?? '', json: text.slice(nl + 1) };
+}
 
 export type FeedRelay = ReturnType<typeof createFeedRelay>;
 
 export function createFeedRelay(options: FeedRelayOptions) {
-  const { store, redis, blocking, archive, replayMax } = options;
-  const blockMs = options.blockMs ?? 5000;
-  const readCount = options.readCount ?? 500;
+  const { store, subscriber, archive, replayMax } = options;
+  const readCount = options.readCount ?? 200;
+  const checkIntervalMs = options.checkIntervalMs ?? 5000;
   const log = options.logger.child({ component: 'feed-relay' });
 
-  const tails = new Map<string, Tail>();
+  const channels = new Map<string, Channel>();
+  let checkTimer: NodeJS.Timeout | undefined;
   let running = false;
-  let loop: Promise<void> | undefined;
-  let reading = false;
-  let dirty = false;
-  let blockingId: number | null = null;
-  let idleWake: (() => void) | undefined;
-  let unblockTimer: NodeJS.Timeout | undefined;
-
-  blocking.on('close', () => {
-    blockingId = null;
-  });
+  let disconnected = false;
+  let delivered = 0;
+  let repaired = 0;
 
   function safely(fn: () => void): void {
     try {
@@ -117,195 +159,343 @@ export function createFeedRelay(options: FeedRelayOptions) {
     }
   }
 
-  function deliver(sub: Sub, entries: readonly FeedEntry[]): void {
-    for (const entry of entries) {
-      if (sub.closed) return;
-      if (compareIds(entry.id, sub.cursor) <= 0) continue;
-      sub.cursor = entry.id;
-      safely(() => sub.sink.deliver(entry));
+  function deliverTo(sub: Sub, d: Delivery): void {
+    if (sub.closed || compareIds(d.id, sub.cursor) <= 0) return;
+    sub.cursor = d.id;
+    delivered++;
+    safely(() => sub.sink.deliver(d));
+  }
+
+  /** Hand the next entry of the channel (its `prev` is the cursor) to every live subscription. */
+  function fanOut(ch: Channel, d: Delivery): void {
+    const previous = ch.cursor;
+    ch.cursor = d.id;
+    for (const sub of ch.subs) {
+      if (!sub.live) continue;
+      if (sub.cursor === previous) {
+        // In step with the channel (the usual case): no id comparison needed.
+        sub.cursor = d.id;
+        delivered++;
+        safely(() => sub.sink.deliver(d));
+      } else deliverTo(sub, d);
     }
+  }
+
+  function closeChannelIfUnused(ch: Channel): void {
+    if (ch.closed || ch.subs.size > 0 || ch.joining > 0) return;
+    ch.closed = true;
+    if (channels.get(ch.name) === ch) channels.delete(ch.name);
+    subscriber.sunsubscribe(ch.name).catch(() => undefined);
   }
 
   function removeSub(sub: Sub): void {
     if (sub.closed) return;
     sub.closed = true;
-    const tail = sub.tail;
-    tail.subs.delete(sub);
-    if (tail.subs.size === 0 && tails.get(tail.key) === tail) tails.delete(tail.key);
+    sub.channel.subs.delete(sub);
+    closeChannelIfUnused(sub.channel);
   }
 
-  function dropTail(tail: Tail, reason: LostReason): void {
-    if (tails.get(tail.key) === tail) tails.delete(tail.key);
-    const subs = [...tail.subs];
-    tail.subs.clear();
-    log.warn({ stream: tail.key, reason, subscribers: subs.length }, 'feed tail lost its position; subscribers must resubscribe');
+  /** The channel cannot go on without a gap: every subscription is told and the channel goes. */
+  function dropChannel(ch: Channel, reason: LostReason): void {
+    if (ch.closed) return;
+    const subs = [...ch.subs];
+    ch.subs.clear();
+    ch.closed = true;
+    if (channels.get(ch.name) === ch) channels.delete(ch.name);
+    subscriber.sunsubscribe(ch.name).catch(() => undefined);
+    log.warn({ channel: ch.name, reason, subscribers: subs.length }, 'feed channel lost its position; subscribers must resubscribe');
     for (const sub of subs) {
       sub.closed = true;
       safely(() => sub.sink.lost(reason));
     }
   }
 
-  /** Wake the reader so that it includes a stream it does not read yet. */
-  function wake(): void {
-    dirty = true;
-    if (!reading) {
-      idleWake?.();
+  async function dropAfterGap(ch: Channel): Promise<void> {
+    const meta = await store.meta(ch.ref).catch(() => null);
+    dropChannel(ch, meta && meta.epoch === ch.epoch ? 'fell_behind' : 'epoch_changed');
+  }
+
+  function apply(ch: Channel, m: Message): void {
+    if (m.epoch !== ch.epoch) {
+      dropChannel(ch, 'epoch_changed');
       return;
     }
-    if (blockingId !== null) redis.client('UNBLOCK', blockingId).catch(() => undefined);
-    // The UNBLOCK may overtake the XREAD it targets (two connections): repeat until the reader has seen the change.
-    unblockTimer ??= setTimeout(() => {
-      unblockTimer = undefined;
-      if (dirty && reading && running) wake();
-    }, 50);
-  }
-
-  async function fillFromArchive(sub: Sub, next: StoredEntry): Promise<FeedEntry[] | null> {
-    const ref = sub.tail.ref;
-    if (ref.kind !== 'room' || !archive) return null;
-    const rows = await archive.between(ref.roomId, sub.tail.epoch, sub.cursor, next.entry.id, replayMax + 1);
-    if (rows.length > replayMax) return null;
-    let expected = sub.cursor;
-    for (const row of rows) {
-      if (row.prev !== expected) return null;
-      expected = row.entry.id;
+    if (compareIds(m.id, ch.cursor) <= 0) return;
+    if (m.prev !== ch.cursor) {
+      log.info({ channel: ch.name, cursor: ch.cursor, id: m.id, prev: m.prev }, 'feed message missing: repairing from the stream');
+      ch.held = [m];
+      repair(ch);
+      return;
     }
-    return next.prev === expected ? rows.map((r) => r.entry) : null;
+    fanOut(ch, m);
   }
 
-  /** Deliver from `sub.cursor` up to the tail's cursor, then switch to live. Throws GapError. */
-  async function catchUp(sub: Sub, useArchive: boolean): Promise<void> {
-    const tail = sub.tail;
+  /** Apply the held messages in order; if one of them starts a repair, the rest stay held behind it. */
+  function release(ch: Channel): void {
+    const held = ch.held;
+    ch.held = null;
+    if (!held) return;
+    for (let i = 0; i < held.length; i++) {
+      if (ch.closed) return;
+      if (ch.held) {
+        (ch.held as Message[]).push(...held.slice(i));
+        return;
+      }
+      apply(ch, held[i]!);
+    }
+  }
+
+  /** Read the stream after the cursor and deliver it, then release the held messages. Retries while Redis fails. */
+  function repair(ch: Channel): void {
+    if (ch.repairing || ch.closed) return;
+    ch.repairing = true;
+    ch.held ??= [];
+    repaired++;
+    void (async () => {
+      let failures = 0;
+      for (;;) {
+        try {
+          ch.again = false;
+          for (;;) {
+            const page = await store.after(ch.ref, ch.cursor, readCount);
+            if (ch.closed) return;
+            for (const d of page) {
+              if (compareIds(d.id, ch.cursor) <= 0) continue;
+              if (d.prev !== ch.cursor) {
+                await dropAfterGap(ch);
+                return;
+              }
+              fanOut(ch, d);
+            }
+            if (page.length < readCount) break;
+          }
+          if (ch.again) continue;
+          break;
+        } catch (err) {
+          if (ch.closed || !running) return;
+          failures++;
+          log.warn({ err: { message: (err as Error).message }, channel: ch.name, failures }, 'feed repair failed; retrying');
+          await new Promise((r) => setTimeout(r, Math.min(2000, 50 * 2 ** Math.min(failures, 6))));
+        }
+      }
+      ch.repairing = false;
+      ch.heardAt = Date.now();
+      release(ch);
+    })();
+  }
+
+  function onMessage(name: string, text: string): void {
+    const ch = channels.get(name);
+    if (!ch || ch.closed) return;
+    const m = parseMessage(text);
+    if (!m) return;
+    ch.heardAt = Date.now();
+    if (ch.held) {
+      if (ch.held.length >= HELD_MAX) {
+        // The stream has them: drop what is held and read it back once the repair is done.
+        ch.held = [];
+        ch.again = true;
+      }
+      ch.held.push(m);
+      return;
+    }
+    apply(ch, m);
+  }
+
+  /**
+   * The channel of a feed, subscribed and positioned, with `joining` counted
+   * for the caller (who adds a subscription or calls `leave`). Throws
+   * `unavailable` when Redis fails.
+   */
+  async function openChannel(ref: FeedRef): Promise<Channel> {
+    const name = store.liveChannel(ref);
+    let ch = channels.get(name);
+    if (!ch) {
+      const created: Channel = {
+        name,
+        ref,
+        ready: Promise.resolve(),
+        epoch: '',
+        cursor: ZERO_ID,
+        subs: new Set(),
+        joining: 0,
+        held: [],
+        repairing: false,
+        again: false,
+        heardAt: Date.now(),
+        closed: false,
+      };
+      channels.set(name, created);
+      created.ready = (async () => {
+        try {
+          await subscriber.ssubscribe(name);
+          // Positioned after the subscription took effect: every later entry arrives as a message.
+          const position = await store.position(ref);
+          created.epoch = position.epoch;
+          created.cursor = position.lastId;
+        } catch (err) {
+          created.closed = true;
+          if (channels.get(name) === created) channels.delete(name);
+          subscriber.sunsubscribe(name).catch(() => undefined);
+          throw new AppError(ErrorCode.Unavailable, 'The feed could not be followed; try again', { cause: err });
+        }
+        if (created.again) {
+          created.again = false;
+          created.held = [];
+          repair(created);
+        } else release(created);
+      })();
+      ch = created;
+    }
+    ch.joining++;
+    try {
+      await ch.ready;
+    } catch (err) {
+      ch.joining--;
+      throw err;
+    }
+    return ch;
+  }
+
+  /** A caller of `openChannel` that will not add a subscription after all. */
+  function leave(ch: Channel): void {
+    ch.joining--;
+    closeChannelIfUnused(ch);
+  }
+
+  /** How a subscription replays from `since`, if it can: how many entries, and up to where the archive must serve. */
+  async function planReplay(ref: FeedRef, epoch: string, since: string, position: StorePosition): Promise<{ archiveUntil?: string } | null> {
+    if (since === position.lastId) return {};
+    const at = since === ZERO_ID ? null : await store.at(ref, since);
+    if (at) return position.n - at.n <= replayMax ? {} : null;
+    const first = await store.first(ref);
+    if (!first) return null;
+    if (first.prev === since) return position.n - first.n + 1 <= replayMax ? {} : null;
+    // The stream was trimmed past `since`: only the archive can bridge to its first entry.
+    if (ref.kind !== 'room' || !archive) return null;
+    const budget = replayMax - (position.n - first.n + 1);
+    if (budget < 0) return null;
+    const chain = await archive.chain(ref.roomId, epoch, since, first.id, first.prev, budget);
+    return chain.linked && chain.count <= budget ? { archiveUntil: first.id } : null;
+  }
+
+  async function flowControl(sub: Sub): Promise<void> {
+    if (!sub.sink.ready) return;
+    const ok = await sub.sink.ready();
+    if (!ok) removeSub(sub);
+  }
+
+  /** Replay archived entries between `sub.cursor` and `until`, page by page. Throws GapError when the chain breaks. */
+  async function replayArchive(sub: Sub, roomId: string, until: string): Promise<void> {
+    for (;;) {
+      const rows = await archive!.between(roomId, sub.channel.epoch, sub.cursor, until, readCount);
+      if (sub.closed) return;
+      for (const row of rows) {
+        if (row.prev !== sub.cursor) throw new GapError('the archive chain broke during a replay');
+        deliverTo(sub, row.delivery);
+      }
+      await flowControl(sub);
+      if (sub.closed || rows.length < readCount) return;
+    }
+  }
+
+  /** Deliver from `sub.cursor` up to the channel's cursor, page by page, then switch to live. Throws GapError. */
+  async function catchUp(sub: Sub): Promise<void> {
+    const ch = sub.channel;
     for (;;) {
       if (sub.closed) return;
-      if (tail.cursor !== null && compareIds(sub.cursor, tail.cursor) >= 0) {
+      if (compareIds(sub.cursor, ch.cursor) >= 0) {
         sub.live = true;
         return;
       }
-      // Whether the tail was already ahead when this read was sent: a read sent
-      // earlier may predate the entries another subscription's read saw and made
-      // the tail's cursor (concurrent subscribes to one feed), so it is not a gap.
-      const tailAheadBefore = tail.cursor !== null;
-      const page = await store.after(tail.ref, sub.cursor, readCount);
+      const page = await store.after(ch.ref, sub.cursor, readCount);
       if (sub.closed) return;
       if (page.length === 0) {
-        if (tail.cursor !== null && !tailAheadBefore) continue;
-        if (tail.cursor !== null) throw new GapError('the stream holds nothing after the cursor but the tail is ahead');
-        tail.cursor = sub.cursor;
-        sub.live = true;
-        wake();
-        return;
+        // The stream ends before the channel's cursor: it was trimmed or lost meanwhile.
+        if (compareIds(sub.cursor, ch.cursor) < 0) throw new GapError('the stream holds nothing after the cursor but the channel is ahead');
+        continue;
       }
-      const first = page[0]!;
-      if (first.prev !== sub.cursor) {
-        const filled = useArchive ? await fillFromArchive(sub, first) : null;
-        if (sub.closed) return;
-        if (!filled) throw new GapError('entries after the cursor are neither in the stream nor provably in the archive');
-        deliver(sub, filled);
+      for (const d of page) {
+        if (compareIds(d.id, sub.cursor) <= 0) continue;
+        if (d.prev !== sub.cursor) throw new GapError('entries after the cursor are no longer in the stream');
+        deliverTo(sub, d);
       }
-      deliver(
-        sub,
-        page.map((s) => s.entry),
-      );
-      if (page.length < readCount && tail.cursor === null) {
-        tail.cursor = sub.cursor;
-        sub.live = true;
-        wake();
-        return;
-      }
+      await flowControl(sub);
     }
   }
 
-  function onEntries(tail: Tail, raw: [string, string[] | null][]): void {
-    for (const item of raw) {
-      if (tail.cursor === null || tails.get(tail.key) !== tail) return;
-      const stored = decodeEntry(tail.ref, item);
-      if (!stored || compareIds(stored.entry.id, tail.cursor) <= 0) continue;
-      if (stored.prev !== tail.cursor) {
-        const cursor = tail.cursor;
-        tails.delete(tail.key);
-        void store.meta(tail.ref).then(
-          (meta) => dropTail(tail, meta && meta.epoch === tail.epoch ? 'fell_behind' : 'epoch_changed'),
-          () => dropTail(tail, 'epoch_changed'),
-        );
-        log.warn({ stream: tail.key, cursor, next: stored.entry.id, prev: stored.prev }, 'gap in a tailed feed stream');
-        return;
-      }
-      const previous = tail.cursor;
-      tail.cursor = stored.entry.id;
-      for (const sub of tail.subs) {
-        if (!sub.live || sub.closed) continue;
-        if (sub.cursor === previous) {
-          // In step with the tail (the usual case): the entry is the next one for
-          // this subscription, no id comparison or array needed (thousands per entry in a big room).
-          sub.cursor = stored.entry.id;
-          safely(() => sub.sink.deliver(stored.entry));
-        } else {
-          deliver(sub, [stored.entry]);
+  async function checkQuiet(): Promise<void> {
+    const now = Date.now();
+    const quiet = [...channels.values()].filter((ch) => !ch.closed && !ch.held && !ch.repairing && ch.subs.size > 0 && now - ch.heardAt >= checkIntervalMs);
+    await Promise.all(
+      quiet.map(async (ch) => {
+        const meta = await store.meta(ch.ref);
+        ch.heardAt = Date.now();
+        if (ch.closed || ch.held || ch.repairing) return;
+        if (!meta || meta.epoch !== ch.epoch) {
+          if (meta) dropChannel(ch, 'epoch_changed');
+          return;
         }
-      }
-    }
+        if (compareIds(meta.lastId, ch.cursor) > 0) {
+          log.info({ channel: ch.name, cursor: ch.cursor, last: meta.lastId }, 'feed channel behind its stream: repairing');
+          ch.held = [];
+          repair(ch);
+        }
+      }),
+    );
   }
 
-  async function run(): Promise<void> {
-    let failures = 0;
-    while (running) {
-      const active = [...tails.values()].filter((t) => t.cursor !== null);
-      if (active.length === 0) {
-        await new Promise<void>((resolve) => {
-          idleWake = resolve;
-          if (dirty || !running) resolve();
+  function scheduleCheck(): void {
+    checkTimer = setTimeout(() => {
+      checkQuiet()
+        .catch((err: unknown) => log.warn({ err: { message: (err as Error).message } }, 'feed position check failed'))
+        .finally(() => {
+          if (running) scheduleCheck();
         });
-        idleWake = undefined;
-        dirty = false;
-        continue;
-      }
-      dirty = false;
-      let reply: [string, [string, string[] | null][]][] | null;
-      try {
-        if (blockingId === null) {
-          blocking.client('ID').then(
-            (id) => {
-              blockingId = Number(id);
-            },
-            () => undefined,
-          );
-        }
-        reading = true;
-        reply = (await blocking.call('XREAD', 'COUNT', readCount, 'BLOCK', blockMs, 'STREAMS', ...active.map((t) => t.key), ...active.map((t) => t.cursor!))) as typeof reply;
-        failures = 0;
-      } catch (err) {
-        reading = false;
-        if (!running) break;
-        failures++;
-        log.warn({ err: { message: (err as Error).message }, failures }, 'feed tail read failed; retrying from the same cursors');
-        await new Promise((r) => setTimeout(r, Math.min(2000, 50 * 2 ** Math.min(failures, 6))));
-        continue;
-      }
-      reading = false;
-      if (!reply) continue;
-      const byKey = new Map(active.map((t) => [t.key, t]));
-      for (const [key, entries] of reply) {
-        const tail = byKey.get(key);
-        if (tail && tails.get(key) === tail) onEntries(tail, entries);
-      }
-    }
+    }, checkIntervalMs);
+    checkTimer.unref();
   }
+
+  const onSmessage = (channel: string, message: string) => onMessage(channel, message);
+  const onClose = () => {
+    disconnected = true;
+  };
+  const onReady = () => {
+    if (!disconnected) return;
+    disconnected = false;
+    // ioredis resubscribes every channel right after 'ready'; a PING queued after those
+    // answers once they took effect. Then every channel reads what it missed.
+    setImmediate(() => {
+      subscriber
+        .ping()
+        .catch(() => undefined)
+        .finally(() => {
+          for (const ch of channels.values()) {
+            if (ch.closed || ch.repairing) continue;
+            ch.held ??= [];
+            repair(ch);
+          }
+        });
+    });
+  };
 
   return {
     start(): void {
       if (running) return;
       running = true;
-      loop = run();
+      subscriber.on('smessage', onSmessage);
+      subscriber.on('close', onClose);
+      subscriber.on('ready', onReady);
+      scheduleCheck();
     },
 
-    /** Stop reading; the caller disconnects the blocking connection, which ends a pending read. */
+    /** Stop delivering; the caller closes the subscriber connection afterwards. */
     async stop(): Promise<void> {
       running = false;
-      idleWake?.();
-      clearTimeout(unblockTimer);
-      if (reading && blockingId !== null) await redis.client('UNBLOCK', blockingId).catch(() => undefined);
-      await Promise.race([loop, new Promise((r) => setTimeout(r, 1000))]);
+      clearTimeout(checkTimer);
+      subscriber.off('smessage', onSmessage);
+      subscriber.off('close', onClose);
+      subscriber.off('ready', onReady);
     },
 
     /**
@@ -313,51 +503,74 @@ export function createFeedRelay(options: FeedRelayOptions) {
      * after `since.id` is delivered (from the stream, or the archive for a
      * trimmed gap), then live entries, each once, in order: `recovered: true`.
      * Otherwise delivery starts after the feed's current last id (`lastId`) and
-     * `recovered` is false. Replayed entries are delivered before this resolves.
+     * `recovered` is false. Replayed entries are delivered before this resolves;
+     * `signal` aborts a replay in progress (the subscription is closed).
      */
-    async subscribe(ref: FeedRef, since: { epoch: string; id: string } | undefined, sink: FeedSink): Promise<{ subscription: FeedSubscription; result: FeedSubscribed }> {
-      const position = await store.position(ref);
-      const key = store.streamKey(ref);
-      let tail = tails.get(key);
-      if (tail && tail.epoch !== position.epoch) {
-        dropTail(tail, 'epoch_changed');
-        tail = undefined;
+    async subscribe(
+      ref: FeedRef,
+      since: { epoch: string; id: string } | undefined,
+      sink: FeedSink,
+      signal?: AbortSignal,
+    ): Promise<{ subscription: FeedSubscription; result: FeedSubscribed }> {
+      let ch = await openChannel(ref);
+      let position: StorePosition;
+      try {
+        position = await store.position(ref);
+        if (ch.closed || position.epoch !== ch.epoch) {
+          // The stream was recreated since the channel was positioned (or the channel dropped meanwhile): start over.
+          dropChannel(ch, 'epoch_changed');
+          leave(ch);
+          ch = await openChannel(ref);
+          position = await store.position(ref);
+        }
+      } catch (err) {
+        leave(ch);
+        throw err instanceof AppError ? err : new AppError(ErrorCode.Unavailable, 'The feed could not be read; try again', { cause: err });
       }
-      if (!tail) {
-        tail = { key, ref, epoch: position.epoch, cursor: null, subs: new Set() };
-        tails.set(key, tail);
-      }
-      const resumable = since !== undefined && since.epoch === position.epoch && isStreamId(since.id) && compareIds(since.id, position.lastId) <= 0;
-      const sub: Sub = { tail, sink, cursor: resumable ? since.id : position.lastId, live: false, closed: false };
-      tail.subs.add(sub);
+      const sub: Sub = { channel: ch, sink, cursor: position.lastId, live: false, closed: false };
+      ch.subs.add(sub);
+      ch.joining--;
+      const subscription: FeedSubscription = { ref, close: () => removeSub(sub) };
+      const abort = () => removeSub(sub);
+      signal?.addEventListener('abort', abort, { once: true });
+      if (signal?.aborted) abort();
       let recovered = false;
       try {
-        if (resumable) {
+        const resumable = since !== undefined && since.epoch === position.epoch && isStreamId(since.id) && compareIds(since.id, position.lastId) <= 0;
+        const plan = resumable ? await planReplay(ref, position.epoch, since.id, position) : null;
+        if (plan && !sub.closed) {
+          sub.cursor = since!.id;
           try {
-            await catchUp(sub, true);
+            if (plan.archiveUntil && ref.kind === 'room') await replayArchive(sub, ref.roomId, plan.archiveUntil);
+            await catchUp(sub);
             recovered = !sub.closed;
           } catch (err) {
             if (!(err instanceof GapError)) throw err;
-            // Not provable: start from the position the answer names instead; the client reloads.
-            if (compareIds(sub.cursor, position.lastId) >= 0) throw err;
-            sub.cursor = position.lastId;
+            // Part of the replay was delivered and the rest is gone (trimmed while replaying): the client reloads.
+            removeSub(sub);
+            safely(() => sink.lost('fell_behind'));
           }
+        } else if (!sub.closed) {
+          await catchUp(sub);
         }
-        if (!sub.live && !sub.closed) await catchUp(sub, false);
       } catch (err) {
         removeSub(sub);
         if (err instanceof GapError) throw new AppError(ErrorCode.Unavailable, 'The feed moved on while subscribing; subscribe again', { cause: err });
-        throw err;
+        throw err instanceof AppError ? err : new AppError(ErrorCode.Unavailable, 'The feed could not be read; try again', { cause: err });
+      } finally {
+        signal?.removeEventListener('abort', abort);
       }
-      const subscription: FeedSubscription = { ref, close: () => removeSub(sub) };
       return { subscription, result: { epoch: position.epoch, lastId: position.lastId, recovered } };
     },
 
-    /** Streams tailed and subscriptions held by this node. */
-    stats(): { streams: number; subscriptions: number } {
+    /** Channels (feeds followed) and subscriptions held by this node, and counters since start. */
+    stats(): { channels: number; subscriptions: number; delivered: number; repairs: number } {
       let subscriptions = 0;
-      for (const tail of tails.values()) subscriptions += tail.subs.size;
-      return { streams: tails.size, subscriptions };
+      for (const ch of channels.values()) subscriptions += ch.subs.size;
+      return { channels: channels.size, subscriptions, delivered, repairs: repaired };
     },
+
+    /** Run the quiet-channel position check now (tests). */
+    checkNow: checkQuiet,
   };
 }

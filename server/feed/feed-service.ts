@@ -25,11 +25,19 @@ import { AppError, ErrorCode } from '../errors.ts';
 import type { ActivityRepository } from './activity-repository.ts';
 import type { FeedRelay, FeedSink, FeedSubscription } from './feed-relay.ts';
 import type { FeedStore, LogInput } from './feed-store.ts';
+import { ZERO_ID } from './stream-ids.ts';
 
 /** Who is asking: the socket's user, and the rooms this connection has joined. */
 export interface FeedUser extends FeedActor {
   /** Whether this connection is in the room (joined with `room:join` or `room:create`, not kicked, not left). */
   inRoom?(roomId: string): boolean;
+  /**
+   * Roles this connection was found to have, by room, kept by the caller for
+   * the connection's life: asked once, then answered from here while `inRoom`
+   * holds (a kick, a leave or the room's end takes the connection out of the
+   * room on every node, which revokes it), so a publish costs no Redis read.
+   */
+  roles?: Map<string, MemberRole>;
 }
 
 /** What the feed needs to know about rooms; implemented with the rooms feature. */
@@ -77,8 +85,12 @@ export function createFeedService({
   const apiKeyDigest = config.feed.apiKey ? createHash('sha256').update(config.feed.apiKey).digest() : null;
 
   async function requireMember(roomId: string, user: FeedUser): Promise<MemberRole> {
+    // The connection's membership is checked every time; the role (a room's host never changes) is remembered.
+    const known = user.inRoom?.(roomId) !== false ? user.roles?.get(roomId) : undefined;
+    if (known) return known;
     const role = await access.roleOf(roomId, user);
     if (!role) throw new AppError(ErrorCode.Forbidden, 'Join the room (room:join) before using its feed; members only');
+    user.roles?.set(roomId, role);
     return role;
   }
 
@@ -93,6 +105,8 @@ export function createFeedService({
         actor: { id: actor.id, name: actor.name },
         payload: input.payload,
         idempotency: { key: actor.id, clientMsgId: input.clientMsgId },
+        // A room that ended refuses, atomically with the append, whatever this node's view of it.
+        refuseClosed: true,
       });
       return { id };
     },
@@ -106,6 +120,7 @@ export function createFeedService({
         actor: null,
         payload: body.payload,
         ...(body.clientMsgId ? { idempotency: { key: SERVICE_KEY, clientMsgId: body.clientMsgId } } : {}),
+        refuseClosed: true,
       });
       return { id: result.id, duplicate: result.duplicate };
     },
@@ -128,8 +143,9 @@ export function createFeedService({
     },
 
     /** The room feed's position (creating its epoch when new): what `room:join` answers. */
-    position(roomId: string): Promise<FeedPosition> {
-      return store.position({ kind: 'room', roomId });
+    async position(roomId: string): Promise<FeedPosition> {
+      const { epoch, lastId } = await store.position({ kind: 'room', roomId });
+      return { epoch, lastId };
     },
 
     /** Append to the system log (never throws: a log line must not fail what it reports). */
@@ -148,16 +164,28 @@ export function createFeedService({
       return !!row?.username && admins.has(row.username.toLowerCase());
     },
 
-    /** Subscribe a member to a room's feed. */
-    async subscribeRoom(user: FeedUser, roomId: string, since: { epoch: string; id: string } | undefined, sink: FeedSink): Promise<{ subscription: FeedSubscription; result: FeedSubscribed }> {
+    /** Subscribe a member to a room's feed; `signal` stops a replay in progress. */
+    async subscribeRoom(
+      user: FeedUser,
+      roomId: string,
+      since: { epoch: string; id: string } | undefined,
+      sink: FeedSink,
+      signal?: AbortSignal,
+    ): Promise<{ subscription: FeedSubscription; result: FeedSubscribed }> {
       await requireMember(roomId, user);
-      return relay.subscribe({ kind: 'room', roomId }, since, sink);
+      return relay.subscribe({ kind: 'room', roomId }, since, sink, signal);
     },
 
-    /** Subscribe an admin to the global or system feed. */
-    async subscribeScope(user: { id: string }, scope: FeedScope, since: { epoch: string; id: string } | undefined, sink: FeedSink): Promise<{ subscription: FeedSubscription; result: FeedSubscribed }> {
+    /** Subscribe an admin to the global or system feed; `signal` stops a replay in progress. */
+    async subscribeScope(
+      user: { id: string },
+      scope: FeedScope,
+      since: { epoch: string; id: string } | undefined,
+      sink: FeedSink,
+      signal?: AbortSignal,
+    ): Promise<{ subscription: FeedSubscription; result: FeedSubscribed }> {
       if (!(await this.isAdmin(user))) throw new AppError(ErrorCode.Forbidden, `Only administrators may subscribe to the ${scope} feed`);
-      return relay.subscribe({ kind: scope }, since, sink);
+      return relay.subscribe({ kind: scope }, since, sink, signal);
     },
 
     /** A page of a room's feed, newest first: from the stream while it holds the range, then from the archive. */
@@ -166,19 +194,28 @@ export function createFeedService({
       return this.page(input.roomId, input.before, input.limit ?? 50);
     },
 
-    /** The history page itself, without the membership check. */
+    /**
+     * The history page itself, without the membership check. A page that ends
+     * before `limit` is the beginning of the feed, unless its oldest entry
+     * links to an entry before it (`prev` is not `0-0`): then older entries
+     * existed and are gone (past `FEED_ARCHIVE_RETENTION_DAYS`, or lost), and
+     * the page says so with `truncated: true`.
+     */
     async page(roomId: string, before: string | undefined, limit: number): Promise<FeedHistoryPage> {
       const ref = { kind: 'room' as const, roomId };
       const fromStream = await store.before(ref, before, limit);
       const entries: FeedEntry[] = fromStream.map((s) => s.entry);
+      let oldestPrev: string | null = fromStream.at(-1)?.prev ?? null;
       if (entries.length < limit) {
         // Older than anything the stream holds below `before`: the archive (every epoch).
         const boundary = entries.length > 0 ? entries[entries.length - 1]!.id : before;
         const older = await activity.before(roomId, boundary, limit - entries.length);
         for (const row of older) entries.push(row.entry);
+        if (older.length > 0) oldestPrev = older[older.length - 1]!.prev;
       }
       const page: FeedHistoryPage = { entries };
       if (entries.length === limit) page.nextBefore = entries[entries.length - 1]!.id;
+      else if (oldestPrev !== null && oldestPrev !== ZERO_ID) page.truncated = true;
       return page;
     },
   };

@@ -1,8 +1,9 @@
 /**
  * The feed feature assembled from its parts, for the composition root: the
- * stream store, the PostgreSQL archive, the per-node relay, the archive worker,
- * the service, the socket handlers and the HTTP route. Connections are handed
- * in (two of them dedicated to blocking reads); nothing here opens one.
+ * stream store, the PostgreSQL archive, the per-node relay (live channels),
+ * the archive hints and worker, the service, the socket handlers and the HTTP
+ * route. Connections are handed in (two of them dedicated: the relay's
+ * subscriber and the archive's blocking reads); nothing here opens one.
  */
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
@@ -13,7 +14,7 @@ import type { HttpServer } from '../http/create-http.ts';
 import type { Keys } from '../redis/keys.ts';
 import type { Scripts } from '../redis/scripts.ts';
 import { createActivityRepository } from './activity-repository.ts';
-import { createArchiver } from './archiver.ts';
+import { createArchiveHints, createArchiver } from './archiver.ts';
 import { registerFeedHandlers } from './feed-handlers.ts';
 import { createFeedRelay } from './feed-relay.ts';
 import { createFeedService, type FeedAccess } from './feed-service.ts';
@@ -27,9 +28,9 @@ export interface FeedDeps {
   redis: Redis;
   scripts: Scripts;
   keys: Keys;
-  /** Dedicated connection for the relay's XREAD BLOCK. */
-  tailConnection: Redis;
-  /** Dedicated connection for the archive worker's XREADGROUP BLOCK. */
+  /** Dedicated connection for the relay's SSUBSCRIBE (live channels). */
+  subscriberConnection: Redis;
+  /** Dedicated connection for the archive worker's BZMPOP. */
   archiveConnection: Redis;
   /** Membership questions, answered by the rooms feature. */
   access: FeedAccess;
@@ -41,12 +42,20 @@ export type Feed = ReturnType<typeof createFeed>;
 
 export function createFeed(deps: FeedDeps) {
   const { config, logger, db, redis, scripts, keys } = deps;
-  const store = createFeedStore({ redis, scripts, keys, config });
+  const hints = createArchiveHints({ redis, keys, logger });
+  const store = createFeedStore({ redis, scripts, keys, config, onAppended: hints.add });
   const activity = createActivityRepository(db);
-  const relay = createFeedRelay({ store, redis, blocking: deps.tailConnection, archive: activity, replayMax: config.feed.replayMax, logger });
-  const archiver = createArchiver({ redis, blocking: deps.archiveConnection, activity, keys, config, logger });
+  const relay = createFeedRelay({
+    store,
+    subscriber: deps.subscriberConnection,
+    archive: activity,
+    replayMax: config.feed.replayMax,
+    checkIntervalMs: config.feed.checkIntervalMs,
+    logger,
+  });
+  const archiver = createArchiver({ redis, blocking: deps.archiveConnection, scripts, store, activity, db, keys, config, logger });
   const service = createFeedService({ store, relay, activity, access: deps.access, db, config, logger });
-  registerFeedHandlers({ router: deps.router, feed: service, logger });
+  registerFeedHandlers({ router: deps.router, feed: service, logger, maxBufferedBytes: config.socket.maxBufferedBytes, drainTimeoutMs: config.socket.pingTimeoutMs });
   registerFeedRoutes(deps.http, { feed: service, enabled: config.feed.apiKey !== undefined });
 
   return {
@@ -54,16 +63,17 @@ export function createFeed(deps: FeedDeps) {
     store,
     relay,
     archiver,
-    /** Start tailing and archiving; the connections must be up. */
+    /** Start delivering, hinting and archiving; the connections must be up. */
     async start(): Promise<void> {
       relay.start();
+      hints.start();
       if (config.feed.archive.enabled) await archiver.start();
     },
-    /** Stop both loops; close the two blocking connections afterwards. */
+    /** Stop the loops (the last hints are written); close the dedicated connections afterwards. */
     async stop(): Promise<void> {
-      await Promise.all([relay.stop(), archiver.stop()]);
+      await Promise.all([relay.stop(), hints.stop(), archiver.stop()]);
     },
-    /** Entries not yet archived (a gauge). */
+    /** How far the archive is behind: seconds since the oldest entry not archived, and rooms waiting. */
     archiveLag: () => archiver.lag(),
   };
 }

@@ -1,14 +1,21 @@
 /**
- * Pre-encoded sends: one event with one payload going to many sockets (a feed
- * entry delivered to every subscriber of a room) is encoded once, and for
- * WebSocket transports framed once, instead of once per socket. This is what
- * Socket.IO's own adapter does for `io.to(room).emit`; pinroom delivers feed
- * entries per subscription (each holds its own stream cursor), so it needs
- * the same thing per entry rather than per room.
+ * Pre-encoded sends, and how much a socket still has to take.
  *
- * `createPreEncoder(event)` returns `send(socket, payload)`; payload objects
- * must not be mutated after their first send (the encoding is cached per
- * object, weakly: it goes when the payload does).
+ * One event with one payload going to many sockets (a feed entry delivered to
+ * every subscriber of a room on this node) is encoded once, and for WebSocket
+ * transports framed once, instead of once per socket: what Socket.IO's adapter
+ * does for `io.to(room).emit`. The payload arrives already as JSON text (the
+ * append script wrote it), so nothing is parsed or stringified per entry.
+ *
+ * `createJsonSender(event)` returns `send(socket, key, json)`: `key` is the
+ * object that stands for this payload (the frame is cached per object, weakly:
+ * it goes when the key does), `json` its JSON text, which must not change for
+ * a given key.
+ *
+ * `bufferedBytes(socket)` is what was written to a socket and not yet taken by
+ * the kernel: Engine.IO's write buffer (packets waiting while the transport is
+ * busy, counted as the feed queues them) plus the WebSocket's own buffer.
+ * `cutOff(socket)` closes the transport at once, dropping those buffers.
  */
 import * as ws from 'ws';
 import type { PinroomSocket } from './create-io.ts';
@@ -18,8 +25,9 @@ const EVENT = 2;
 
 interface Encoded {
   packet: { type: number; nsp: string; data: unknown[] };
-  packets: unknown[];
+  packets: string[];
   opts: { preEncoded: true; wsPreEncodedFrame?: Buffer[] };
+  bytes: number;
 }
 
 type FrameBuilder = (data: Buffer, options: { readOnly: boolean; mask: boolean; rsv1: boolean; opcode: number; fin: boolean }) => Buffer[];
@@ -32,32 +40,79 @@ interface PacketWriter {
 interface OutgoingListeners {
   notifyOutgoingListeners?(packet: Encoded['packet']): void;
 }
+/** The parts of an Engine.IO socket (`socket.conn`) read here. */
+interface EngineConn {
+  writeBuffer: unknown[];
+  readyState: string;
+  transport: { name: string; socket?: { bufferedAmount?: number; terminate?(): void } };
+  close(discard?: boolean): void;
+}
 
-export function createPreEncoder(event: string) {
+const engineOf = (socket: PinroomSocket) => socket.conn as unknown as EngineConn;
+
+/** Bytes queued in Engine.IO's write buffer by `send` since it was last empty, per connection. */
+const queued = new WeakMap<EngineConn, { bytes: number }>();
+
+export function createJsonSender(event: string) {
   const cache = new WeakMap<object, Encoded>();
 
-  function encode(socket: PinroomSocket, payload: object): Encoded {
-    const packet = { type: EVENT, nsp: socket.nsp.name, data: [event, payload] };
-    const packets = socket.nsp.server.encoder.encode(packet) as unknown[];
+  function encode(socket: PinroomSocket, key: object, json: string): Encoded {
+    const nsp = socket.nsp.name;
+    // What socket.io-parser's encoder writes for an EVENT packet without binary data.
+    const text = `${EVENT}${nsp === '/' ? '' : `${nsp},`}["${event}",${json}]`;
     const opts: Encoded['opts'] = { preEncoded: true };
-    if (packets.length === 1 && typeof packets[0] === 'string') {
-      // "4" is the Engine.IO message packet type; the frame is an unmasked, final text frame.
-      opts.wsPreEncodedFrame = frame(Buffer.from(`4${packets[0]}`), { readOnly: false, mask: false, rsv1: false, opcode: 1, fin: true });
-    }
-    return { packet, packets, opts };
+    // "4" is the Engine.IO message packet type; the frame is an unmasked, final text frame.
+    const data = Buffer.from(`4${text}`);
+    opts.wsPreEncodedFrame = frame(data, { readOnly: false, mask: false, rsv1: false, opcode: 1, fin: true });
+    return { packet: { type: EVENT, nsp, data: [event, key] }, packets: [text], opts, bytes: data.length };
   }
 
-  /** `socket.emit(event, payload)`, with the encoding shared by every socket that gets the same payload object. */
-  return function send(socket: PinroomSocket, payload: object): void {
-    let encoded = cache.get(payload);
+  /** `socket.emit(event, <json>)`, with the frame shared by every socket that gets the same key. Returns the frame's size, bytes. */
+  return function send(socket: PinroomSocket, key: object, json: string): number {
+    let encoded = cache.get(key);
     if (!encoded) {
-      encoded = encode(socket, payload);
-      cache.set(payload, encoded);
+      encoded = encode(socket, key, json);
+      cache.set(key, encoded);
     }
     // Same path as the adapter's broadcast: `onAnyOutgoing` listeners (metrics) see
-    // the event, then the client writes the packets to its Engine.IO connection,
+    // the event, then the client writes the packet to its Engine.IO connection,
     // which sends the pre-built frame on a WebSocket.
     (socket as unknown as OutgoingListeners).notifyOutgoingListeners?.(encoded.packet);
     (socket.client as unknown as PacketWriter)._packet(encoded.packets, encoded.opts);
+    const conn = engineOf(socket);
+    let state = queued.get(conn);
+    if (conn.writeBuffer.length === 0) {
+      if (state) state.bytes = 0;
+    } else {
+      // The transport is busy: the packet waits in Engine.IO's buffer.
+      if (!state) queued.set(conn, (state = { bytes: 0 }));
+      state.bytes += encoded.bytes;
+    }
+    return encoded.bytes;
   };
+}
+
+/** Bytes written to the socket that the client has not taken yet (see the module comment). */
+export function bufferedBytes(socket: PinroomSocket): number {
+  const conn = engineOf(socket);
+  const state = queued.get(conn);
+  let bytes = 0;
+  if (state) {
+    if (conn.writeBuffer.length === 0) state.bytes = 0;
+    bytes = state.bytes;
+  }
+  const amount = conn.transport.socket?.bufferedAmount;
+  return typeof amount === 'number' ? bytes + amount : bytes;
+}
+
+/**
+ * Close the socket's transport now, discarding what it still buffers (a close
+ * handshake would wait behind it). The client sees a transport close and
+ * reconnects by itself.
+ */
+export function cutOff(socket: PinroomSocket): void {
+  const conn = engineOf(socket);
+  const raw = conn.transport.socket;
+  if (conn.transport.name === 'websocket' && typeof raw?.terminate === 'function') raw.terminate();
+  else conn.close(true);
 }

@@ -5,7 +5,7 @@
  *                         With `METRICS_TOKEN` set: `Authorization: Bearer <METRICS_TOKEN>`
  *                         required (401 otherwise). Unset: open in development and
  *                         test, not served (404) in production.
- *   GET /admin/overview   Live sockets and rooms of this node, as JSON.
+ *   GET /admin/overview   Live sockets and rooms of this node, and the feed archive's lag, as JSON.
  *                         `Authorization: Bearer <access token>` of an admin user
  *                         (`FEED_ADMIN_USERS`): 401 without a valid token, 403 for
  *                         anyone else. `?limit=` sockets listed (default 100, at most 1000).
@@ -23,8 +23,22 @@ import type { HttpServer } from '../http/create-http.ts';
 
 export const ObservabilityRoutes = { metrics: '/metrics', adminOverview: '/admin/overview' } as const;
 
+/** The feed as the admin overview shows it: the archive (cluster-wide) and this node's live channels. */
+export interface FeedOverview {
+  /** Seconds since the oldest entry not yet archived to PostgreSQL (0: up to date). */
+  archiveLagSeconds: number;
+  /** Rooms with entries not yet archived. */
+  archivePendingRooms: number;
+  /** Entries PostgreSQL refused that this node moved to the dead-letter stream. */
+  archiveDeadLetters: number;
+  /** Feeds this node follows, and subscriptions it holds. */
+  channels: number;
+  subscriptions: number;
+}
+
 export interface AdminOverview {
   node: { pid: number; uptimeSeconds: number; rssBytes: number; heapUsedBytes: number };
+  feed: FeedOverview;
   sockets: { connected: number; engineConnections: number; listed: number };
   rooms: { roomId: string; sockets: number }[];
   socketList: {
@@ -58,6 +72,7 @@ export function registerObservabilityRoutes(
     io,
     authenticate,
     isAdmin,
+    feed,
   }: {
     registry: Registry;
     config: Pick<Config, 'env' | 'observability'>;
@@ -66,6 +81,8 @@ export function registerObservabilityRoutes(
     authenticate(token: unknown): Promise<{ userId: string }>;
     /** Whether a user may see the admin view (the configured admin users). */
     isAdmin(user: { id: string }): Promise<boolean>;
+    /** The feed's archive lag and this node's channels. */
+    feed(): Promise<FeedOverview>;
   },
 ): void {
   const tokenDigest = config.observability.metricsToken ? digest(config.observability.metricsToken) : null;
@@ -119,6 +136,7 @@ export function registerObservabilityRoutes(
     const memory = process.memoryUsage();
     const overview: AdminOverview = {
       node: { pid: process.pid, uptimeSeconds: Math.round(process.uptime()), rssBytes: memory.rss, heapUsedBytes: memory.heapUsed },
+      feed: await feed(),
       sockets: { connected: nsp.sockets.size, engineConnections: io.engine.clientsCount, listed: socketList.length },
       rooms,
       socketList,

@@ -57,19 +57,42 @@ export function createKeys(prefix: string) {
     presenceNodeRooms: (nodeId: string) => `${prefix}{presence}:node:${nodeId}:rooms`,
 
     // ---- feed
+    // Every feed script touches the keys of one hash slot only: a room's feed
+    // keys carry the room's tag; the global, system and archive keys each have
+    // a tag of their own (`{feed:global}`, `{feed:system}`, `{feed:archive}`).
     /** A room's activity stream, capped with `XADD MAXLEN ~` and expiring when idle. */
     feedStream: (roomId: string) => `${room(roomId)}:feed`,
-    /** Hash `{epoch, last}` of a room's stream: its epoch (random, created with the stream) and the id of its last entry. Same TTL as the stream. */
+    /**
+     * Hash of a room's stream, same TTL: `epoch` (random, created with the stream),
+     * `last` (id of its last entry), `n` (entries appended in this epoch),
+     * `archived` (id of the last entry the archive stored), `closed` (set by `room.ended`).
+     */
     feedMeta: (roomId: string) => `${room(roomId)}:feed:meta`,
+    /** Sharded pub/sub channel on which the append script publishes each entry of the room (SPUBLISH). */
+    feedLive: (roomId: string) => `${room(roomId)}:feed:live`,
     /** The id an entry published with `clientMsgId` got; expires after the idempotency window. */
     feedMsgId: (roomId: string, userId: string, clientMsgId: string) => `${room(roomId)}:feed:msg:${userId}:${clientMsgId}`,
-    /** The global activity stream (every room's entries, capped); the archive consumer group reads it. */
-    feedGlobal: `${prefix}feed:global`,
-    /** Hash `{epoch, last}` of the global stream. */
-    feedGlobalMeta: `${prefix}feed:global:meta`,
-    /** The system log stream (rooms created and ended, sign-ins, revocations, alarms, errors), capped. */
-    feedSystem: `${prefix}feed:system`,
-    /** Hash `{epoch, last}` of the system log stream. */
-    feedSystemMeta: `${prefix}feed:system:meta`,
+    /** The archive worker holding a room (value: its name), with a TTL: one worker archives a room at a time. */
+    feedArchiveLease: (roomId: string) => `${room(roomId)}:feed:archiving`,
+    /** The global activity stream (every room's entries, copied by the archive worker), capped. */
+    feedGlobal: `${prefix}{feed:global}`,
+    /** Hash `{epoch, last, n}` of the global stream. */
+    feedGlobalMeta: `${prefix}{feed:global}:meta`,
+    /** Sharded pub/sub channel of the global stream. */
+    feedGlobalLive: `${prefix}{feed:global}:live`,
+    /** Hash room id → id of the last entry of that room copied into the global stream (no copy twice). */
+    feedGlobalCopied: `${prefix}{feed:global}:copied`,
+    /** The system log stream (rooms created and ended, sign-ins, revocations), capped. */
+    feedSystem: `${prefix}{feed:system}`,
+    /** Hash `{epoch, last, n}` of the system log stream. */
+    feedSystemMeta: `${prefix}{feed:system}:meta`,
+    /** Sharded pub/sub channel of the system log stream. */
+    feedSystemLive: `${prefix}{feed:system}:live`,
+    /** Rooms with entries not yet archived: sorted set room id → when the oldest of them was hinted, ms. */
+    feedArchivePending: `${prefix}{feed:archive}:pending`,
+    /** Entries PostgreSQL refused, kept for an operator (capped stream). */
+    feedArchiveDead: `${prefix}{feed:archive}:dead`,
+    /** Lock of the periodic archive sweep (one node sweeps at a time). */
+    feedArchiveSweep: `${prefix}{feed:archive}:sweep`,
   };
 }

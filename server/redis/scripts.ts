@@ -2,17 +2,19 @@
  * Lua scripts live as `.lua` files in `lua/`, each with a header listing its
  * KEYS and ARGV. They are read once; calls go by SHA (EVALSHA) and fall back
  * to EVAL when the server does not know the script yet (NOSCRIPT: after a
- * restart or a failover), which also caches it there.
+ * restart or a failover), which also caches it there. Every call's keys must
+ * share one Redis Cluster hash slot (checked here, see slots.ts).
  */
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import type { Redis, ChainableCommander } from 'ioredis';
+import { assertOneSlot } from './slots.ts';
 
 /** Every script in `lua/`, by file name without `.lua`. */
 export const SCRIPT_NAMES = ['compare-and-delete', 'refresh-issue', 'refresh-rotate', 'refresh-revoke', 'cache-lease', 'cache-fill', 'cache-invalidate',
   'pin-release', 'pin-renew', 'presence-join', 'presence-leave', 'presence-remove-user', 'presence-purge-node', 'presence-host-claim',
   'presence-node-forget', 'presence-node-purged', 'presence-zrem-stale',
-  'feed-append', 'feed-log', 'feed-position', 'session-states'] as const;
+  'feed-append', 'feed-log', 'feed-global', 'feed-position', 'feed-archive-claim', 'feed-archive-commit', 'session-states'] as const;
 export type ScriptName = (typeof SCRIPT_NAMES)[number];
 
 export interface LuaScript {
@@ -44,6 +46,7 @@ export function createScripts(redis: Redis) {
     /** Run a script by SHA, falling back to EVAL on NOSCRIPT. */
     async run<T = unknown>(name: ScriptName, keys: readonly string[], args: readonly (string | number)[] = []): Promise<T> {
       const script = get(name);
+      assertOneSlot(name, keys);
       try {
         return (await redis.evalsha(script.sha, keys.length, ...keys, ...args)) as T;
       } catch (err) {
@@ -56,6 +59,7 @@ export function createScripts(redis: Redis) {
      * fails on NOSCRIPT halfway; prefer `run` outside batches.
      */
     queue(batch: ChainableCommander, name: ScriptName, keys: readonly string[], args: readonly (string | number)[] = []): ChainableCommander {
+      assertOneSlot(name, keys);
       return batch.eval(get(name).source, keys.length, ...keys, ...args);
     },
   };

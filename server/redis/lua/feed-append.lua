@@ -1,60 +1,64 @@
--- feed-append: append one entry to a room's feed stream and mirror it into the global stream.
--- KEYS[1]  the room's stream                       (keys.feedStream)
--- KEYS[2]  the room's meta hash {epoch, last}      (keys.feedMeta)
--- KEYS[3]  the global stream                       (keys.feedGlobal)
--- KEYS[4]  the global meta hash {epoch, last}      (keys.feedGlobalMeta)
--- KEYS[5]  optional: the idempotency key of (room, user, clientMsgId) (keys.feedMsgId)
+-- feed-append: append one entry to a room's feed stream and publish it on the room's live channel.
+-- KEYS[1]  the room's stream                                   (keys.feedStream)
+-- KEYS[2]  the room's meta hash {epoch, last, n, closed, ...}  (keys.feedMeta)
+-- KEYS[3]  the room's live channel (sharded pub/sub)           (keys.feedLive)
+-- KEYS[4]  optional: the idempotency key of (room, user, clientMsgId) (keys.feedMsgId)
 -- ARGV[1]  room stream cap (XADD MAXLEN ~)
 -- ARGV[2]  room stream and meta TTL, ms (refreshed on every append)
--- ARGV[3]  global stream cap (XADD MAXLEN ~)
--- ARGV[4]  idempotency TTL, ms (used with KEYS[5])
--- ARGV[5]  a fresh random epoch, used only if the room has none (new stream, or Redis lost it)
--- ARGV[6]  a fresh random epoch for the global stream, same rule
--- ARGV[7]  room id          ARGV[8]  entry type
--- ARGV[9]  actor id ('' for none)   ARGV[10] actor name   ARGV[11] payload, JSON
--- Returns  {id, epoch, duplicate}: duplicate is 1 when KEYS[5] already named an entry
---          (nothing is added and that entry's id is returned).
+-- ARGV[3]  idempotency TTL, ms (used with KEYS[4])
+-- ARGV[4]  a fresh random epoch, used only if the room has none (new stream, or Redis lost it)
+-- ARGV[5]  entry type   ARGV[6] actor id ('' for none)   ARGV[7] actor name   ARGV[8] payload, JSON
+-- ARGV[9]  the wire entry's JSON after its id and ts: `,"roomId":...,"payload":{...}}`
+-- ARGV[10] whose feed membership the entry ends: '' nobody, '*' everyone (room.ended), or a user id
+-- ARGV[11] '1': refuse when the feed is closed (a member's or a backend's publish); '' otherwise
+-- ARGV[12] '1': close the feed after this entry (room.ended); '' otherwise
+-- Returns  {id, epoch, status, prev}: status 0 appended, 1 duplicate (KEYS[4] already named
+--          an entry: nothing is added and that entry's id is returned), 2 refused (closed).
+--
+-- The live message is `<epoch> <prev> <id> <ends>\n<entry JSON>`: readers check
+-- the `prev` link against the last id they hold and repair a gap from the
+-- stream before delivering anything after it.
 --
 -- Atomic because the idempotency check, the epoch, the append, the `prev`
--- link (the id of the entry before, which lets readers prove there is no gap)
--- and the global copy that the archive reads must never be seen half done: a
--- retry between the check and the append would add a duplicate, a reader
--- between two appends would see a broken `prev` chain, and an entry missing
--- from the global stream would never reach PostgreSQL.
+-- link and the `n` count (which prove there is no gap, and bound a replay
+-- without reading it), the closed flag and the live message must never be
+-- seen half done: a retry between the check and the append would add a
+-- duplicate, a reader between two appends would see a broken chain, and a
+-- message published out of order would look like a gap. Every key is in the
+-- room's hash slot.
 
-if KEYS[5] then
-  local seen = redis.call('GET', KEYS[5])
+if KEYS[4] then
+  local seen = redis.call('GET', KEYS[4])
   if seen then
-    return {seen, redis.call('HGET', KEYS[2], 'epoch') or '', 1}
+    return {seen, redis.call('HGET', KEYS[2], 'epoch') or '', 1, ''}
   end
 end
 
+local meta = redis.call('HMGET', KEYS[2], 'epoch', 'last', 'n', 'closed')
+local epoch, prev, n = meta[1], meta[2] or '0-0', tonumber(meta[3] or '0')
+if ARGV[11] == '1' and meta[4] then
+  return {'', epoch or '', 2, ''}
+end
 -- The epoch names one continuous life of the stream. It is created with the
 -- stream; if it is missing, whatever came before is gone for readers.
-local function open(stream, meta, candidate)
-  local current = redis.call('HMGET', meta, 'epoch', 'last')
-  if current[1] then return current[1], current[2] or '0-0' end
-  local last = '0-0'
-  local tail = redis.call('XREVRANGE', stream, '+', '-', 'COUNT', 1)
-  if tail[1] then last = tail[1][1] end
-  redis.call('HSET', meta, 'epoch', candidate, 'last', last)
-  return candidate, last
+if not epoch then
+  epoch = ARGV[4]
+  prev = '0-0'
+  local tail = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
+  if tail[1] then prev = tail[1][1] end
+  n = 0
+  redis.call('HSET', KEYS[2], 'epoch', epoch)
 end
-
-local epoch, prev = open(KEYS[1], KEYS[2], ARGV[5])
+n = n + 1
 local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*',
-  't', ARGV[8], 'ai', ARGV[9], 'an', ARGV[10], 'p', ARGV[11], 'v', prev)
-redis.call('HSET', KEYS[2], 'last', id)
+  't', ARGV[5], 'ai', ARGV[6], 'an', ARGV[7], 'p', ARGV[8], 'v', prev, 'n', n)
+redis.call('HSET', KEYS[2], 'last', id, 'n', n)
+if ARGV[12] == '1' then redis.call('HSET', KEYS[2], 'closed', '1') end
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
 redis.call('PEXPIRE', KEYS[2], ARGV[2])
-
-local _, gprev = open(KEYS[3], KEYS[4], ARGV[6])
-local gid = redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[3], '*',
-  'r', ARGV[7], 'i', id, 'e', epoch, 'rv', prev,
-  't', ARGV[8], 'ai', ARGV[9], 'an', ARGV[10], 'p', ARGV[11], 'v', gprev)
-redis.call('HSET', KEYS[4], 'last', gid)
-
-if KEYS[5] then
-  redis.call('SET', KEYS[5], id, 'PX', ARGV[4])
+if KEYS[4] then
+  redis.call('SET', KEYS[4], id, 'PX', ARGV[3])
 end
-return {id, epoch, 0}
+local ms = string.match(id, '^(%d+)')
+redis.call('SPUBLISH', KEYS[3], epoch .. ' ' .. prev .. ' ' .. id .. ' ' .. ARGV[10] .. '\n{"id":"' .. id .. '","ts":' .. ms .. ARGV[9])
+return {id, epoch, 0, prev}

@@ -1,25 +1,32 @@
--- feed-log: append one entry to a stream that is not a room's feed (the system log).
--- KEYS[1]  the stream                    (keys.feedSystem)
--- KEYS[2]  its meta hash {epoch, last}   (keys.feedSystemMeta)
+-- feed-log: append one entry to the system log stream and publish it on the log's live channel.
+-- KEYS[1]  the stream                       (keys.feedSystem)
+-- KEYS[2]  its meta hash {epoch, last, n}   (keys.feedSystemMeta)
+-- KEYS[3]  its live channel (sharded)       (keys.feedSystemLive)
 -- ARGV[1]  stream cap (XADD MAXLEN ~)
 -- ARGV[2]  a fresh random epoch, used only if the stream has none
 -- ARGV[3]  room id ('' for none)   ARGV[4] entry type
 -- ARGV[5]  actor id ('' for none)  ARGV[6] actor name   ARGV[7] payload, JSON
+-- ARGV[8]  the wire entry's JSON after its id and ts
 -- Returns  {id, epoch}
 --
--- Atomic because the `prev` link (the id of the entry before) and the meta's
--- `last` must move together with the append, or readers would see false gaps.
+-- Atomic because the `prev` link, the `n` count, the meta's `last` and the
+-- live message must move together with the append, or readers would see
+-- false gaps. Every key is in the `{feed:system}` slot.
 
-local epoch = redis.call('HGET', KEYS[2], 'epoch')
+local meta = redis.call('HMGET', KEYS[2], 'epoch', 'last', 'n')
+local epoch, prev, n = meta[1], meta[2] or '0-0', tonumber(meta[3] or '0')
 if not epoch then
   epoch = ARGV[2]
-  local last = '0-0'
+  prev = '0-0'
   local tail = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
-  if tail[1] then last = tail[1][1] end
-  redis.call('HSET', KEYS[2], 'epoch', epoch, 'last', last)
+  if tail[1] then prev = tail[1][1] end
+  n = 0
+  redis.call('HSET', KEYS[2], 'epoch', epoch)
 end
-local prev = redis.call('HGET', KEYS[2], 'last') or '0-0'
+n = n + 1
 local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*',
-  'r', ARGV[3], 't', ARGV[4], 'ai', ARGV[5], 'an', ARGV[6], 'p', ARGV[7], 'v', prev)
-redis.call('HSET', KEYS[2], 'last', id)
+  'r', ARGV[3], 't', ARGV[4], 'ai', ARGV[5], 'an', ARGV[6], 'p', ARGV[7], 'v', prev, 'n', n)
+redis.call('HSET', KEYS[2], 'last', id, 'n', n)
+local ms = string.match(id, '^(%d+)')
+redis.call('SPUBLISH', KEYS[3], epoch .. ' ' .. prev .. ' ' .. id .. ' \n{"id":"' .. id .. '","ts":' .. ms .. ARGV[8])
 return {id, epoch}
