@@ -2,14 +2,16 @@ import { spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { once } from 'node:events';
 import { Redis } from 'ioredis';
+import { sql } from 'kysely';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import type { FeedEntry } from '../../shared/schemas.ts';
 import { loadConfig, type Config } from '../../server/config.ts';
-import { createActivityRepository } from '../../server/feed/activity-repository.ts';
-import { ARCHIVE_GROUP, createArchiver, type Archiver } from '../../server/feed/archiver.ts';
+import { createActivityRepository, dayOf, partitionName } from '../../server/feed/activity-repository.ts';
+import { createArchiveHints, createArchiver, type Archiver } from '../../server/feed/archiver.ts';
 import { createFeedRelay, type FeedRelay, type LostReason } from '../../server/feed/feed-relay.ts';
-import { createFeedStore, type FeedStore } from '../../server/feed/feed-store.ts';
+import { createFeedService } from '../../server/feed/feed-service.ts';
+import { createFeedStore, entryTail, type Delivery, type FeedStore } from '../../server/feed/feed-store.ts';
 import { compareIds } from '../../server/feed/stream-ids.ts';
 import { createLogger } from '../../server/logger.ts';
 import { closeRedis, connectRedis, createRedisClient } from '../../server/redis/connections.ts';
@@ -18,27 +20,32 @@ import { createScripts } from '../../server/redis/scripts.ts';
 import { createTestContext, deleteByPrefix, type TestContext } from '../support/context.ts';
 import { startRedisServer, type OwnedRedis } from '../support/redis-server.ts';
 
-// A child process of this file acts as an archive worker that is SIGKILLed between its insert and its XACK.
-if (process.env.FEED_ARCHIVE_CHILD_ENV) {
-  const config = loadConfig(JSON.parse(process.env.FEED_ARCHIVE_CHILD_ENV) as Record<string, string>);
+async function archiverParts(config: Config, db: ReturnType<TestContext['db']>) {
   const logger = createLogger({ log: { level: 'silent' }, env: 'test' });
-  const { createDb } = await import('../../server/db/database.ts');
-  const { db } = createDb(config, logger);
   const redis = createRedisClient(config, logger, 'command');
   const blocking = createRedisClient(config, logger, 'blocking');
   await Promise.all([connectRedis(redis, config), connectRedis(blocking, config)]);
+  const keys = createKeys(config.redis.keyPrefix);
+  const scripts = createScripts(redis);
+  const store = createFeedStore({ redis, scripts, keys, config });
+  return { logger, redis, blocking, keys, scripts, store, activity: createActivityRepository(db) };
+}
+
+// A child process of this file acts as an archive worker that is SIGKILLed between its insert and moving the room's cursor.
+if (process.env.FEED_ARCHIVE_CHILD_ENV) {
+  const config = loadConfig(JSON.parse(process.env.FEED_ARCHIVE_CHILD_ENV) as Record<string, string>);
+  const { createDb } = await import('../../server/db/database.ts');
+  const { db } = createDb(config, createLogger({ log: { level: 'silent' }, env: 'test' }));
+  const parts = await archiverParts(config, db);
   const worker = createArchiver({
-    redis,
-    blocking,
-    activity: createActivityRepository(db),
-    keys: createKeys(config.redis.keyPrefix),
+    ...parts,
+    db,
     config,
-    logger,
     consumer: 'doomed',
     hooks: {
       afterInsert: async (records) => {
         process.stdout.write(`INSERTED ${records.length}\n`);
-        await new Promise(() => undefined); // never acknowledges: killed here
+        await new Promise(() => undefined); // never moves the cursor: killed here
       },
     },
   });
@@ -56,37 +63,48 @@ interface Node {
   redis: Redis;
   store: FeedStore;
   relay: FeedRelay;
-  blocking: Redis;
+  subscriber: Redis;
 }
 
-async function startNode(config: Config, options: { readCount?: number } = {}): Promise<Node> {
+async function startNode(config: Config, options: { readCount?: number; checkIntervalMs?: number; hints?: boolean } = {}): Promise<Node> {
   const redis = createRedisClient(config, logger, 'command');
-  const blocking = createRedisClient(config, logger, 'blocking');
-  await Promise.all([connectRedis(redis, config), connectRedis(blocking, config)]);
-  const store = createFeedStore({ redis, scripts: createScripts(redis), keys: createKeys(config.redis.keyPrefix), config });
-  const relay = createFeedRelay({ store, redis, blocking, archive: createActivityRepository(ctx.db()), replayMax: config.feed.replayMax, logger, ...options });
+  const subscriber = createRedisClient(config, logger, 'subscriber');
+  await Promise.all([connectRedis(redis, config), connectRedis(subscriber, config)]);
+  const keys = createKeys(config.redis.keyPrefix);
+  const hints = createArchiveHints({ redis, keys, logger });
+  const store = createFeedStore({ redis, scripts: createScripts(redis), keys, config, ...(options.hints === false ? {} : { onAppended: hints.add }) });
+  const relay = createFeedRelay({
+    store,
+    subscriber,
+    archive: createActivityRepository(ctx.db()),
+    replayMax: config.feed.replayMax,
+    logger,
+    ...(options.readCount ? { readCount: options.readCount } : {}),
+    checkIntervalMs: options.checkIntervalMs ?? config.feed.checkIntervalMs,
+  });
   relay.start();
+  hints.start();
   cleanups.push(async () => {
     await relay.stop();
-    blocking.disconnect();
-    await closeRedis(redis);
+    await hints.stop();
+    await Promise.all([closeRedis(subscriber), closeRedis(redis)]);
   });
-  return { config, redis, store, relay, blocking };
+  return { config, redis, store, relay, subscriber };
 }
 
-async function startArchiver(config: Config, consumer?: string): Promise<Archiver> {
-  const redis = createRedisClient(config, logger, 'command');
-  const blocking = createRedisClient(config, logger, 'blocking');
-  await Promise.all([connectRedis(redis, config), connectRedis(blocking, config)]);
-  const archiver = createArchiver({ redis, blocking, activity: createActivityRepository(ctx.db()), keys: createKeys(config.redis.keyPrefix), config, logger, ...(consumer ? { consumer } : {}) });
+async function startArchiver(config: Config, consumer?: string): Promise<Archiver & { redis: Redis }> {
+  const parts = await archiverParts(config, ctx.db());
+  const archiver = createArchiver({ ...parts, db: ctx.db(), config, ...(consumer ? { consumer } : {}) });
   await archiver.start();
   cleanups.push(async () => {
     await archiver.stop();
-    blocking.disconnect();
-    await closeRedis(redis);
+    parts.blocking.disconnect();
+    await closeRedis(parts.redis);
   });
-  return archiver;
+  return Object.assign(archiver, { redis: parts.redis });
 }
+
+const entryOf = (d: Delivery) => JSON.parse(d.json) as FeedEntry;
 
 function collector() {
   const entries: FeedEntry[] = [];
@@ -94,7 +112,7 @@ function collector() {
   return {
     entries,
     lost,
-    sink: { deliver: (e: FeedEntry) => entries.push(e), lost: (r: LostReason) => lost.push(r) },
+    sink: { deliver: (d: Delivery) => void entries.push(entryOf(d)), lost: (r: LostReason) => void lost.push(r) },
     async waitFor(count: number, timeoutMs = 20_000) {
       const end = Date.now() + timeoutMs;
       while (entries.length < count) {
@@ -130,7 +148,32 @@ const numbered = (store: FeedStore, roomId: string, n: number, from = 0) =>
     return ids;
   })();
 
+/** Append `n` entries in chunks, letting the archive catch up after each (it reads the room stream, which keeps only about FEED_ROOM_MAXLEN). */
+async function archivedAlong(store: FeedStore, roomId: string, n: number): Promise<string[]> {
+  const activity = createActivityRepository(ctx.db());
+  const ids: string[] = [];
+  for (let from = 0; from < n; from += 20) {
+    ids.push(...(await numbered(store, roomId, Math.min(20, n - from), from)));
+    await until(async () => (await activity.count(roomId)) === ids.length, `the archive to hold ${ids.length} entries`);
+  }
+  return ids;
+}
+
 const streamIds = async (redis: Redis, key: string) => ((await redis.xrange(key, '-', '+')) as [string, string[]][]).map(([id]) => id);
+
+/**
+ * Append through the real script but publish on a channel nobody follows (in
+ * the room's slot): the entry is in the stream, its live message is lost.
+ */
+async function appendUnheard(node: Node, roomId: string, text: string): Promise<string> {
+  const keys = createKeys(node.config.redis.keyPrefix);
+  const payload = JSON.stringify({ text });
+  const [id] = await createScripts(node.redis).run<[string]>('feed-append', [keys.feedStream(roomId), keys.feedMeta(roomId), `${keys.room(roomId)}:feed:nowhere`], [
+    node.config.feed.roomMaxLen, node.config.feed.roomTtlSeconds * 1000, 1000, 'unused-epoch', 'chat.message', actor.id, actor.name, payload,
+    entryTail(roomId, undefined, 'chat.message', actor.id, actor.name, payload), '', '', '',
+  ]);
+  return id;
+}
 
 test.before(async () => {
   ctx = createTestContext({ FEED_ROOM_MAXLEN: '10' });
@@ -141,7 +184,7 @@ test.after(async () => {
   await ctx.cleanup();
 });
 
-test('an entry is in the room stream, linked to the one before, and its id is the stream id', async () => {
+test('an entry is in the room stream, linked to the one before and counted, and its id is the stream id', async () => {
   const node = await startNode(ctx.config);
   const roomId = randomUUID();
   const a = await node.store.append({ roomId, type: 'chat.message', actor, payload: { text: 'one' } });
@@ -150,7 +193,8 @@ test('an entry is in the room stream, linked to the one before, and its id is th
   assert.equal(raw.map(([id]) => id), [a.id, b.id]);
   const page = await node.store.after({ kind: 'room', roomId }, '0-0', 10);
   assert.equal(page.map((s) => s.prev), ['0-0', a.id]);
-  assert.equal(page[1]!.entry, { roomId, id: b.id, type: 'reaction', actor, payload: { emoji: '👍' }, ts: Number(b.id.split('-')[0]) });
+  assert.equal(page.map((s) => s.n), [1, 2]);
+  assert.equal(entryOf(page[1]!), { roomId, id: b.id, type: 'reaction', actor, payload: { emoji: '👍' }, ts: Number(b.id.split('-')[0]) });
   assert.is(a.epoch, b.epoch);
   assert.ok((await node.redis.pttl(createKeys(ctx.keyPrefix).feedStream(roomId))) > 0, 'the room stream expires when idle');
 });
@@ -161,28 +205,45 @@ test('a repeated clientMsgId from the same user returns the first id and adds no
   const roomId = randomUUID();
   const input = { roomId, type: 'chat.message', actor, payload: { text: 'once' }, idempotency: { key: actor.id, clientMsgId: 'm-1' } };
   const first = await node.store.append(input);
-  const globalBefore = await node.redis.xlen(keys.feedGlobal);
   const retries = await Promise.all([1, 2, 3].map(() => node.store.append({ ...input, payload: { text: 'changed' } })));
   for (const r of retries) {
     assert.is(r.id, first.id);
     assert.ok(r.duplicate);
   }
   assert.is(await node.redis.xlen(keys.feedStream(roomId)), 1);
-  assert.is(await node.redis.xlen(keys.feedGlobal), globalBefore);
   const ttl = await node.redis.ttl(keys.feedMsgId(roomId, actor.id, 'm-1'));
   assert.ok(ttl > 86_000 && ttl <= 86_400, `idempotency TTL ${ttl}`);
   const other = await node.store.append({ ...input, idempotency: { key: randomUUID(), clientMsgId: 'm-1' } });
   assert.is.not(other.id, first.id, 'another user may use the same clientMsgId');
 });
 
-test('two nodes appending concurrently: every subscriber on both nodes sees the one stream order, without gap or duplicate', async () => {
-  const config = ctx.configWith({ FEED_ROOM_MAXLEN: '100000' });
+test('after room.ended the feed refuses members\' publishes, atomically with the append', async () => {
+  const node = await startNode(ctx.config);
+  const roomId = randomUUID();
+  await node.store.append({ roomId, type: 'chat.message', actor, payload: { text: 'open' }, refuseClosed: true });
+  await node.store.append({ roomId, type: 'room.ended', actor, payload: { reason: 'host_ended' } });
+  try {
+    await node.store.append({ roomId, type: 'chat.message', actor, payload: { text: 'late' }, refuseClosed: true });
+    assert.unreachable('a publish into an ended room was stored');
+  } catch (err) {
+    assert.is((err as { code?: string }).code, 'forbidden');
+  }
+  assert.is(await node.redis.xlen(createKeys(ctx.keyPrefix).feedStream(roomId)), 2);
+});
+
+test('entries published on one node reach subscribers on another once, in order, with no XREAD and only the channels of local rooms', async () => {
+  const owned: OwnedRedis = await startRedisServer();
+  cleanups.push(() => owned.dispose());
+  const config = ctx.configWith({ REDIS_URL: owned.url, FEED_ROOM_MAXLEN: '100000' });
   const [a, b] = await Promise.all([startNode(config), startNode(config)]);
   const roomId = randomUUID();
+  const elsewhere = randomUUID();
   const subs = [collector(), collector(), collector(), collector()];
   for (const [i, c] of subs.entries()) await (i < 2 ? a : b).relay.subscribe({ kind: 'room', roomId }, undefined, c.sink);
-  const [fromA, fromB] = await Promise.all([numbered(a.store, roomId, 300, 0), numbered(b.store, roomId, 300, 1000)]);
-  const order = await streamIds(a.redis, createKeys(ctx.keyPrefix).feedStream(roomId));
+  const other = collector();
+  await a.relay.subscribe({ kind: 'room', roomId: elsewhere }, undefined, other.sink);
+  const [fromA, fromB] = await Promise.all([numbered(a.store, roomId, 300, 0), numbered(b.store, roomId, 300, 1000), numbered(a.store, elsewhere, 50)]);
+  const order = await streamIds(a.redis, createKeys(config.redis.keyPrefix).feedStream(roomId));
   assert.is(order.length, 600);
   assert.equal([...order].sort(compareIds), order);
   assert.equal(new Set(order), new Set([...fromA, ...fromB]));
@@ -190,6 +251,15 @@ test('two nodes appending concurrently: every subscriber on both nodes sees the 
     await c.waitFor(600);
     assert.equal(c.entries.map((e) => e.id), order);
   }
+  await other.waitFor(50);
+  const keys = createKeys(config.redis.keyPrefix);
+  const admin = new Redis(owned.url);
+  const stats = await admin.info('commandstats');
+  const shard = (await admin.call('PUBSUB', 'SHARDNUMSUB', keys.feedLive(roomId), keys.feedLive(elsewhere))) as (string | number)[];
+  admin.disconnect();
+  assert.not.match(stats, /cmdstat_xread:/, 'no XREAD was issued');
+  assert.equal(shard, [keys.feedLive(roomId), 2, keys.feedLive(elsewhere), 1], 'node b follows only the room it has subscribers for');
+  assert.is(b.relay.stats().channels, 1);
 });
 
 test('resuming with since replays exactly the entries after it, then continues live, each once and in order', async () => {
@@ -211,6 +281,59 @@ test('resuming with since replays exactly the entries after it, then continues l
   assert.is(other.result.recovered, false, 'a foreign epoch is not recovered');
   assert.is(other.result.lastId, more[9]);
   assert.is(fresh.entries.length, 0);
+});
+
+test('a since further back than FEED_REPLAY_MAX entries answers recovered: false and replays nothing; one within it replays all', async () => {
+  const config = ctx.configWith({ FEED_ROOM_MAXLEN: '100000', FEED_REPLAY_MAX: '40' });
+  const node = await startNode(config, { readCount: 9 });
+  const roomId = randomUUID();
+  const ids = await numbered(node.store, roomId, 100);
+  const { epoch } = await node.store.position({ kind: 'room', roomId });
+  const far = collector();
+  const refused = await node.relay.subscribe({ kind: 'room', roomId }, { epoch, id: ids[58]! }, far.sink);
+  assert.equal(refused.result, { epoch, lastId: ids[99]!, recovered: false });
+  assert.is(far.entries.length, 0, 'nothing replayed');
+  const near = collector();
+  const served = await node.relay.subscribe({ kind: 'room', roomId }, { epoch, id: ids[59]! }, near.sink);
+  assert.ok(served.result.recovered, 'exactly FEED_REPLAY_MAX entries are replayed');
+  assert.equal(near.entries.map((e) => e.id), ids.slice(60));
+  const live = await numbered(node.store, roomId, 3, 100);
+  await far.waitFor(3);
+  assert.equal(far.entries.map((e) => e.id), live, 'the refused resume still gets live entries after lastId');
+});
+
+test('a replay is paged: each page waits until the subscriber is ready for more', async () => {
+  const config = ctx.configWith({ FEED_ROOM_MAXLEN: '100000' });
+  const node = await startNode(config, { readCount: 10 });
+  const roomId = randomUUID();
+  const ids = await numbered(node.store, roomId, 45);
+  const { epoch } = await node.store.position({ kind: 'room', roomId });
+  const got: string[] = [];
+  const seenAtReady: number[] = [];
+  let release: (() => void) | undefined;
+  const sink = {
+    deliver: (d: Delivery) => void got.push(d.id),
+    lost: () => undefined,
+    ready: () => {
+      seenAtReady.push(got.length);
+      return new Promise<boolean>((r) => (release = () => r(true)));
+    },
+  };
+  const subscribing = node.relay.subscribe({ kind: 'room', roomId }, { epoch, id: ids[0]! }, sink);
+  await until(() => release !== undefined, 'the first page');
+  await new Promise((r) => setTimeout(r, 100));
+  assert.is(got.length, 10, 'no more than one page before the subscriber is ready');
+  for (let i = 0; i < 10 && got.length < 44; i++) {
+    const r = release!;
+    release = undefined;
+    r();
+    await until(() => release !== undefined || got.length === 44, 'the next page');
+  }
+  release?.();
+  const { result } = await subscribing;
+  assert.ok(result.recovered);
+  assert.equal(got, ids.slice(1));
+  assert.equal(seenAtReady.slice(0, 4), [10, 20, 30, 40]);
 });
 
 test('a resume racing a stream of appends meets the live part without gap or overlap', async () => {
@@ -271,7 +394,39 @@ for (const busy of [false, true]) {
   });
 }
 
-test('a dropped blocking connection delays delivery but loses nothing', async () => {
+test('a lost live message is repaired from the stream before anything after it is delivered', async () => {
+  const config = ctx.configWith({ FEED_ROOM_MAXLEN: '100000' });
+  const node = await startNode(config);
+  const roomId = randomUUID();
+  const c = collector();
+  await node.relay.subscribe({ kind: 'room', roomId }, undefined, c.sink);
+  const before = await numbered(node.store, roomId, 3);
+  await c.waitFor(3);
+  const unheard = [await appendUnheard(node, roomId, 'lost 1'), await appendUnheard(node, roomId, 'lost 2')];
+  // The fault happened: the stream holds them, the subscriber did not get them.
+  await new Promise((r) => setTimeout(r, 100));
+  assert.is(c.entries.length, 3, 'the lost messages were not delivered');
+  assert.equal((await streamIds(node.redis, createKeys(ctx.keyPrefix).feedStream(roomId))).slice(3), unheard);
+  const after = await numbered(node.store, roomId, 3, 10);
+  await c.waitFor(8);
+  assert.equal(c.entries.map((e) => e.id), [...before, ...unheard, ...after]);
+  assert.equal(c.entries[3]!.payload, { text: 'lost 1' });
+  assert.ok(node.relay.stats().repairs >= 1);
+});
+
+test('a live message lost at the end of a burst is repaired by the quiet-channel check', async () => {
+  const config = ctx.configWith({ FEED_ROOM_MAXLEN: '100000' });
+  const node = await startNode(config, { checkIntervalMs: 200 });
+  const roomId = randomUUID();
+  const c = collector();
+  await node.relay.subscribe({ kind: 'room', roomId }, undefined, c.sink);
+  const heard = await numbered(node.store, roomId, 2);
+  const last = await appendUnheard(node, roomId, 'the last one');
+  await c.waitFor(3, 10_000);
+  assert.equal(c.entries.map((e) => e.id), [...heard, last]);
+});
+
+test('a dropped subscriber connection delays delivery but loses nothing', async () => {
   const config = ctx.configWith({ FEED_ROOM_MAXLEN: '100000' });
   const node = await startNode(config);
   const writer = await startNode(config);
@@ -279,12 +434,16 @@ test('a dropped blocking connection delays delivery but loses nothing', async ()
   const c = collector();
   await node.relay.subscribe({ kind: 'room', roomId }, undefined, c.sink);
   const writing = numbered(writer.store, roomId, 200);
+  let kills = 0;
   for (let i = 0; i < 3; i++) {
     await new Promise((r) => setTimeout(r, 40));
-    const id = Number(await node.blocking.client('ID').catch(() => 0));
-    if (id) await writer.redis.client('KILL', 'ID', String(id)).catch(() => undefined);
+    const list = await writer.redis.client('LIST');
+    const line = String(list).split('\n').find((l) => /ssub=[1-9]/.test(l) && l.includes(`name=pinroom:subscriber`));
+    const id = line ? /id=(\d+)/.exec(line)?.[1] : undefined;
+    if (id) kills += Number(await writer.redis.client('KILL', 'ID', id).catch(() => 0));
   }
   const ids = await writing;
+  assert.ok(kills >= 1, 'the subscriber connection was killed');
   await c.waitFor(200);
   assert.equal(c.entries.map((e) => e.id), ids);
 });
@@ -293,13 +452,12 @@ test('a resume point trimmed out of the stream is served from the archive; an ar
   const node = await startNode(ctx.config);
   const keys = createKeys(ctx.keyPrefix);
   const roomId = await createRoom();
-  const ids = await numbered(node.store, roomId, 400);
   const archiver = await startArchiver(ctx.config);
-  await until(async () => (await archiver.lag()) === 0, 'the archive to catch up');
+  const ids = await archivedAlong(node.store, roomId, 400);
   const inStream = await streamIds(node.redis, keys.feedStream(roomId));
   assert.ok(inStream.length < 300, `the stream was trimmed (holds ${inStream.length})`);
   assert.ok(compareIds(inStream[0]!, ids[10]!) > 0);
-  assert.is(await createActivityRepository(ctx.db()).count(roomId), 400);
+  assert.ok(archiver.stats().archived >= 400);
 
   const position = await node.store.position({ kind: 'room', roomId });
   const c = collector();
@@ -321,14 +479,8 @@ test('a resume point trimmed out of the stream is served from the archive; an ar
   assert.is(holed.entries.length, 0);
 });
 
-test('history is newest first, from the stream while it holds the range and from PostgreSQL beyond it', async () => {
-  const node = await startNode(ctx.config);
-  const roomId = await createRoom();
-  const ids = await numbered(node.store, roomId, 250);
-  const archiver = await startArchiver(ctx.config);
-  await until(async () => (await archiver.lag()) === 0, 'the archive to catch up');
-  const { createFeedService } = await import('../../server/feed/feed-service.ts');
-  const service = createFeedService({
+function service(node: Node) {
+  return createFeedService({
     store: node.store,
     relay: node.relay,
     activity: createActivityRepository(ctx.db()),
@@ -337,38 +489,140 @@ test('history is newest first, from the stream while it holds the range and from
     config: ctx.config,
     logger,
   });
+}
+
+test('history is newest first, from the stream while it holds the range and from PostgreSQL beyond it', async () => {
+  const node = await startNode(ctx.config);
+  const roomId = await createRoom();
+  await startArchiver(ctx.config);
+  const ids = await archivedAlong(node.store, roomId, 250);
   const seen: string[] = [];
   let before: string | undefined;
+  let truncated: boolean | undefined;
   for (let pages = 0; pages < 10; pages++) {
-    const page = await service.history(actor, { roomId, ...(before ? { before } : {}), limit: 60 });
+    const page = await service(node).history(actor, { roomId, ...(before ? { before } : {}), limit: 60 });
     seen.push(...page.entries.map((e) => e.id));
+    truncated = page.truncated;
     if (!page.nextBefore) break;
     before = page.nextBefore;
   }
   assert.equal(seen, [...ids].reverse());
+  assert.is(truncated, undefined, 'the whole feed is there: not truncated');
 });
 
-test('archive lag counts entries not yet archived, and entries of unknown rooms are acknowledged without a row', async () => {
+test('archive partitions past FEED_ARCHIVE_RETENTION_DAYS are dropped; history then says truncated and a resume from before answers recovered: false', async () => {
+  const config = ctx.configWith({ FEED_ARCHIVE_RETENTION_DAYS: '2' });
+  const node = await startNode(config);
+  const roomId = await createRoom();
+  const activity = createActivityRepository(ctx.db());
+  const day = 86_400_000;
+  // Five entries written five days ago, chained, then the live stream from today.
+  const old = Date.now() - 5 * day;
+  const oldIds = [0, 1, 2, 3, 4].map((i) => `${old + i}-0`);
+  const { epoch } = await node.store.position({ kind: 'room', roomId });
+  await activity.ensurePartitions([old]);
+  await activity.insertBatch(oldIds.map((entryId, i) => ({ roomId, entryId, epoch, prev: i === 0 ? '0-0' : oldIds[i - 1]!, type: 'chat.message', actor, payload: '{"text":"old"}', ts: old + i })));
+  const fresh = await numbered(node.store, roomId, 3);
+  const page = await service(node).history(actor, { roomId, limit: 50 });
+  assert.equal(page.entries.map((e) => e.id), [...fresh].reverse().concat([...oldIds].reverse()), 'the old days are there before the retention runs');
+  assert.is(page.truncated, undefined);
+
+  await startArchiver(config);
+  await until(async () => (await activity.count(roomId)) === 3, 'the old partition to be dropped and today\'s entries archived');
+  const partitions = await sql<{ relname: string }>`select relname from pg_class where relname like 'activity_p%'`.execute(ctx.db());
+  const names = partitions.rows.map((r) => r.relname);
+  assert.not.ok(names.includes(partitionName(dayOf(old))), 'the old day\'s partition is gone');
+  assert.ok(names.includes(partitionName(dayOf(Date.now() + 3 * day))), 'partitions exist three days ahead');
+
+  await ctx.db().deleteFrom('activity').where('room_id', '=', roomId).where('entry_id', '=', fresh[0]!).execute();
+  await node.redis.xtrim(createKeys(ctx.keyPrefix).feedStream(roomId), 'MAXLEN', 1);
+  const after = await service(node).history(actor, { roomId, limit: 50 });
+  assert.equal(after.entries.map((e) => e.id), [fresh[2]!, fresh[1]!]);
+  assert.is(after.truncated, true, 'older entries existed and are gone');
+  const c = collector();
+  const resumed = await node.relay.subscribe({ kind: 'room', roomId }, { epoch, id: oldIds[4]! }, c.sink);
+  assert.is(resumed.result.recovered, false);
+  assert.is(c.entries.length, 0);
+});
+
+test('an entry PostgreSQL refuses goes to the dead-letter stream, and every other entry and room keeps being archived', async () => {
+  const config = ctx.configWith({ KEY_PREFIX: `${ctx.keyPrefix}dead:`, FEED_ARCHIVE_BATCH: '4' });
+  const node = await startNode(config);
+  const keys = createKeys(config.redis.keyPrefix);
+  const [bad, good] = [await createRoom(), await createRoom()];
+  const before = await numbered(node.store, bad, 3);
+  const poison = await node.store.append({ roomId: bad, type: 'chat.message', actor, payload: { text: 'nul \u0000 inside' } });
+  const afterIds = await numbered(node.store, bad, 3, 10);
+  const other = await numbered(node.store, good, 6);
+  const archiver = await startArchiver(config);
+  const activity = createActivityRepository(ctx.db());
+  await until(async () => (await activity.count(bad)) === 6 && (await activity.count(good)) === 6, 'both rooms archived');
+  const rows = await ctx.db().selectFrom('activity').select('entry_id').where('room_id', '=', bad).execute();
+  assert.equal(new Set(rows.map((r) => r.entry_id)), new Set([...before, ...afterIds]));
+  const dead = (await node.redis.xrange(keys.feedArchiveDead, '-', '+')) as [string, string[]][];
+  assert.is(dead.length, 1);
+  const fields = Object.fromEntries(dead[0]![1].reduce<[string, string][]>((acc, v, i, all) => (i % 2 === 0 ? [...acc, [v, all[i + 1]!]] : acc), []));
+  assert.is(fields.r, bad);
+  assert.is(fields.i, poison.id);
+  assert.match(fields.error!, /22P05|unsupported Unicode/);
+  assert.is(archiver.stats().deadLetters, 1);
+  assert.ok(other.length === 6);
+  await until(async () => (await archiver.lag()).rooms === 0, 'nothing left to archive');
+  // Later entries of the room go on being archived.
+  const later = await numbered(node.store, bad, 2, 20);
+  await until(async () => (await activity.count(bad)) === 8, 'later entries archived');
+  assert.ok(later.length === 2);
+  await deleteByPrefix(ctx.redis(), `${ctx.keyPrefix}dead:`);
+});
+
+test('archive lag is the age of the oldest entry not archived; entries of rooms PostgreSQL does not know pass without a row', async () => {
   const config = ctx.configWith({ KEY_PREFIX: `${ctx.keyPrefix}lag:` });
   const node = await startNode(config);
   const known = await createRoom();
   await numbered(node.store, known, 30);
   await numbered(node.store, randomUUID(), 5);
-  const redis = ctx.redis();
-  const archiver = createArchiver({ redis, blocking: redis, activity: createActivityRepository(ctx.db()), keys: createKeys(config.redis.keyPrefix), config, logger });
-  assert.is(await archiver.lag(), 35, 'before any worker ran, every entry is lag');
+  const parts = await archiverParts(config, ctx.db());
+  cleanups.push(async () => {
+    parts.blocking.disconnect();
+    await closeRedis(parts.redis);
+  });
+  const idle = createArchiver({ ...parts, db: ctx.db(), config });
+  await until(async () => (await idle.lag()).rooms === 2, 'both rooms to be hinted');
+  await new Promise((r) => setTimeout(r, 300));
+  assert.ok((await idle.lag()).seconds >= 0.2, 'before any worker ran, the oldest entry waits');
   const running = await startArchiver(config);
-  await until(async () => (await running.lag()) === 0, 'lag to reach 0');
+  await until(async () => (await running.lag()).rooms === 0, 'lag to reach 0');
+  assert.is((await running.lag()).seconds, 0);
   assert.is(await createActivityRepository(ctx.db()).count(known), 30);
-  await deleteByPrefix(redis, `${ctx.keyPrefix}lag:`);
+  await deleteByPrefix(ctx.redis(), `${ctx.keyPrefix}lag:`);
 });
 
-test('an archive worker killed between its insert and its acknowledgement: another takes over, nothing lost, nothing stored twice', async () => {
-  const config = ctx.configWith({ KEY_PREFIX: `${ctx.keyPrefix}kill:`, FEED_ARCHIVE_BATCH: '50', FEED_ARCHIVE_CLAIM_IDLE_MS: '300' });
+test('archived entries are copied into the global feed once each, in each room\'s order', async () => {
+  const config = ctx.configWith({ KEY_PREFIX: `${ctx.keyPrefix}global:` });
+  const node = await startNode(config);
+  const globalSub = collector();
+  await node.relay.subscribe({ kind: 'global' }, undefined, globalSub.sink);
+  const [r1, r2] = [await createRoom(), randomUUID()];
+  const [a, b] = await Promise.all([numbered(node.store, r1, 20), numbered(node.store, r2, 15)]);
+  const archiver = await startArchiver(config);
+  await globalSub.waitFor(35);
+  assert.equal(globalSub.entries.filter((e) => e.roomId === r1).map((e) => e.payload.text), a.map((_, i) => `#${i}`));
+  assert.equal(globalSub.entries.filter((e) => e.roomId === r2).map((e) => e.payload.text), b.map((_, i) => `#${i}`));
+  assert.ok(globalSub.entries.every((e) => e.scope === 'global'));
+  // Copying the same entries again (a worker that died before moving its cursor) adds nothing.
+  const records = await node.store.records(r1, (await node.store.position({ kind: 'room', roomId: r1 })).epoch, '0-0', 100);
+  assert.is(await node.store.copyToGlobal(r1, records), 0);
+  assert.is(await node.redis.xlen(createKeys(config.redis.keyPrefix).feedGlobal), 35);
+  assert.ok(archiver.stats().archived >= 20);
+  await deleteByPrefix(ctx.redis(), `${ctx.keyPrefix}global:`);
+});
+
+test('an archive worker killed between its insert and moving the cursor: another takes over, nothing lost, nothing stored twice', async () => {
+  const env = { ...ctx.env, KEY_PREFIX: `${ctx.keyPrefix}kill:`, FEED_ROOM_MAXLEN: '100000', FEED_ARCHIVE_BATCH: '50', FEED_ARCHIVE_CLAIM_IDLE_MS: '300' };
+  const config = loadConfig(env);
   const node = await startNode(config);
   const roomId = await createRoom();
   const ids = await numbered(node.store, roomId, 120);
-  const env = { ...ctx.env, KEY_PREFIX: `${ctx.keyPrefix}kill:`, FEED_ARCHIVE_BATCH: '50', FEED_ARCHIVE_CLAIM_IDLE_MS: '300' };
   const child = spawn(process.execPath, ['--import', 'tsx', new URL(import.meta.url).pathname], {
     env: { PATH: process.env.PATH ?? '', FEED_ARCHIVE_CHILD_ENV: JSON.stringify(env) },
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -382,14 +636,16 @@ test('an archive worker killed between its insert and its acknowledgement: anoth
   await exited;
   const activity = createActivityRepository(ctx.db());
   assert.is(await activity.count(roomId), 50, 'the killed worker committed one batch');
-  const pending = (await ctx.redis().xpending(createKeys(config.redis.keyPrefix).feedGlobal, ARCHIVE_GROUP)) as [number, ...unknown[]];
-  assert.is(pending[0], 50, 'and never acknowledged it');
+  const keys = createKeys(config.redis.keyPrefix);
+  assert.is(await ctx.redis().hget(keys.feedMeta(roomId), 'archived'), null, 'and never moved the room\'s cursor');
 
   const survivor = await startArchiver(config, 'survivor');
-  await until(async () => (await survivor.lag()) === 0, 'the survivor to finish');
+  await until(async () => (await activity.count(roomId)) === 120, 'the survivor to finish');
   const rows = await ctx.db().selectFrom('activity').select('entry_id').where('room_id', '=', roomId).execute();
   assert.is(rows.length, 120);
   assert.equal(new Set(rows.map((r) => r.entry_id)), new Set(ids));
+  assert.is(await ctx.redis().hget(keys.feedMeta(roomId), 'archived'), ids[119]);
+  assert.ok(survivor.stats().archived >= 70);
   await deleteByPrefix(ctx.redis(), `${ctx.keyPrefix}kill:`);
 });
 
