@@ -226,12 +226,12 @@ async function pinroomTarget(): Promise<Target> {
       publisher,
       encode: (seq, text) => `${head}${text}"},"clientMsgId":"b${seq}"}]`,
       // The archive worker copies every entry to PostgreSQL in the background; let it
-      // catch up (pinroom_feed_archive_lag on /metrics) before another server is measured.
+      // catch up (pinroom_feed_archive_pending_rooms on /metrics) before another server is measured.
       async settle() {
         const end = Date.now() + 60_000;
         while (Date.now() < end) {
           const text = await (await fetch(`${url}/metrics`)).text();
-          const lag = Number(/^pinroom_feed_archive_lag (\S+)$/m.exec(text)?.[1] ?? 0);
+          const lag = Number(/^pinroom_feed_archive_pending_rooms (\S+)$/m.exec(text)?.[1] ?? 0);
           if (!(lag > 0)) return;
           await sleep(250);
         }

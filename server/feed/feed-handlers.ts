@@ -66,20 +66,23 @@ export function registerFeedHandlers({ router, feed, logger, maxBufferedBytes, d
   };
 
   const sinkFor = (socket: PinroomSocket, key: string, roomId: string | null): FeedSink => ({
-    deliver(d) {
+    deliver(d, replay) {
       if (roomId !== null && !socket.rooms.has(socketRooms.room(roomId))) {
         // Left, kicked or ended (the rooms feature took this connection out of the room on every node).
         drop(socket, key);
-        return;
+        return false;
       }
       sendEntry(socket, d, d.json);
-      const bytes = bufferedBytes(socket);
-      if (bytes > maxBufferedBytes) {
-        overflow(socket, key, bytes);
-        return;
-      }
       // A kick, a leave or the room's end is the last entry a member receives.
-      if (d.ends !== '' && roomId !== null && (d.ends === '*' || d.ends === socket.data.user.id)) drop(socket, key);
+      if (d.ends !== '' && roomId !== null && (d.ends === '*' || d.ends === socket.data.user.id)) {
+        drop(socket, key);
+        return false;
+      }
+      const bytes = bufferedBytes(socket);
+      // A replay waits for the socket (see `ready`); live entries cannot wait for one socket.
+      if (replay) return bytes <= lowWater;
+      if (bytes > maxBufferedBytes) overflow(socket, key, bytes);
+      return true;
     },
     lost(reason) {
       bySocket.get(socket)?.delete(key);

@@ -27,8 +27,8 @@
  * - A subscription holds its own `cursor` and only ever delivers an entry
  *   whose id is greater: each entry once, in order.
  * - A new subscription first replays from its start point with XRANGE pages
- *   (after each page it waits until its socket has taken the data: replays
- *   are flow-controlled, never queued whole) until it reaches the channel's
+ *   (whenever its socket holds more than a low-water mark it waits until the
+ *   socket has taken it: replays are flow-controlled, never queued whole) until it reaches the channel's
  *   cursor, and switches to live delivery synchronously (no message can
  *   interleave), so replay and live meet without gap or overlap. A replay
  *   longer than `replayMax` entries (known from the entries' `n` count before
@@ -49,14 +49,18 @@ export type LostReason = 'epoch_changed' | 'fell_behind';
 
 /** Where a subscription's entries go. The callbacks must not throw. */
 export interface FeedSink {
-  /** Each entry, in stream order, once. The `Delivery` object is shared by every subscriber on this node. */
-  deliver(delivery: Delivery): void;
+  /**
+   * Each entry, in stream order, once. The `Delivery` object is shared by every
+   * subscriber on this node. `replay` is true while the subscription catches up;
+   * returning false then asks the replay to wait (`ready`) before the next entry.
+   */
+  deliver(delivery: Delivery, replay: boolean): boolean | void;
   /** The subscription cannot continue without a gap; it has been removed. Subscribe again with `since`. */
   lost(reason: LostReason): void;
   /**
-   * Replay flow control, awaited after each page: resolves true once the
-   * subscriber has taken what it was sent, false when it is gone (the replay stops).
-   * @default always ready
+   * Replay flow control, awaited when `deliver` returned false: resolves true
+   * once the subscriber has taken what it was sent, false when it is gone (the
+   * replay stops). @default always ready
    */
   ready?(): Promise<boolean> | boolean;
 }
@@ -159,11 +163,16 @@ export function createFeedRelay(options: FeedRelayOptions) {
     }
   }
 
-  function deliverTo(sub: Sub, d: Delivery): void {
-    if (sub.closed || compareIds(d.id, sub.cursor) <= 0) return;
+  /** Deliver if newer than the subscription's cursor; false when a replaying subscriber asks to wait. */
+  function deliverTo(sub: Sub, d: Delivery): boolean {
+    if (sub.closed || compareIds(d.id, sub.cursor) <= 0) return true;
     sub.cursor = d.id;
     delivered++;
-    safely(() => sub.sink.deliver(d));
+    const more = { ok: true };
+    safely(() => {
+      more.ok = sub.sink.deliver(d, !sub.live) !== false;
+    });
+    return more.ok;
   }
 
   /** Hand the next entry of the channel (its `prev` is the cursor) to every live subscription. */
@@ -176,7 +185,7 @@ export function createFeedRelay(options: FeedRelayOptions) {
         // In step with the channel (the usual case): no id comparison needed.
         sub.cursor = d.id;
         delivered++;
-        safely(() => sub.sink.deliver(d));
+        safely(() => sub.sink.deliver(d, false));
       } else deliverTo(sub, d);
     }
   }
@@ -391,10 +400,10 @@ export function createFeedRelay(options: FeedRelayOptions) {
       const rows = await archive!.between(roomId, sub.channel.epoch, sub.cursor, until, readCount);
       if (sub.closed) return;
       for (const row of rows) {
+        if (sub.closed) return;
         if (row.prev !== sub.cursor) throw new GapError('the archive chain broke during a replay');
-        deliverTo(sub, row.delivery);
+        if (!deliverTo(sub, row.delivery)) await flowControl(sub);
       }
-      await flowControl(sub);
       if (sub.closed || rows.length < readCount) return;
     }
   }
@@ -416,11 +425,11 @@ export function createFeedRelay(options: FeedRelayOptions) {
         continue;
       }
       for (const d of page) {
+        if (sub.closed) return;
         if (compareIds(d.id, sub.cursor) <= 0) continue;
         if (d.prev !== sub.cursor) throw new GapError('entries after the cursor are no longer in the stream');
-        deliverTo(sub, d);
+        if (!deliverTo(sub, d)) await flowControl(sub);
       }
-      await flowControl(sub);
     }
   }
 

@@ -48,11 +48,15 @@ test('an admin sees the live sockets and rooms of the node', async () => {
   assert.is(res.status, 200);
   assert.is(res.headers.get('cache-control'), 'no-store');
   const body = (await res.json()) as {
+    feed: { archiveLagSeconds: number; archivePendingRooms: number; archiveDeadLetters: number; channels: number };
     sockets: { connected: number };
     rooms: { roomId: string; sockets: number }[];
     socketList: { id: string; userId: string; rooms: string[] }[];
   };
   assert.is(body.sockets.connected, 1);
+  assert.is(typeof body.feed.archiveLagSeconds, 'number', 'the archive lag is shown');
+  assert.ok(body.feed.archiveLagSeconds >= 0);
+  assert.is(body.feed.archiveDeadLetters, 0);
   assert.equal(body.rooms, [{ roomId: created.data.room.id, sockets: 1 }]);
   const listed = body.socketList.find((s) => s.id === socket.id);
   assert.ok(listed, 'the socket is listed');

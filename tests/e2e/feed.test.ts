@@ -6,6 +6,7 @@ import type { FeedEntry, FeedPosition } from '../../shared/schemas.ts';
 import { postJson, signInGuest, signUp } from '../support/auth.ts';
 import { connect, disconnected, request, type TestSocket } from '../support/client.ts';
 import { createTestContext, type TestContext } from '../support/context.ts';
+import { openRawSocket } from '../support/raw-socket.ts';
 import { startRedisServer, type OwnedRedis } from '../support/redis-server.ts';
 import { startTestServer, type TestServer } from '../support/server.ts';
 
@@ -340,6 +341,83 @@ test('when Redis loses its data the epoch changes: live subscribers are disconne
   assert.is.not(resumed.epoch, watcher.position.epoch);
   // Without a configured API key the route does not exist.
   assert.is((await postJson(`${lone.url}/api/rooms/${roomId}/events`, { type: 'reaction', payload: { emoji: 'x' } }, { 'x-api-key': API_KEY })).status, 404);
+});
+
+test('a subscriber that stops reading is cut off at SOCKET_MAX_BUFFERED_BYTES, and resumes with since without losing an entry', async () => {
+  const limited = await startTestServer(env({ SOCKET_MAX_BUFFERED_BYTES: '65536' }));
+  servers.push(limited);
+  const { socket: hostSocket, roomId, pin } = await hostRoom(limited.url);
+  const guest = await signInGuest(limited.url);
+  const raw = await openRawSocket(limited.url, { token: guest.accessToken });
+  raw.send(`421["room:join",{"pin":"${pin}"}]`);
+  const joined = JSON.parse(((await raw.next((f) => typeof f === 'string' && f.startsWith('431'))) as string).slice(3))[0] as { ok: true; data: { feed: FeedPosition } };
+  raw.send(`422["feed:subscribe",{"roomId":"${roomId}"}]`);
+  await raw.next((f) => typeof f === 'string' && f.startsWith('432'));
+  // The client stops reading its socket: what the server writes piles up in the kernel, then in the server.
+  const tcp = (raw.ws as unknown as { _socket: { pause(): void; resume(): void } })._socket;
+  tcp.pause();
+  const blob = 'x'.repeat(7000);
+  const ids: string[] = [];
+  let n = 0;
+  while (!/socket not reading its feed/.test(limited.output()) && n < 4000) {
+    const batch = await Promise.all(Array.from({ length: 20 }, () => {
+      const i = n++;
+      return request(hostSocket, 'feed:publish', { roomId, type: 'host.blob', payload: { n: i, blob }, clientMsgId: `blob-${i}` }).then((ack) => ({ i, id: ok(ack).id }));
+    }));
+    for (const { id } of batch) ids.push(id);
+    if (n % 200 === 0) await new Promise((r) => setTimeout(r, 20));
+  }
+  tcp.resume();
+  const closed = await Promise.race([raw.closed, new Promise<null>((r) => setTimeout(() => r(null), 20_000))]);
+  assert.ok(closed, `the server closed the connection of the subscriber that did not read (after ${n} entries)`);
+  assert.match(limited.output(), /socket not reading its feed/);
+  const received = raw.frames
+    .filter((f): f is string => typeof f === 'string' && f.startsWith('42["feed:entry"'))
+    .map((f) => (JSON.parse(f.slice(2)) as [string, FeedEntry])[1])
+    .filter((e) => e.type === 'host.blob');
+  assert.ok(received.length < ids.length, `it was cut off before the end (${received.length} of ${ids.length})`);
+  assert.equal(received.map((e) => e.id), ids.slice(0, received.length), 'what it got is a prefix, in order');
+  // Reconnect and resume from the last entry it holds: the rest arrives, once, in order.
+  const back = await open(limited.url, guest.accessToken);
+  const resumed = collect(back, roomId);
+  ok(await request(back, 'room:join', { pin }));
+  const from = received.length > 0 ? received[received.length - 1]!.id : joined.data.feed.lastId;
+  const sub = ok(await request(back, 'feed:subscribe', { roomId, since: { epoch: joined.data.feed.epoch, id: from } }, 30_000));
+  assert.ok(sub.recovered);
+  const rest = resumed.filter((e) => e.type === 'host.blob');
+  assert.equal([...received, ...rest].map((e) => e.id), ids);
+});
+
+test('repeated feed:subscribe on one connection does not multiply the replay: each entry reaches it about once, and one live subscription remains', async () => {
+  const { socket: hostSocket, roomId, pin } = await hostRoom(a.url);
+  const watcher = await member(a.url, pin);
+  const ids: string[] = [];
+  for (let i = 0; i < 600; i += 50) ids.push(...(await Promise.all(Array.from({ length: 50 }, (_, k) => publish(hostSocket, roomId, `r${i + k}`)))));
+  const got = collect(watcher.socket, roomId);
+  const since = { epoch: watcher.position.epoch, id: watcher.position.lastId };
+  const acks = await Promise.all(Array.from({ length: 20 }, () => request(watcher.socket, 'feed:subscribe', { roomId, since }, 30_000)));
+  assert.ok(acks.every((ack) => ack.ok), 'every subscribe is answered');
+  const chats = () => got.filter((e) => e.type === 'chat.message');
+  assert.ok(chats().length >= 600, 'the last subscribe replayed everything');
+  assert.ok(chats().length <= 1200, `20 subscribes delivered ${chats().length} entries for a replay of 600`);
+  const id = await publish(hostSocket, roomId, 'after');
+  await until(() => got.some((e) => e.id === id), 'the live entry');
+  await new Promise((r) => setTimeout(r, 200));
+  assert.is(got.filter((e) => e.id === id).length, 1, 'one live subscription');
+});
+
+test('a kicked member cannot publish any more, on any node, though its earlier publishes were allowed', async () => {
+  const { socket: hostSocket, roomId, pin } = await hostRoom(a.url);
+  const kicked = await member(b.url, pin);
+  await publish(kicked.socket, roomId, 'allowed');
+  ok(await request(hostSocket, 'room:kick', { roomId, userId: kicked.session.user.id }));
+  await until(async () => {
+    const ack = await request(kicked.socket, 'feed:publish', { roomId, type: 'chat.message', payload: { text: 'after kick' }, clientMsgId: `k-${randomBytes(3).toString('hex')}` });
+    return !ack.ok && ack.error.code === 'forbidden';
+  }, 'the publish to be refused', 5000);
+  ok(await request(hostSocket, 'room:end', { roomId }));
+  const host = await request(hostSocket, 'feed:publish', { roomId, type: 'chat.message', payload: { text: 'after end' }, clientMsgId: 'end-1' });
+  assert.is(!host.ok && host.error.code, 'forbidden', 'nobody publishes into an ended room');
 });
 
 test.run();

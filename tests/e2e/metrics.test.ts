@@ -75,7 +75,8 @@ test('GET /metrics exposes sockets, rooms, events, acks, cache, Redis and Postgr
   assert.match(text, /# TYPE pinroom_cache_misses_total counter/);
   assert.ok((sample(text, 'pinroom_redis_command_duration_seconds_count', { command: 'evalsha' }) ?? 0) >= 1, 'Redis latency histogram');
   assert.ok((sample(text, 'pinroom_pg_query_duration_seconds_count', { kind: 'insert' }) ?? 0) >= 1, 'PostgreSQL latency histogram');
-  assert.ok(sample(text, 'pinroom_feed_archive_lag') !== undefined, 'feed archive lag');
+  assert.ok(sample(text, 'pinroom_feed_archive_lag_seconds') !== undefined, 'feed archive lag');
+  assert.ok(sample(text, 'pinroom_feed_archive_dead_letters_total') !== undefined, 'feed dead letters');
   assert.ok(sample(text, 'nodejs_eventloop_lag_seconds') !== undefined, 'event-loop lag');
   assert.ok((sample(text, 'process_resident_memory_bytes') ?? 0) > 0, 'process memory');
 });
