@@ -119,9 +119,9 @@ export interface FeedConfig {
   archive: {
     /** Run the archive worker on this node. @default true */
     enabled: boolean;
-    /** Entries per XREADGROUP and per INSERT. @default 200 */
+    /** Entries read from one room per round, and rows per INSERT. @default 200 */
     batchSize: number;
-    /** How long one XREADGROUP blocks, ms. @default 1000 */
+    /** How long one wait for rooms to archive (BZMPOP) blocks, ms. @default 1000 */
     blockMs: number;
     /** A room's archive lease lasts this long (a dead worker's rooms are taken over after it), and the sweep for lost hints runs this often, ms. @default 30000 */
     claimIdleMs: number;
@@ -374,7 +374,7 @@ export const VARIABLES = {
   FEED_ADMIN_USERS: { default: '', doc: 'Comma-separated user ids or usernames allowed to subscribe to the `global` and `system` feeds. Default none.', schema: list },
   FEED_API_KEY: { doc: 'Service API key (at least 16 characters) for `POST /api/rooms/:roomId/events` (header `x-api-key`). Unset: the route answers 404.', schema: z.string().trim().min(16).max(512) },
   FEED_ARCHIVE_ENABLED: { default: 'true', doc: 'Run the feed archive worker (Redis Stream to PostgreSQL) on this node.', schema: bool },
-  FEED_ARCHIVE_BATCH: { default: '200', doc: 'Entries the archive worker reads and inserts per batch.', schema: int(1, 10_000) },
+  FEED_ARCHIVE_BATCH: { default: '200', doc: 'Entries the archive worker reads from one room per round, and rows per `INSERT`.', schema: int(1, 10_000) },
   FEED_ARCHIVE_BLOCK_MS: { default: '1000', doc: 'How long one archive read blocks waiting for entries, ms.', schema: int(10, 60_000) },
   FEED_ARCHIVE_CLAIM_IDLE_MS: { default: '30000', doc: 'A room\'s archive lease lasts this long (a dead worker\'s rooms are taken over after it), and one node sweeps open rooms for lost archive hints this often, ms.', schema: int(100, 3_600_000) },
   FEED_ARCHIVE_RETENTION_DAYS: { default: '30', doc: 'Days the PostgreSQL archive keeps: its day partitions wholly older are dropped. History and resume past it answer without those entries (`truncated`, `recovered: false`).', schema: int(1, 3650) },

@@ -2,11 +2,15 @@
  * Baseline: a bare Socket.IO server of the same version as pinroom's, with
  * its defaults (no auth, no validation, no Redis). Rooms are joined and left
  * on request; `publish` broadcasts a feed-entry-shaped object with
- * `io.to(room).emit`. Run pinned to the server core by the benchmark.
+ * `io.to(room).emit`. Run pinned to the server core by the benchmark. With
+ * `REDIS_URL`, nodes share rooms through the classic `@socket.io/redis-adapter`
+ * (channel prefix `BENCH_ADAPTER_PREFIX`), the baseline of the cross-node runs.
  *
  *   PORT=3100 node --import tsx bench/baselines/socketio-server.ts
  */
 import { createServer } from 'node:http';
+import { createAdapter } from '@socket.io/redis-adapter';
+import { Redis } from 'ioredis';
 import { Server } from 'socket.io';
 
 const port = Number(process.env.PORT ?? 3100);
@@ -17,6 +21,11 @@ const http = createServer((req, res) => {
   res.end('{}');
 });
 const io = new Server(http, { serveClient: false });
+if (process.env.REDIS_URL) {
+  const pub = new Redis(process.env.REDIS_URL);
+  const sub = pub.duplicate();
+  io.adapter(createAdapter(pub, sub, { key: process.env.BENCH_ADAPTER_PREFIX ?? 'bench-socket.io' }));
+}
 let seq = 0;
 
 io.on('connection', (socket) => {

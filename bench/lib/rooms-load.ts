@@ -10,15 +10,24 @@
  * highest rate that passes: at least 99 % delivered and p99 ≤ 50 ms, with no
  * publish refused.
  */
-import { cpuMs } from './procs.ts';
-import type { EioSocket } from './eio-client.ts';
+import type { RoomView } from '../../shared/schemas.ts';
+import { startRedisServer, type OwnedRedis } from '../../tests/support/redis-server.ts';
+import { connectMany, type EioSocket } from './eio-client.ts';
+import { forEachLimit, okData, promoteToHosts, requestOk, signInGuests, startPinroom } from './pinroom.ts';
+import { cpuMs, sleep, startPinnedServer, type Pinned } from './procs.ts';
 
-export const ENTRY_BYTES = 100;
+/** Sockets of a room that receive its entries: the host and 4 members, all subscribed. */
+export const RECEIVERS = 5;
+
 const MARK = 0x7e; // '~' brackets the sequence number in the entry text
-export const textOf = (seq: number) => `~${seq}~`.padEnd(ENTRY_BYTES, 'x');
+const textOf = (seq: number, bytes: number) => `~${seq}~`.padEnd(bytes, 'x');
 
 export interface RoomsTarget {
   name: string;
+  /** The first node's URL. */
+  url: string;
+  /** What the first node printed (pinroom). */
+  output?(): string;
   /** Server processes whose CPU counts (one per node). */
   pids: number[];
   /** Redis server process, when the target uses one (its CPU is reported per entry). */
@@ -63,13 +72,14 @@ export interface ProbeOptions {
   onSamples?: (samples: Float64Array) => void;
 }
 
-const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 const percentile = (sorted: Float64Array, p: number) => (sorted.length === 0 ? Number.NaN : sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!);
 
-/** Attach the receipt counters of a target once; returns the probe function. */
-export function createRoomsDriver(target: RoomsTarget) {
+/** Sequence numbers of this process: unique across drivers, so no publish repeats an earlier `clientMsgId`. */
+let seq = 0;
+
+/** Attach the receipt counters of a target once; returns the probe function. Entries carry `entryBytes` of text (default 100). */
+export function createRoomsDriver(target: RoomsTarget, { entryBytes = 100 }: { entryBytes?: number } = {}) {
   let sentAt = new Float64Array(1 << 20);
-  let seq = 0;
   /** Measured sequence numbers: [from, to). */
   let from = Number.MAX_SAFE_INTEGER;
   let to = Number.MAX_SAFE_INTEGER;
@@ -96,13 +106,13 @@ export function createRoomsDriver(target: RoomsTarget) {
 
   function send(r: number): void {
     const n = seq++;
-    if (n >= sentAt.length) {
+    while (n >= sentAt.length) {
       const grown = new Float64Array(sentAt.length * 2);
       grown.set(sentAt);
       sentAt = grown;
     }
     sentAt[n] = performance.now();
-    target.publishers[r]!.requestRaw(target.encode(r, n, textOf(n)), onAck);
+    target.publishers[r]!.requestRaw(target.encode(r, n, textOf(n, entryBytes)), onAck);
   }
 
   /** Publish at `rate` per second (all rooms together) for `ms`, rooms in turn. */
@@ -247,3 +257,123 @@ export async function searchMaxRate(
   }
   return { rate: lo, best, probes };
 }
+
+/** The Redis server's pid (for its CPU time). */
+async function redisPid(owned: OwnedRedis): Promise<number> {
+  const { Redis } = await import('ioredis');
+  const client = new Redis(owned.url);
+  const info = await client.info('server');
+  client.disconnect();
+  return Number(/process_id:(\d+)/.exec(info)![1]);
+}
+
+/** R rooms of a host and MEMBERS members on one or more pinroom nodes; `nodeOf(r, k)` places socket k of room r. */
+export async function pinroomRooms(
+  rooms: number,
+  { nodes = 1, cores, nodeOf = () => 0 }: { nodes?: number; cores?: number[]; nodeOf?: (r: number, k: number) => number } = {},
+): Promise<RoomsTarget & { redis: OwnedRedis; rooms: RoomView[] }> {
+  const redis = await startRedisServer();
+  const pr = await startPinroom({ REDIS_URL: redis.url }, [], cores?.[0]);
+  const extra: Pinned[] = [];
+  try {
+    for (let n = 1; n < nodes; n++) extra.push(await pr.another(cores?.[n]));
+    const servers = [pr.server, ...extra];
+    const sessions = await signInGuests(servers[0]!.url, rooms * RECEIVERS, 64);
+    const hostIndexes = Array.from({ length: rooms }, (_, r) => r * RECEIVERS);
+    const hosts = await promoteToHosts(pr, hostIndexes.map((i) => sessions[i]!));
+    hostIndexes.forEach((i, r) => (sessions[i] = hosts[r]!));
+    const sockets: EioSocket[] = new Array(rooms * RECEIVERS);
+    for (let n = 0; n < servers.length; n++) {
+      const mine = [...sessions.keys()].filter((i) => nodeOf(Math.floor(i / RECEIVERS), i % RECEIVERS) === n);
+      const opened = await connectMany(servers[n]!.url, mine.length, { concurrency: 100, authFor: (j) => ({ token: sessions[mine[j]!]!.accessToken }) });
+      mine.forEach((i, j) => (sockets[i] = opened[j]!));
+    }
+    const views: RoomView[] = new Array(rooms);
+    await forEachLimit(rooms, 50, async (r) => {
+      views[r] = okData<{ room: RoomView }>(await sockets[r * RECEIVERS]!.request('room:create', { title: `Room ${r}` }), 'room:create').room;
+      await requestOk(sockets[r * RECEIVERS]!, 'feed:subscribe', { roomId: views[r]!.id });
+    });
+    await forEachLimit(rooms * RECEIVERS, 100, async (i) => {
+      if (i % RECEIVERS === 0) return;
+      const room = views[Math.floor(i / RECEIVERS)]!;
+      await requestOk(sockets[i]!, 'room:join', { pin: room.pin });
+      await requestOk(sockets[i]!, 'feed:subscribe', { roomId: room.id });
+    });
+    await sleep(1500); // presence and member.joined traffic of the joins settles
+    const heads = views.map((v) => `["feed:publish",{"roomId":"${v.id}","type":"chat.message","payload":{"text":"`);
+    return {
+      name: 'pinroom',
+      url: servers[0]!.url,
+      output: () => servers[0]!.output(),
+      rooms: views,
+      pids: servers.map((s) => s.pid),
+      redisPid: await redisPid(redis),
+      redis,
+      publishers: hostIndexes.map((i) => sockets[i]!),
+      receivers: sockets,
+      encode: (r, seq, text) => `${heads[r]}${text}"},"clientMsgId":"b${seq}"}]`,
+      async close() {
+        for (const s of sockets) s?.close();
+        for (const s of extra) await s.stop();
+        await pr.cleanup();
+        await redis.dispose();
+      },
+    };
+  } catch (err) {
+    for (const s of extra) await s.stop();
+    await pr.cleanup();
+    await redis.dispose();
+    throw err;
+  }
+}
+
+/**
+ * R rooms of bare Socket.IO with the same sockets per room; with several nodes,
+ * they share rooms through the classic Redis adapter on their own redis-server.
+ */
+export async function bareRooms(
+  rooms: number,
+  { nodes = 1, cores, nodeOf = () => 0 }: { nodes?: number; cores?: number[]; nodeOf?: (r: number, k: number) => number } = {},
+): Promise<RoomsTarget> {
+  const redis = nodes > 1 ? await startRedisServer() : undefined;
+  const servers: Pinned[] = [];
+  try {
+    for (let n = 0; n < nodes; n++) {
+      servers.push(await startPinnedServer('bench/baselines/socketio-server.ts', redis ? { REDIS_URL: redis.url } : {}, cores?.[n] !== undefined ? { core: cores[n]! } : {}));
+    }
+    const sockets: EioSocket[] = new Array(rooms * RECEIVERS);
+    for (let n = 0; n < servers.length; n++) {
+      const mine = Array.from({ length: rooms * RECEIVERS }, (_, i) => i).filter((i) => nodeOf(Math.floor(i / RECEIVERS), i % RECEIVERS) === n);
+      const opened = await connectMany(servers[n]!.url, mine.length, { concurrency: 100 });
+      mine.forEach((i, j) => (sockets[i] = opened[j]!));
+    }
+    await forEachLimit(rooms * RECEIVERS, 100, async (i) => {
+      okData(await sockets[i]!.request('join', `room-${Math.floor(i / RECEIVERS)}`), 'join');
+    });
+    await sleep(500);
+    return {
+      name: 'socket.io',
+      url: servers[0]!.url,
+      pids: servers.map((s) => s.pid),
+      ...(redis ? { redisPid: await redisPid(redis) } : {}),
+      publishers: Array.from({ length: rooms }, (_, r) => sockets[r * RECEIVERS]!),
+      receivers: sockets,
+      encode: (r, _seq, text) => `["publish",{"room":"room-${r}","type":"chat.message","payload":{"text":"${text}"}}]`,
+      async close() {
+        for (const s of sockets) s?.close();
+        for (const s of servers) await s.stop();
+        await redis?.dispose();
+      },
+    };
+  } catch (err) {
+    for (const s of servers) await s.stop();
+    await redis?.dispose();
+    throw err;
+  }
+}
+
+/** One line about a probe, for the log and the notes. */
+export const summary = (r: ProbeResult | undefined) =>
+  r
+    ? `${r.rate}/s: ${Math.round(r.deliveredRatio * 1000) / 10}% delivered, p50 ${r.p50} ms, p99 ${r.p99} ms, server ${r.serverCpu}% (${r.serverUsPerEntry} µs/entry)${r.redisCpu !== undefined ? `, redis ${r.redisCpu}% (${r.redisUsPerEntry} µs/entry)` : ''}, client ${r.clientCpu}%`
+    : 'none passed';

@@ -19,116 +19,16 @@
  */
 import { resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import type { RoomView } from '../../shared/schemas.ts';
-import { startRedisServer, type OwnedRedis } from '../../tests/support/redis-server.ts';
-import { connectMany, type EioSocket } from '../lib/eio-client.ts';
-import { forEachLimit, okData, promoteToHosts, requestOk, signInGuests, startPinroom } from '../lib/pinroom.ts';
-import { median, round2, sleep, startPinnedServer, type Pinned } from '../lib/procs.ts';
-import { createRoomsDriver, searchMaxRate, type ProbeResult, type RoomsTarget } from '../lib/rooms-load.ts';
+import { median, round2 } from '../lib/procs.ts';
+import { bareRooms, createRoomsDriver, pinroomRooms, RECEIVERS, searchMaxRate, summary, type ProbeResult, type RoomsTarget } from '../lib/rooms-load.ts';
 import type { BenchResult, BenchRow, Scenario } from '../types.ts';
 
 const SIZES = [250, 500];
-const MEMBERS = 4;
-/** Sockets per room that receive each entry: the host and its members. */
-const RECEIVERS = MEMBERS + 1;
+const MEMBERS = RECEIVERS - 1;
 const ROUNDS = Number(process.env.BENCH_ROOMS_ROUNDS ?? 3);
 const LATENCY_RATE = 2000;
 const LATENCY_ROOMS = 250;
 const LATENCY_ROUNDS = 2;
-
-/** The Redis server's pid (for its CPU time). */
-async function redisPid(owned: OwnedRedis): Promise<number> {
-  const { Redis } = await import('ioredis');
-  const client = new Redis(owned.url);
-  const info = await client.info('server');
-  client.disconnect();
-  return Number(/process_id:(\d+)/.exec(info)![1]);
-}
-
-/** R rooms of a host and MEMBERS members on one or more pinroom nodes; `nodeOf(r, k)` places socket k of room r. */
-export async function pinroomRooms(
-  rooms: number,
-  { nodes = 1, cores, nodeOf = () => 0 }: { nodes?: number; cores?: number[]; nodeOf?: (r: number, k: number) => number } = {},
-): Promise<RoomsTarget & { redis: OwnedRedis }> {
-  const redis = await startRedisServer();
-  const pr = await startPinroom({ REDIS_URL: redis.url }, [], cores?.[0]);
-  const extra: Pinned[] = [];
-  try {
-    for (let n = 1; n < nodes; n++) extra.push(await pr.another(cores?.[n]));
-    const servers = [pr.server, ...extra];
-    const sessions = await signInGuests(servers[0]!.url, rooms * RECEIVERS, 64);
-    const hostIndexes = Array.from({ length: rooms }, (_, r) => r * RECEIVERS);
-    const hosts = await promoteToHosts(pr, hostIndexes.map((i) => sessions[i]!));
-    hostIndexes.forEach((i, r) => (sessions[i] = hosts[r]!));
-    const sockets: EioSocket[] = new Array(rooms * RECEIVERS);
-    for (let n = 0; n < servers.length; n++) {
-      const mine = [...sessions.keys()].filter((i) => nodeOf(Math.floor(i / RECEIVERS), i % RECEIVERS) === n);
-      const opened = await connectMany(servers[n]!.url, mine.length, { concurrency: 100, authFor: (j) => ({ token: sessions[mine[j]!]!.accessToken }) });
-      mine.forEach((i, j) => (sockets[i] = opened[j]!));
-    }
-    const views: RoomView[] = new Array(rooms);
-    await forEachLimit(rooms, 50, async (r) => {
-      views[r] = okData<{ room: RoomView }>(await sockets[r * RECEIVERS]!.request('room:create', { title: `Room ${r}` }), 'room:create').room;
-      await requestOk(sockets[r * RECEIVERS]!, 'feed:subscribe', { roomId: views[r]!.id });
-    });
-    await forEachLimit(rooms * RECEIVERS, 100, async (i) => {
-      if (i % RECEIVERS === 0) return;
-      const room = views[Math.floor(i / RECEIVERS)]!;
-      await requestOk(sockets[i]!, 'room:join', { pin: room.pin });
-      await requestOk(sockets[i]!, 'feed:subscribe', { roomId: room.id });
-    });
-    await sleep(1500); // presence and member.joined traffic of the joins settles
-    const heads = views.map((v) => `["feed:publish",{"roomId":"${v.id}","type":"chat.message","payload":{"text":"`);
-    return {
-      name: 'pinroom',
-      pids: servers.map((s) => s.pid),
-      redisPid: await redisPid(redis),
-      redis,
-      publishers: hostIndexes.map((i) => sockets[i]!),
-      receivers: sockets,
-      encode: (r, seq, text) => `${heads[r]}${text}"},"clientMsgId":"b${seq}"}]`,
-      async close() {
-        for (const s of sockets) s?.close();
-        for (const s of extra) await s.stop();
-        await pr.cleanup();
-        await redis.dispose();
-      },
-    };
-  } catch (err) {
-    for (const s of extra) await s.stop();
-    await pr.cleanup();
-    await redis.dispose();
-    throw err;
-  }
-}
-
-async function bareRooms(rooms: number): Promise<RoomsTarget> {
-  const server = await startPinnedServer('bench/baselines/socketio-server.ts', {});
-  try {
-    const sockets = await connectMany(server.url, rooms * RECEIVERS, { concurrency: 100 });
-    await forEachLimit(rooms * RECEIVERS, 100, async (i) => {
-      okData(await sockets[i]!.request('join', `room-${Math.floor(i / RECEIVERS)}`), 'join');
-    });
-    await sleep(500);
-    return {
-      name: 'socket.io',
-      pids: [server.pid],
-      publishers: Array.from({ length: rooms }, (_, r) => sockets[r * RECEIVERS]!),
-      receivers: sockets,
-      encode: (r, _seq, text) => `["publish",{"room":"room-${r}","type":"chat.message","payload":{"text":"${text}"}}]`,
-      async close() {
-        for (const s of sockets) s.close();
-        await server.stop();
-      },
-    };
-  } catch (err) {
-    await server.stop();
-    throw err;
-  }
-}
-
-const summary = (r: ProbeResult | undefined) =>
-  r ? `${r.rate}/s: ${Math.round(r.deliveredRatio * 1000) / 10}% delivered, p50 ${r.p50} ms, p99 ${r.p99} ms, server ${r.serverCpu}% (${r.serverUsPerEntry} µs/entry)${r.redisCpu !== undefined ? `, redis ${r.redisCpu}% (${r.redisUsPerEntry} µs/entry)` : ''}, client ${r.clientCpu}%` : 'none passed';
 
 const scenario: Scenario = async (): Promise<BenchResult> => {
   const rows: BenchRow[] = [];
@@ -138,7 +38,7 @@ const scenario: Scenario = async (): Promise<BenchResult> => {
     try {
       targets.push(await pinroomRooms(size));
       targets.push(await bareRooms(size));
-      const probes = targets.map(createRoomsDriver);
+      const probes = targets.map((t) => createRoomsDriver(t));
       const rounds = targets.map(() => [] as { rate: number; best: ProbeResult | undefined }[]);
       for (let round = 0; round < ROUNDS; round++) {
         for (let t = 0; t < targets.length; t++) {

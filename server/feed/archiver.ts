@@ -12,9 +12,9 @@
  * One round. `BZMPOP` takes up to `ROOMS_PER_ROUND` rooms, oldest hints first
  * (each hint goes to one worker); each room is claimed with a lease (one
  * worker per room; a dead worker's lease expires after `claimIdleMs`); its
- * entries after the cursor are read with XRANGE, inserted with one multi-row
- * `INSERT … ON CONFLICT DO NOTHING` per `batchSize` rows, copied to the global
- * feed (the copy script skips what it already copied), and the cursor moves
+ * entries after the cursor are read with XRANGE, copied to the global feed
+ * (the copy script skips what it already copied), inserted with one multi-row
+ * `INSERT … ON CONFLICT DO NOTHING` per `batchSize` rows, and the cursor moves
  * under the lease. A room with more entries than one page is hinted again.
  * A worker that dies anywhere in between leaves the cursor where it was; the
  * next holder inserts the same rows again, which adds nothing.
@@ -226,10 +226,11 @@ export function createArchiver(options: ArchiverOptions) {
           log.error({ roomId: h.roomId, archived: h.archived, next: first.entryId, prev: first.prev }, 'feed entries were trimmed from the room stream before they were archived');
         }
       });
+      // The global feed first: it does not wait for PostgreSQL, and copies each entry once whatever the retries.
+      await Promise.all(held.map((h) => store.copyToGlobal(h.roomId, h.records)));
       const records = held.flatMap((h) => h.records);
       await insertAll(records);
       await options.hooks?.afterInsert?.(records);
-      await Promise.all(held.map((h) => store.copyToGlobal(h.roomId, h.records)));
 
       const commits = await Promise.all(
         held.map((h) => scripts.run<string | null>('feed-archive-commit', lease(h.roomId), [consumer, h.epoch, h.records.at(-1)?.entryId ?? h.archived])),
