@@ -235,7 +235,8 @@ test('entries published on one node reach subscribers on another once, in order,
   const owned: OwnedRedis = await startRedisServer();
   cleanups.push(() => owned.dispose());
   const config = ctx.configWith({ REDIS_URL: owned.url, FEED_ROOM_MAXLEN: '100000' });
-  const [a, b] = await Promise.all([startNode(config), startNode(config)]);
+  // No position checks: every entry must come through the live channel.
+  const [a, b] = await Promise.all([startNode(config, { checkIntervalMs: 600_000 }), startNode(config, { checkIntervalMs: 600_000 })]);
   const roomId = randomUUID();
   const elsewhere = randomUUID();
   const subs = [collector(), collector(), collector(), collector()];
@@ -428,26 +429,33 @@ test('a live message lost at the end of a burst is repaired by the quiet-channel
   assert.equal(c.entries.map((e) => e.id), [...heard, last]);
 });
 
-test('a dropped subscriber connection delays delivery but loses nothing', async () => {
+test('a dropped subscriber connection delays delivery but loses nothing, even entries published while it was down with nothing after them', async () => {
   const config = ctx.configWith({ FEED_ROOM_MAXLEN: '100000' });
-  const node = await startNode(config);
+  // No position checks: only the reconnect can reveal the last entries.
+  const node = await startNode(config, { checkIntervalMs: 600_000 });
   const writer = await startNode(config);
   const roomId = randomUUID();
   const c = collector();
   await node.relay.subscribe({ kind: 'room', roomId }, undefined, c.sink);
+  const killSubscriber = async () => {
+    const list = String(await writer.redis.client('LIST'));
+    const id = /id=(\d+)/.exec(list.split('\n').find((l) => /ssub=[1-9]/.test(l) && l.includes('name=pinroom:subscriber')) ?? '')?.[1];
+    return id ? Number(await writer.redis.client('KILL', 'ID', id).catch(() => 0)) : 0;
+  };
   const writing = numbered(writer.store, roomId, 200);
   let kills = 0;
   for (let i = 0; i < 3; i++) {
     await new Promise((r) => setTimeout(r, 40));
-    const list = await writer.redis.client('LIST');
-    const line = String(list).split('\n').find((l) => /ssub=[1-9]/.test(l) && l.includes(`name=pinroom:subscriber`));
-    const id = line ? /id=(\d+)/.exec(line)?.[1] : undefined;
-    if (id) kills += Number(await writer.redis.client('KILL', 'ID', id).catch(() => 0));
+    kills += await killSubscriber();
   }
   const ids = await writing;
-  assert.ok(kills >= 1, 'the subscriber connection was killed');
   await c.waitFor(200);
-  assert.equal(c.entries.map((e) => e.id), ids);
+  // Down again, and the last entries are published before it is back.
+  kills += await killSubscriber();
+  const tail = await numbered(writer.store, roomId, 5, 200);
+  assert.ok(kills >= 2, 'the subscriber connection was killed');
+  await c.waitFor(205);
+  assert.equal(c.entries.map((e) => e.id), [...ids, ...tail]);
 });
 
 test('a resume point trimmed out of the stream is served from the archive; an archive hole answers recovered: false', async () => {
