@@ -65,45 +65,48 @@ export function registerFeedHandlers({ router, feed, logger, maxBufferedBytes, d
     cutOff(socket);
   };
 
-  const sinkFor = (socket: PinroomSocket, key: string, roomId: string | null): FeedSink => ({
-    deliver(d, replay) {
-      if (roomId !== null && !socket.rooms.has(socketRooms.room(roomId))) {
-        // Left, kicked or ended (the rooms feature took this connection out of the room on every node).
-        drop(socket, key);
-        return false;
-      }
-      sendEntry(socket, d, d.json);
-      // A kick, a leave or the room's end is the last entry a member receives.
-      if (d.ends !== '' && roomId !== null && (d.ends === '*' || d.ends === socket.data.user.id)) {
-        drop(socket, key);
-        return false;
-      }
-      const bytes = bufferedBytes(socket);
-      // A replay waits for the socket (see `ready`); live entries cannot wait for one socket.
-      if (replay) return bytes <= lowWater;
-      if (bytes > maxBufferedBytes) overflow(socket, key, bytes);
-      return true;
-    },
-    lost(reason) {
-      bySocket.get(socket)?.delete(key);
-      log.info({ socketId: socket.id, feed: key, reason }, 'feed position lost; closing the transport so the client resubscribes');
-      // A transport close (not a Socket.IO disconnect): the client reconnects by itself and resubscribes with `since`.
-      socket.conn.close();
-    },
-    async ready() {
-      const deadline = Date.now() + drainTimeoutMs;
-      for (;;) {
-        if (socket.disconnected) return false;
-        const bytes = bufferedBytes(socket);
-        if (bytes <= lowWater) return true;
-        if (bytes > maxBufferedBytes || Date.now() > deadline) {
-          overflow(socket, key, bytes);
+  const sinkFor = (socket: PinroomSocket, key: string, roomId: string | null): FeedSink => {
+    const group = roomId === null ? null : socketRooms.room(roomId);
+    return {
+      deliver(d, replay) {
+        if (group !== null && !socket.rooms.has(group)) {
+          // Left, kicked or ended (the rooms feature took this connection out of the room on every node).
+          drop(socket, key);
           return false;
         }
-        await new Promise((r) => setTimeout(r, 10));
-      }
-    },
-  });
+        sendEntry(socket, d, d.json);
+        // A kick, a leave or the room's end is the last entry a member receives.
+        if (d.ends !== '' && roomId !== null && (d.ends === '*' || d.ends === socket.data.user.id)) {
+          drop(socket, key);
+          return false;
+        }
+        const bytes = bufferedBytes(socket);
+        // A replay waits for the socket (see `ready`); live entries cannot wait for one socket.
+        if (replay) return bytes <= lowWater;
+        if (bytes > maxBufferedBytes) overflow(socket, key, bytes);
+        return true;
+      },
+      lost(reason) {
+        bySocket.get(socket)?.delete(key);
+        log.info({ socketId: socket.id, feed: key, reason }, 'feed position lost; closing the transport so the client resubscribes');
+        // A transport close (not a Socket.IO disconnect): the client reconnects by itself and resubscribes with `since`.
+        socket.conn.close();
+      },
+      async ready() {
+        const deadline = Date.now() + drainTimeoutMs;
+        for (;;) {
+          if (socket.disconnected) return false;
+          const bytes = bufferedBytes(socket);
+          if (bytes <= lowWater) return true;
+          if (bytes > maxBufferedBytes || Date.now() > deadline) {
+            overflow(socket, key, bytes);
+            return false;
+          }
+          await new Promise((r) => setTimeout(r, 10));
+        }
+      },
+    };
+  };
 
   router.handle('feed:publish', FeedPublishPayload, (socket, payload) => feed.publish(userOf(socket), payload));
 

@@ -182,10 +182,14 @@ export function createFeedRelay(options: FeedRelayOptions) {
     for (const sub of ch.subs) {
       if (!sub.live) continue;
       if (sub.cursor === previous) {
-        // In step with the channel (the usual case): no id comparison needed.
+        // In step with the channel (the usual case): no id comparison, no closure.
         sub.cursor = d.id;
         delivered++;
-        safely(() => sub.sink.deliver(d, false));
+        try {
+          sub.sink.deliver(d, false);
+        } catch (err) {
+          log.warn({ err }, 'feed sink failed');
+        }
       } else deliverTo(sub, d);
     }
   }
