@@ -2,6 +2,11 @@
  * The activity feed's operations, independent of the transport: publishing
  * (members, hosts, the server itself, a backend), positions, subscriptions
  * (delivered by the relay), history and the system log.
+ *
+ * Cost of a member's publish: one Set lookup (is the connection in the room?)
+ * and one script call (one Redis round trip); the role is read from the room
+ * (a cache-aside GET) once per connection and room, not per publish. Nothing
+ * grows with the room.
  */
 import { timingSafeEqual, createHash } from 'node:crypto';
 import type { Logger } from 'pino';
