@@ -121,8 +121,10 @@ export interface FeedConfig {
     enabled: boolean;
     /** Entries read from one room per round, and rows per INSERT. @default 200 */
     batchSize: number;
-    /** How long one wait for rooms to archive (BZMPOP) blocks, ms. @default 1000 */
+    /** Longest an idle archive worker waits before looking for rooms again, ms. @default 1000 */
     blockMs: number;
+    /** A room's new entries are archived this long after the first of them, so a busy room's entries go in one visit, ms. @default 1000 */
+    delayMs: number;
     /** A room's archive lease lasts this long (a dead worker's rooms are taken over after it), and the sweep for lost hints runs this often, ms. @default 30000 */
     claimIdleMs: number;
     /** Days of archive kept: day partitions wholly older are dropped. @default 30 */
@@ -375,7 +377,8 @@ export const VARIABLES = {
   FEED_API_KEY: { doc: 'Service API key (at least 16 characters) for `POST /api/rooms/:roomId/events` (header `x-api-key`). Unset: the route answers 404.', schema: z.string().trim().min(16).max(512) },
   FEED_ARCHIVE_ENABLED: { default: 'true', doc: 'Run the feed archive worker (Redis Stream to PostgreSQL) on this node.', schema: bool },
   FEED_ARCHIVE_BATCH: { default: '200', doc: 'Entries the archive worker reads from one room per round, and rows per `INSERT`.', schema: int(1, 10_000) },
-  FEED_ARCHIVE_BLOCK_MS: { default: '1000', doc: 'How long one archive read blocks waiting for entries, ms.', schema: int(10, 60_000) },
+  FEED_ARCHIVE_BLOCK_MS: { default: '1000', doc: 'Longest an idle archive worker waits before looking for rooms to archive again, ms.', schema: int(10, 60_000) },
+  FEED_ARCHIVE_DELAY_MS: { default: '1000', doc: 'A room\'s new entries are archived this long after the first of them, so that a busy room\'s entries go to PostgreSQL in one visit (the archive\'s lag, and the global feed\'s), ms.', schema: int(0, 60_000) },
   FEED_ARCHIVE_CLAIM_IDLE_MS: { default: '30000', doc: 'A room\'s archive lease lasts this long (a dead worker\'s rooms are taken over after it), and one node sweeps open rooms for lost archive hints this often, ms.', schema: int(100, 3_600_000) },
   FEED_ARCHIVE_RETENTION_DAYS: { default: '30', doc: 'Days the PostgreSQL archive keeps: its day partitions wholly older are dropped. History and resume past it answer without those entries (`truncated`, `recovered: false`).', schema: int(1, 3650) },
   FEED_ARCHIVE_DEAD_LETTER_MAXLEN: { default: '10000', doc: 'Approximate cap of the dead-letter stream, where entries PostgreSQL refused are kept, entries.', schema: int(10, 10_000_000) },
@@ -463,6 +466,7 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>> = p
         enabled: v.FEED_ARCHIVE_ENABLED!,
         batchSize: v.FEED_ARCHIVE_BATCH!,
         blockMs: v.FEED_ARCHIVE_BLOCK_MS!,
+        delayMs: v.FEED_ARCHIVE_DELAY_MS!,
         claimIdleMs: v.FEED_ARCHIVE_CLAIM_IDLE_MS!,
         retentionDays: v.FEED_ARCHIVE_RETENTION_DAYS!,
         deadLetterMaxLen: v.FEED_ARCHIVE_DEAD_LETTER_MAXLEN!,

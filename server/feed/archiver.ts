@@ -9,8 +9,10 @@
  * stay in the room's stream, and the room's archive cursor (`archived`) in its
  * meta hash.
  *
- * One round. `BZMPOP` takes up to `ROOMS_PER_ROUND` rooms, oldest hints first
- * (each hint goes to one worker); each room is claimed with a lease (one
+ * One round. A script takes up to `ROOMS_PER_ROUND` rooms whose oldest hint is
+ * at least `delayMs` old, oldest first (each hint goes to one worker: a busy
+ * room's entries of that time go in one visit, not one visit per entry); each
+ * room is claimed with a lease (one
  * worker per room; a dead worker's lease expires after `claimIdleMs`); its
  * entries after the cursor are read with XRANGE, copied to the global feed
  * (the copy script skips what it already copied), inserted with one multi-row
@@ -118,8 +120,6 @@ export function createArchiveHints({ redis, keys, logger }: { redis: Redis; keys
 export interface ArchiverOptions {
   /** Command connection. */
   redis: Redis;
-  /** Dedicated connection for the blocking BZMPOP; owned (connected and closed) by the caller. */
-  blocking: Redis;
   scripts: Scripts;
   store: FeedStore;
   activity: ActivityRepository;
@@ -143,14 +143,15 @@ interface Held {
 export type Archiver = ReturnType<typeof createArchiver>;
 
 export function createArchiver(options: ArchiverOptions) {
-  const { redis, blocking, scripts, store, activity, db, keys, logger } = options;
-  const { batchSize, blockMs, claimIdleMs, retentionDays, deadLetterMaxLen } = options.config.feed.archive;
+  const { redis, scripts, store, activity, db, keys, logger } = options;
+  const { batchSize, blockMs, delayMs, claimIdleMs, retentionDays, deadLetterMaxLen } = options.config.feed.archive;
   const consumer = options.consumer ?? `${hostname()}-${process.pid}-${randomBytes(3).toString('hex')}`;
   const log = logger.child({ component: 'feed-archiver', consumer });
   const pending = keys.feedArchivePending;
 
   let running = false;
   let loop: Promise<void> | undefined;
+  let wake: (() => void) | undefined;
   let archived = 0;
   let deadLetters = 0;
   let lostToTrim = 0;
@@ -292,10 +293,24 @@ export function createArchiver(options: ArchiverOptions) {
     if (dropped.length > 0) log.info({ dropped }, 'archive partitions past retention dropped');
   }
 
-  async function popRooms(): Promise<{ roomId: string; score: number }[]> {
-    const reply = (await blocking.call('BZMPOP', blockMs / 1000, 1, pending, 'MIN', 'COUNT', ROOMS_PER_ROUND)) as [string, [string, string][]] | null;
-    return reply ? reply[1].map(([roomId, score]) => ({ roomId, score: Number(score) })) : [];
+  /** The rooms due for archiving, and when the next one will be (null: none waiting). */
+  async function takeRooms(): Promise<{ rooms: { roomId: string; score: number }[]; nextAt: number | null }> {
+    const reply = await scripts.run<string[]>('feed-archive-take', [pending], [Date.now() - delayMs, ROOMS_PER_ROUND]);
+    const next = reply.pop();
+    const rooms: { roomId: string; score: number }[] = [];
+    for (let i = 0; i + 1 < reply.length; i += 2) rooms.push({ roomId: reply[i]!, score: Number(reply[i + 1]) });
+    return { rooms, nextAt: next ? Number(next) + delayMs : null };
   }
+
+  /** Wait up to `ms`, or until stopped. */
+  const idle = (ms: number) =>
+    new Promise<void>((resolve) => {
+      const timer = setTimeout(resolve, ms);
+      wake = () => {
+        clearTimeout(timer);
+        resolve();
+      };
+    });
 
   async function run(): Promise<void> {
     let failures = 0;
@@ -315,9 +330,13 @@ export function createArchiver(options: ArchiverOptions) {
           deferred.splice(0, deferred.length, ...deferred.filter((d) => d.at > now));
           await rehint(due);
         }
-        const rooms = await popRooms();
-        if (rooms.length > 0) await archiveRooms(rooms);
+        const { rooms, nextAt } = await takeRooms();
         failures = 0;
+        if (rooms.length > 0) {
+          await archiveRooms(rooms);
+          continue;
+        }
+        await idle(Math.min(blockMs, nextAt === null ? blockMs : Math.max(5, nextAt - Date.now())));
       } catch (err) {
         if (!running) break;
         failures++;
@@ -342,7 +361,7 @@ export function createArchiver(options: ArchiverOptions) {
     async stop(): Promise<void> {
       if (!running) return;
       running = false;
-      // A blocked BZMPOP answers within blockMs; do not wait longer than that.
+      wake?.();
       await Promise.race([loop, new Promise((r) => setTimeout(r, blockMs + 500))]);
     },
 

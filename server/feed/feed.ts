@@ -2,8 +2,8 @@
  * The feed feature assembled from its parts, for the composition root: the
  * stream store, the PostgreSQL archive, the per-node relay (live channels),
  * the archive hints and worker, the service, the socket handlers and the HTTP
- * route. Connections are handed in (two of them dedicated: the relay's
- * subscriber and the archive's blocking reads); nothing here opens one.
+ * route. Connections are handed in (one of them dedicated: the relay's
+ * subscriber); nothing here opens one.
  */
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
@@ -30,8 +30,6 @@ export interface FeedDeps {
   keys: Keys;
   /** Dedicated connection for the relay's SSUBSCRIBE (live channels). */
   subscriberConnection: Redis;
-  /** Dedicated connection for the archive worker's BZMPOP. */
-  archiveConnection: Redis;
   /** Membership questions, answered by the rooms feature. */
   access: FeedAccess;
   router: EventRouter;
@@ -53,7 +51,7 @@ export function createFeed(deps: FeedDeps) {
     checkIntervalMs: config.feed.checkIntervalMs,
     logger,
   });
-  const archiver = createArchiver({ redis, blocking: deps.archiveConnection, scripts, store, activity, db, keys, config, logger });
+  const archiver = createArchiver({ redis, scripts, store, activity, db, keys, config, logger });
   const service = createFeedService({ store, relay, activity, access: deps.access, db, config, logger });
   registerFeedHandlers({ router: deps.router, feed: service, logger, maxBufferedBytes: config.socket.maxBufferedBytes, drainTimeoutMs: config.socket.pingTimeoutMs });
   registerFeedRoutes(deps.http, { feed: service, enabled: config.feed.apiKey !== undefined });
@@ -69,7 +67,7 @@ export function createFeed(deps: FeedDeps) {
       hints.start();
       if (config.feed.archive.enabled) await archiver.start();
     },
-    /** Stop the loops (the last hints are written); close the dedicated connections afterwards. */
+    /** Stop the loops (the last hints are written); close the subscriber connection afterwards. */
     async stop(): Promise<void> {
       await Promise.all([relay.stop(), hints.stop(), archiver.stop()]);
     },

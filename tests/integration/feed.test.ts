@@ -23,12 +23,11 @@ import { startRedisServer, type OwnedRedis } from '../support/redis-server.ts';
 async function archiverParts(config: Config, db: ReturnType<TestContext['db']>) {
   const logger = createLogger({ log: { level: 'silent' }, env: 'test' });
   const redis = createRedisClient(config, logger, 'command');
-  const blocking = createRedisClient(config, logger, 'blocking');
-  await Promise.all([connectRedis(redis, config), connectRedis(blocking, config)]);
+  await connectRedis(redis, config);
   const keys = createKeys(config.redis.keyPrefix);
   const scripts = createScripts(redis);
   const store = createFeedStore({ redis, scripts, keys, config });
-  return { logger, redis, blocking, keys, scripts, store, activity: createActivityRepository(db) };
+  return { logger, redis, keys, scripts, store, activity: createActivityRepository(db) };
 }
 
 // A child process of this file acts as an archive worker that is SIGKILLed between its insert and moving the room's cursor.
@@ -98,7 +97,6 @@ async function startArchiver(config: Config, consumer?: string): Promise<Archive
   await archiver.start();
   cleanups.push(async () => {
     await archiver.stop();
-    parts.blocking.disconnect();
     await closeRedis(parts.redis);
   });
   return Object.assign(archiver, { redis: parts.redis });
@@ -176,7 +174,7 @@ async function appendUnheard(node: Node, roomId: string, text: string): Promise<
 }
 
 test.before(async () => {
-  ctx = createTestContext({ FEED_ROOM_MAXLEN: '10' });
+  ctx = createTestContext({ FEED_ROOM_MAXLEN: '10', FEED_ARCHIVE_DELAY_MS: '20' });
   await ctx.migrate();
 });
 test.after(async () => {
@@ -593,7 +591,6 @@ test('archive lag is the age of the oldest entry not archived; entries of rooms 
   await numbered(node.store, randomUUID(), 5);
   const parts = await archiverParts(config, ctx.db());
   cleanups.push(async () => {
-    parts.blocking.disconnect();
     await closeRedis(parts.redis);
   });
   const idle = createArchiver({ ...parts, db: ctx.db(), config });

@@ -36,6 +36,7 @@ const SCRIPT_KEYS: Record<ScriptName, string[]> = {
   'feed-log': [keys.feedSystem, keys.feedSystemMeta, keys.feedSystemLive],
   'feed-global': [keys.feedGlobal, keys.feedGlobalMeta, keys.feedGlobalLive, keys.feedGlobalCopied],
   'feed-position': [keys.feedStream(room), keys.feedMeta(room)],
+  'feed-archive-take': [keys.feedArchivePending],
   'feed-archive-claim': [keys.feedMeta(room), keys.feedArchiveLease(room)],
   'feed-archive-commit': [keys.feedMeta(room), keys.feedArchiveLease(room)],
 };
