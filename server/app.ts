@@ -78,8 +78,9 @@ export function createApp(config: Config, options: AppOptions = {}): App {
   // ---- connections (lazy: nothing connects before start())
   const redis = createRedisClient(config, logger, 'command');
   const redisSub = createRedisClient(config, logger, 'subscriber');
-  // The feed's live channels (SSUBSCRIBE) get their own connection.
+  // The feed's live channels (SSUBSCRIBE) and its archive worker each get their own connection.
   const feedLive = createRedisClient(config, logger, 'subscriber', { connectionName: 'pinroom:feed-live' });
+  const feedArchive = createRedisClient(config, logger, 'command', { connectionName: 'pinroom:feed-archive' });
   const metrics = createMetrics();
   // Operator view: latency histograms, socket and event counters (server/observability).
   const instruments = createInstruments({ registry: metrics.registry });
@@ -135,6 +136,7 @@ export function createApp(config: Config, options: AppOptions = {}): App {
     scripts,
     keys,
     subscriberConnection: feedLive,
+    archiveConnection: feedArchive,
     router,
     http,
     access: {
@@ -206,7 +208,7 @@ export function createApp(config: Config, options: AppOptions = {}): App {
   let stopping: Promise<void> | undefined;
 
   async function closeConnections(): Promise<void> {
-    await Promise.allSettled([closeRedis(redis), closeRedis(redisSub), closeRedis(feedLive), db.destroy()]);
+    await Promise.allSettled([closeRedis(redis), closeRedis(redisSub), closeRedis(feedLive), closeRedis(feedArchive), db.destroy()]);
   }
 
   return {
@@ -228,7 +230,7 @@ export function createApp(config: Config, options: AppOptions = {}): App {
       try {
         signingKeys = await loadSigningKeys(config.auth, config.env);
         logger.info({ kid: signingKeys.currentKid, source: signingKeys.source, verifyKeys: signingKeys.jwks.keys.length }, 'access-token keys loaded');
-        await Promise.all([connectRedis(redis, config), connectRedis(redisSub, config), connectRedis(feedLive, config)]);
+        await Promise.all([connectRedis(redis, config), connectRedis(redisSub, config), connectRedis(feedLive, config), connectRedis(feedArchive, config)]);
         if (config.db.createIfMissing) await ensureDatabase(config);
         await connectDb(db, config);
         await migrateToLatest(db, logger);

@@ -270,10 +270,10 @@ async function redisPid(owned: OwnedRedis): Promise<number> {
 /** R rooms of a host and MEMBERS members on one or more pinroom nodes; `nodeOf(r, k)` places socket k of room r. */
 export async function pinroomRooms(
   rooms: number,
-  { nodes = 1, cores, nodeOf = () => 0 }: { nodes?: number; cores?: number[]; nodeOf?: (r: number, k: number) => number } = {},
+  { nodes = 1, cores, nodeOf = () => 0, env = {} }: { nodes?: number; cores?: number[]; nodeOf?: (r: number, k: number) => number; env?: Record<string, string> } = {},
 ): Promise<RoomsTarget & { redis: OwnedRedis; rooms: RoomView[] }> {
   const redis = await startRedisServer();
-  const pr = await startPinroom({ REDIS_URL: redis.url }, [], cores?.[0]);
+  const pr = await startPinroom({ ...env, REDIS_URL: redis.url }, [], cores?.[0]);
   const extra: Pinned[] = [];
   try {
     for (let n = 1; n < nodes; n++) extra.push(await pr.another(cores?.[n]));

@@ -23,7 +23,7 @@ import { median, round2 } from '../lib/procs.ts';
 import { bareRooms, createRoomsDriver, pinroomRooms, RECEIVERS, searchMaxRate, summary, type ProbeResult, type RoomsTarget } from '../lib/rooms-load.ts';
 import type { BenchResult, BenchRow, Scenario } from '../types.ts';
 
-const SIZES = [250, 500];
+const SIZES = (process.env.BENCH_ROOMS_SIZES ?? '250,500').split(',').map(Number);
 const MEMBERS = RECEIVERS - 1;
 const ROUNDS = Number(process.env.BENCH_ROOMS_ROUNDS ?? 3);
 const LATENCY_RATE = 2000;

@@ -52,7 +52,7 @@ import { compareIds, ZERO_ID } from './stream-ids.ts';
 /** How often a node writes the room hints it collected, ms. */
 export const HINT_FLUSH_MS = 100;
 /** Rooms one worker takes per round. */
-const ROOMS_PER_ROUND = 64;
+const ROOMS_PER_ROUND = 32;
 /** Rooms open or ended this recently are swept for lost hints, ms. */
 const SWEEP_LOOKBACK_MS = 86_400_000;
 /** Partitions kept ahead of today, days. */

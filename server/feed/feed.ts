@@ -2,8 +2,9 @@
  * The feed feature assembled from its parts, for the composition root: the
  * stream store, the PostgreSQL archive, the per-node relay (live channels),
  * the archive hints and worker, the service, the socket handlers and the HTTP
- * route. Connections are handed in (one of them dedicated: the relay's
- * subscriber); nothing here opens one.
+ * route. Connections are handed in (two of them dedicated: the relay's
+ * subscriber, and the archive's commands, so that publishes never queue
+ * behind the archive's large reads and writes); nothing here opens one.
  */
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
@@ -12,7 +13,7 @@ import type { Db } from '../db/database.ts';
 import type { EventRouter } from '../gateway/ack.ts';
 import type { HttpServer } from '../http/create-http.ts';
 import type { Keys } from '../redis/keys.ts';
-import type { Scripts } from '../redis/scripts.ts';
+import { createScripts, type Scripts } from '../redis/scripts.ts';
 import { createActivityRepository } from './activity-repository.ts';
 import { createArchiveHints, createArchiver } from './archiver.ts';
 import { registerFeedHandlers } from './feed-handlers.ts';
@@ -30,6 +31,8 @@ export interface FeedDeps {
   keys: Keys;
   /** Dedicated connection for the relay's SSUBSCRIBE (live channels). */
   subscriberConnection: Redis;
+  /** Dedicated command connection for the archive worker. */
+  archiveConnection: Redis;
   /** Membership questions, answered by the rooms feature. */
   access: FeedAccess;
   router: EventRouter;
@@ -51,7 +54,11 @@ export function createFeed(deps: FeedDeps) {
     checkIntervalMs: config.feed.checkIntervalMs,
     logger,
   });
-  const archiver = createArchiver({ redis, scripts, store, activity, db, keys, config, logger });
+  // The archive's own connection, and a store on it: its XRANGEs and global copies stay off the publish path.
+  const archiveRedis = deps.archiveConnection;
+  const archiveScripts = createScripts(archiveRedis);
+  const archiveStore = createFeedStore({ redis: archiveRedis, scripts: archiveScripts, keys, config });
+  const archiver = createArchiver({ redis: archiveRedis, scripts: archiveScripts, store: archiveStore, activity, db, keys, config, logger });
   const service = createFeedService({ store, relay, activity, access: deps.access, db, config, logger });
   registerFeedHandlers({ router: deps.router, feed: service, logger, maxBufferedBytes: config.socket.maxBufferedBytes, drainTimeoutMs: config.socket.pingTimeoutMs });
   registerFeedRoutes(deps.http, { feed: service, enabled: config.feed.apiKey !== undefined });
@@ -67,7 +74,7 @@ export function createFeed(deps: FeedDeps) {
       hints.start();
       if (config.feed.archive.enabled) await archiver.start();
     },
-    /** Stop the loops (the last hints are written); close the subscriber connection afterwards. */
+    /** Stop the loops (the last hints are written); close the dedicated connections afterwards. */
     async stop(): Promise<void> {
       await Promise.all([relay.stop(), hints.stop(), archiver.stop()]);
     },
