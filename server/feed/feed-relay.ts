@@ -90,6 +90,8 @@ export interface FeedRelayOptions {
   readCount?: number;
   /** A channel that heard nothing this long has its position checked, ms. @default 5000 */
   checkIntervalMs?: number;
+  /** How long subscribing to a live channel may take before the subscribe fails with `unavailable`, ms. @default 2000 */
+  subscribeTimeoutMs?: number;
 }
 
 interface Message extends Delivery {
@@ -146,6 +148,7 @@ export function createFeedRelay(options: FeedRelayOptions) {
   const { store, subscriber, archive, replayMax } = options;
   const readCount = options.readCount ?? 200;
   const checkIntervalMs = options.checkIntervalMs ?? 5000;
+  const subscribeTimeoutMs = options.subscribeTimeoutMs ?? 2000;
   const log = options.logger.child({ component: 'feed-relay' });
 
   const channels = new Map<string, Channel>();
@@ -341,7 +344,14 @@ export function createFeedRelay(options: FeedRelayOptions) {
       channels.set(name, created);
       created.ready = (async () => {
         try {
-          await subscriber.ssubscribe(name);
+          // The subscriber connection has no command timeout (it waits for messages): bound this one call.
+          let timer: NodeJS.Timeout | undefined;
+          await Promise.race([
+            subscriber.ssubscribe(name).finally(() => clearTimeout(timer)),
+            new Promise((_, reject) => {
+              timer = setTimeout(() => reject(new Error(`SSUBSCRIBE ${name} did not answer within ${subscribeTimeoutMs} ms`)), subscribeTimeoutMs);
+            }),
+          ]);
           // Positioned after the subscription took effect: every later entry arrives as a message.
           const position = await store.position(ref);
           created.epoch = position.epoch;

@@ -52,6 +52,7 @@ export function createFeed(deps: FeedDeps) {
     archive: activity,
     replayMax: config.feed.replayMax,
     checkIntervalMs: config.feed.checkIntervalMs,
+    subscribeTimeoutMs: config.redis.commandTimeoutMs,
     logger,
   });
   // The archive's own connection, and a store on it: its XRANGEs and global copies stay off the publish path.
