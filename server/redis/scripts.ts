@@ -3,7 +3,8 @@
  * KEYS and ARGV. They are read once; calls go by SHA (EVALSHA) and fall back
  * to EVAL when the server does not know the script yet (NOSCRIPT: after a
  * restart or a failover), which also caches it there. Every call's keys must
- * share one Redis Cluster hash slot (checked here, see slots.ts).
+ * share one Redis Cluster hash slot (checked here, see slots.ts), except the
+ * batch reads listed in `MULTI_SLOT_READS`.
  */
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
@@ -16,6 +17,16 @@ export const SCRIPT_NAMES = ['compare-and-delete', 'refresh-issue', 'refresh-rot
   'presence-node-forget', 'presence-node-purged', 'presence-zrem-stale',
   'feed-append', 'feed-log', 'feed-global', 'feed-position', 'feed-archive-take', 'feed-archive-claim', 'feed-archive-commit', 'session-states'] as const;
 export type ScriptName = (typeof SCRIPT_NAMES)[number];
+
+/**
+ * Read-only scripts that take one key per item of a batch (one call instead
+ * of a round trip per item), so their keys lie in many slots: the only
+ * exception to the one-slot rule. They write nothing, so splitting a call by
+ * slot changes nothing but the number of calls; a Redis Cluster deployment
+ * must call them once per slot. `session-states`: the handshakes' session
+ * check (server/auth/session-check.ts).
+ */
+export const MULTI_SLOT_READS: ReadonlySet<ScriptName> = new Set<ScriptName>(['session-states']);
 
 export interface LuaScript {
   name: ScriptName;
@@ -46,7 +57,7 @@ export function createScripts(redis: Redis) {
     /** Run a script by SHA, falling back to EVAL on NOSCRIPT. */
     async run<T = unknown>(name: ScriptName, keys: readonly string[], args: readonly (string | number)[] = []): Promise<T> {
       const script = get(name);
-      assertOneSlot(name, keys);
+      if (!MULTI_SLOT_READS.has(name)) assertOneSlot(name, keys);
       try {
         return (await redis.evalsha(script.sha, keys.length, ...keys, ...args)) as T;
       } catch (err) {
@@ -59,7 +70,7 @@ export function createScripts(redis: Redis) {
      * fails on NOSCRIPT halfway; prefer `run` outside batches.
      */
     queue(batch: ChainableCommander, name: ScriptName, keys: readonly string[], args: readonly (string | number)[] = []): ChainableCommander {
-      assertOneSlot(name, keys);
+      if (!MULTI_SLOT_READS.has(name)) assertOneSlot(name, keys);
       return batch.eval(get(name).source, keys.length, ...keys, ...args);
     },
   };

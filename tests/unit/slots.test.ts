@@ -1,7 +1,7 @@
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { createKeys } from '../../server/redis/keys.ts';
-import { SCRIPT_NAMES, type ScriptName } from '../../server/redis/scripts.ts';
+import { MULTI_SLOT_READS, SCRIPT_NAMES, type ScriptName } from '../../server/redis/scripts.ts';
 import { assertOneSlot, crc16, hashTag, keySlot } from '../../server/redis/slots.ts';
 
 const test = suite('redis/slots');
@@ -39,6 +39,8 @@ const SCRIPT_KEYS: Record<ScriptName, string[]> = {
   'feed-archive-take': [keys.feedArchivePending],
   'feed-archive-claim': [keys.feedMeta(room), keys.feedArchiveLease(room)],
   'feed-archive-commit': [keys.feedMeta(room), keys.feedArchiveLease(room)],
+  // A batch read (MULTI_SLOT_READS): one call per slot on a cluster, so one slot per call.
+  'session-states': [keys.session(session)],
 };
 
 test('CRC16 and key slots match Redis Cluster\'s reference values', () => {
@@ -69,6 +71,7 @@ for (const name of SCRIPT_NAMES) {
 
 test('every script is listed, and a call with keys in two slots is refused before it reaches Redis', () => {
   assert.equal(Object.keys(SCRIPT_KEYS).sort(), [...SCRIPT_NAMES].sort());
+  assert.equal([...MULTI_SLOT_READS], ['session-states'], 'the only scripts that may take keys of several slots: read-only batch reads');
   assert.throws(() => assertOneSlot('feed-append', [keys.feedStream(room), keys.feedGlobal]), /more than one cluster slot/);
 });
 
