@@ -37,13 +37,26 @@ const SLOW_ENTRY_BYTES = 1000;
 /** Socket k of room r: the host of even rooms on node 0 and of odd rooms on node 1; members 1-2 on node 0, 3-4 on node 1. */
 const split = (r: number, k: number) => (k === 0 ? r % 2 : k <= 2 ? 0 : 1);
 
-async function commandCalls(url: string): Promise<number> {
+/**
+ * Count the commands clients send to Redis while `fn` runs (MONITOR, which also
+ * shows the calls scripts make inside Redis: those are counted apart).
+ */
+async function countCommands<T>(url: string, fn: () => Promise<T>): Promise<{ result: T; sent: number; inScripts: number }> {
   const client = new Redis(url);
-  const stats = await client.info('commandstats');
-  client.disconnect();
-  let calls = 0;
-  for (const match of stats.matchAll(/^cmdstat_[^:]+:calls=(\d+)/gm)) calls += Number(match[1]);
-  return calls;
+  const monitor = await client.monitor();
+  let sent = 0;
+  let inScripts = 0;
+  monitor.on('monitor', (_time: string, _args: string[], source: string) => {
+    if (source === 'lua') inScripts++;
+    else sent++;
+  });
+  try {
+    const result = await fn();
+    return { result, sent, inScripts };
+  } finally {
+    monitor.disconnect();
+    client.disconnect();
+  }
 }
 
 async function crossNode(): Promise<BenchRow[]> {
@@ -54,6 +67,7 @@ async function crossNode(): Promise<BenchRow[]> {
     targets.push(pin, await bareRooms(CROSS_ROOMS, { nodes: 2, cores, nodeOf: split }));
     const found: { rate: number; best: ProbeResult | undefined }[] = [];
     let commandsPerEntryPerNode = 0;
+    let scriptCallsPerEntry = 0;
     for (const target of targets) {
       const probe = createRoomsDriver(target);
       const result = await searchMaxRate(probe, {
@@ -63,11 +77,11 @@ async function crossNode(): Promise<BenchRow[]> {
       });
       found.push(result);
       if (target === pin && result.rate > 0) {
-        // Redis commands per entry per node, at the rate found.
-        const before = await commandCalls(pin.redis.url);
-        const r = await probe(result.rate, { receiversPerRoom: RECEIVERS });
-        const after = await commandCalls(pin.redis.url);
-        commandsPerEntryPerNode = round2((after - before) / Math.max(1, r.published) / 2);
+        // Redis commands per entry per node, at the rate found (MONITOR slows Redis: a separate probe).
+        const counted = await countCommands(pin.redis.url, () => probe(result.rate, { receiversPerRoom: RECEIVERS, warmupMs: 0 }));
+        const entries = Math.max(1, counted.result.published);
+        commandsPerEntryPerNode = round2(counted.sent / entries / 2);
+        scriptCallsPerEntry = round2(counted.inScripts / entries);
       }
     }
     const [p, b] = found as [(typeof found)[0], (typeof found)[0]];
@@ -90,7 +104,7 @@ async function crossNode(): Promise<BenchRow[]> {
         baseline: deliveries(b),
         baselineName: 'two bare Socket.IO 4.8 nodes, classic @socket.io/redis-adapter',
         ratio: round2(deliveries(p) / Math.max(1, deliveries(b))),
-        note: `pinroom: ${commandsPerEntryPerNode} Redis commands per entry per node (INFO commandstats over one probe at ${p.rate}/s, divided by entries and by 2 nodes: the append script, the archive's hint, claim, XRANGE, global copy and commit, the live channels' SSUBSCRIBE and position checks)`,
+        note: `pinroom: ${commandsPerEntryPerNode} Redis commands sent per entry per node (MONITOR over one probe at ${p.rate}/s, divided by entries and by 2 nodes: the append script, and the archive's share of its take, claim, XRANGE, global copy and commit scripts per room visit; nothing per subscriber), and ${scriptCallsPerEntry} calls made inside those scripts per entry`,
       },
     ];
   } finally {

@@ -236,14 +236,15 @@ export function createFeedRelay(options: FeedRelayOptions) {
       dropChannel(ch, 'epoch_changed');
       return;
     }
-    if (compareIds(m.id, ch.cursor) <= 0) return;
-    if (m.prev !== ch.cursor) {
-      log.info({ channel: ch.name, cursor: ch.cursor, id: m.id, prev: m.prev }, 'feed message missing: repairing from the stream');
-      ch.held = [m];
-      repair(ch);
+    if (m.prev === ch.cursor) {
+      // The next entry (the usual case: no id comparison).
+      fanOut(ch, m);
       return;
     }
-    fanOut(ch, m);
+    if (compareIds(m.id, ch.cursor) <= 0) return;
+    log.info({ channel: ch.name, cursor: ch.cursor, id: m.id, prev: m.prev }, 'feed message missing: repairing from the stream');
+    ch.held = [m];
+    repair(ch);
   }
 
   /** Apply the held messages in order; if one of them starts a repair, the rest stay held behind it. */

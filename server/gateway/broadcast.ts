@@ -50,8 +50,12 @@ interface EngineConn {
 
 const engineOf = (socket: PinroomSocket) => socket.conn as unknown as EngineConn;
 
-/** Bytes queued in Engine.IO's write buffer by `send` since it was last empty, per connection. */
-const queued = new WeakMap<EngineConn, { bytes: number }>();
+/**
+ * Bytes `send` queued in one Engine.IO write buffer, per connection. Engine.IO
+ * replaces the buffer array on every flush, so bytes counted for an older
+ * array are gone: no reset needed, and an empty buffer costs no lookup.
+ */
+const queued = new WeakMap<EngineConn, { buffer: unknown[]; bytes: number }>();
 
 export function createJsonSender(event: string) {
   const cache = new WeakMap<object, Encoded>();
@@ -79,13 +83,16 @@ export function createJsonSender(event: string) {
     // which sends the pre-built frame on a WebSocket.
     (socket as unknown as OutgoingListeners).notifyOutgoingListeners?.(encoded.packet);
     (socket.client as unknown as PacketWriter)._packet(encoded.packets, encoded.opts);
-    const conn = engineOf(socket);
-    let state = queued.get(conn);
-    if (conn.writeBuffer.length === 0) {
-      if (state) state.bytes = 0;
-    } else {
+    const buffer = engineOf(socket).writeBuffer;
+    if (buffer.length > 0) {
       // The transport is busy: the packet waits in Engine.IO's buffer.
-      if (!state) queued.set(conn, (state = { bytes: 0 }));
+      const conn = engineOf(socket);
+      let state = queued.get(conn);
+      if (!state) queued.set(conn, (state = { buffer, bytes: 0 }));
+      else if (state.buffer !== buffer) {
+        state.buffer = buffer;
+        state.bytes = 0;
+      }
       state.bytes += encoded.bytes;
     }
     return encoded.bytes;
@@ -95,11 +102,10 @@ export function createJsonSender(event: string) {
 /** Bytes written to the socket that the client has not taken yet (see the module comment). */
 export function bufferedBytes(socket: PinroomSocket): number {
   const conn = engineOf(socket);
-  const state = queued.get(conn);
   let bytes = 0;
-  if (state) {
-    if (conn.writeBuffer.length === 0) state.bytes = 0;
-    bytes = state.bytes;
+  if (conn.writeBuffer.length > 0) {
+    const state = queued.get(conn);
+    if (state && state.buffer === conn.writeBuffer) bytes = state.bytes;
   }
   const amount = conn.transport.socket?.bufferedAmount;
   return typeof amount === 'number' ? bytes + amount : bytes;
