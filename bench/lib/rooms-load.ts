@@ -258,6 +258,20 @@ export async function searchMaxRate(
   return { rate: lo, best, probes };
 }
 
+/** Where a target's nodes run and what they are started with. */
+export interface TargetOptions {
+  /** Server processes sharing the rooms. @default 1 */
+  nodes?: number;
+  /** Core of each node (`taskset`). @default the server core */
+  cores?: number[];
+  /** Node of socket k of room r. @default 0 */
+  nodeOf?: (r: number, k: number) => number;
+  /** Extra environment of the server processes. */
+  env?: Record<string, string>;
+  /** Extra Node arguments of the first server (pinroom) or of every server (bare). */
+  nodeArgs?: string[];
+}
+
 /** The Redis server's pid (for its CPU time). */
 async function redisPid(owned: OwnedRedis): Promise<number> {
   const { Redis } = await import('ioredis');
@@ -270,10 +284,10 @@ async function redisPid(owned: OwnedRedis): Promise<number> {
 /** R rooms of a host and MEMBERS members on one or more pinroom nodes; `nodeOf(r, k)` places socket k of room r. */
 export async function pinroomRooms(
   rooms: number,
-  { nodes = 1, cores, nodeOf = () => 0, env = {} }: { nodes?: number; cores?: number[]; nodeOf?: (r: number, k: number) => number; env?: Record<string, string> } = {},
+  { nodes = 1, cores, nodeOf = () => 0, env = {}, nodeArgs = [] }: TargetOptions = {},
 ): Promise<RoomsTarget & { redis: OwnedRedis; rooms: RoomView[] }> {
   const redis = await startRedisServer();
-  const pr = await startPinroom({ ...env, REDIS_URL: redis.url }, [], cores?.[0]);
+  const pr = await startPinroom({ ...env, REDIS_URL: redis.url }, nodeArgs, cores?.[0]);
   const extra: Pinned[] = [];
   try {
     for (let n = 1; n < nodes; n++) extra.push(await pr.another(cores?.[n]));
@@ -333,13 +347,13 @@ export async function pinroomRooms(
  */
 export async function bareRooms(
   rooms: number,
-  { nodes = 1, cores, nodeOf = () => 0 }: { nodes?: number; cores?: number[]; nodeOf?: (r: number, k: number) => number } = {},
+  { nodes = 1, cores, nodeOf = () => 0, env = {}, nodeArgs = [] }: TargetOptions = {},
 ): Promise<RoomsTarget> {
   const redis = nodes > 1 ? await startRedisServer() : undefined;
   const servers: Pinned[] = [];
   try {
     for (let n = 0; n < nodes; n++) {
-      servers.push(await startPinnedServer('bench/baselines/socketio-server.ts', redis ? { REDIS_URL: redis.url } : {}, cores?.[n] !== undefined ? { core: cores[n]! } : {}));
+      servers.push(await startPinnedServer('bench/baselines/socketio-server.ts', { ...env, ...(redis ? { REDIS_URL: redis.url } : {}) }, { nodeArgs, ...(cores?.[n] !== undefined ? { core: cores[n]! } : {}) }));
     }
     const sockets: EioSocket[] = new Array(rooms * RECEIVERS);
     for (let n = 0; n < servers.length; n++) {

@@ -12,27 +12,30 @@
  *   rooms through the classic Redis adapter, pinned and split the same way.
  * - Slow consumer: one pinroom node (server core), SLOW_ROOMS rooms publishing
  *   1 KB entries at SLOW_RATE per second in total; one more socket joins every
- *   room, subscribes, and stops reading its socket. Peak memory (RSS) growth of
- *   the node over the run, against bare Socket.IO with the same non-reading
- *   socket; and the other subscribers' p99 with the slow socket against
- *   without it (same node, same load).
+ *   room, subscribes, and stops reading its socket. The memory the node still
+ *   holds at the end (heap and external after a full GC, the slow socket still
+ *   connected) and its peak RSS, against bare Socket.IO with the same
+ *   non-reading socket, each also without it; and the other subscribers' p99
+ *   with the slow socket against without it (same node, same load).
  *
  *   taskset -c 1 node --import tsx bench/scenarios/delivery.ts
  */
-import { resolve } from 'node:path';
+import { rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { Redis } from 'ioredis';
 import type { RoomView } from '../../shared/schemas.ts';
 import { EioSocket } from '../lib/eio-client.ts';
 import { okData, requestOk, signInGuests } from '../lib/pinroom.ts';
-import { LOAD_CORE, round2, rssBytes, SERVER_CORE, sleep } from '../lib/procs.ts';
+import { LOAD_CORE, memoryAfterGc, memoryProbeArgs, round2, rssBytes, SERVER_CORE, sleep } from '../lib/procs.ts';
 import { bareRooms, createRoomsDriver, pinroomRooms, RECEIVERS, searchMaxRate, summary, type ProbeResult, type RoomsTarget } from '../lib/rooms-load.ts';
 import type { BenchResult, BenchRow, Scenario } from '../types.ts';
 
 const CROSS_ROOMS = 250;
 const SLOW_ROOMS = 50;
 const SLOW_RATE = 1000;
-const SLOW_MS = 20_000;
+const SLOW_MS = 30_000;
 const SLOW_ENTRY_BYTES = 1000;
 /** Socket k of room r: the host of even rooms on node 0 and of odd rooms on node 1; members 1-2 on node 0, 3-4 on node 1. */
 const split = (r: number, k: number) => (k === 0 ? r % 2 : k <= 2 ? 0 : 1);
@@ -115,7 +118,10 @@ async function crossNode(): Promise<BenchRow[]> {
 interface SlowRun {
   p99: number;
   p50: number;
+  /** Highest RSS during the run minus RSS at its start, bytes. */
   peakRssGrowth: number;
+  /** Heap and external memory after a full GC at the end (the slow socket still connected) minus the same at the start, bytes. */
+  retained: number;
   cutOff: boolean;
   result: ProbeResult;
 }
@@ -135,52 +141,67 @@ async function addSlowConsumer(target: RoomsTarget & { url: string; rooms?: Room
   return socket;
 }
 
-async function slowRun(target: RoomsTarget & { url: string; output?: () => string }, slow: boolean, extra: { rooms?: RoomView[]; token?: string }): Promise<SlowRun> {
+const retainedNow = async (pid: number, file: string) => {
+  const m = await memoryAfterGc(pid, file);
+  return m.heapUsed + m.external;
+};
+
+async function slowRun(target: RoomsTarget & { url: string; output?: () => string }, slow: boolean, memoryFile: string, extra: { rooms?: RoomView[]; token?: string }): Promise<SlowRun> {
   const probe = createRoomsDriver(target, { entryBytes: SLOW_ENTRY_BYTES });
-  const socket = slow ? await addSlowConsumer({ ...target, ...extra }) : undefined;
   const pid = target.pids[0]!;
+  const retainedBefore = await retainedNow(pid, memoryFile);
+  const socket = slow ? await addSlowConsumer({ ...target, ...extra }) : undefined;
   const start = rssBytes(pid);
   let peak = start;
   const sampler = setInterval(() => (peak = Math.max(peak, rssBytes(pid))), 100);
   const logBefore = target.output?.().length ?? 0;
   const result = await probe(SLOW_RATE, { receiversPerRoom: RECEIVERS, warmupMs: 1000, measureMs: SLOW_MS, maxP99Ms: Number.POSITIVE_INFINITY });
   clearInterval(sampler);
+  const retained = (await retainedNow(pid, memoryFile)) - retainedBefore;
   socket?.close();
   const cutOff = /socket not reading its feed/.test(target.output?.().slice(logBefore) ?? '');
-  process.stderr.write(`delivery slow consumer ${target.name} ${slow ? 'with' : 'without'}: ${summary(result)}, rss ${Math.round(start / 1e6)} → peak ${Math.round(peak / 1e6)} MB${slow ? `, cut off: ${cutOff}` : ''}\n`);
+  process.stderr.write(
+    `delivery slow consumer ${target.name} ${slow ? 'with' : 'without'}: ${summary(result)}, rss ${Math.round(start / 1e6)} → peak ${Math.round(peak / 1e6)} MB, retained after GC ${Math.round(retained / 1e6)} MB${slow ? `, cut off: ${cutOff}` : ''}\n`,
+  );
   await sleep(1000);
-  return { p99: result.p99, p50: result.p50, peakRssGrowth: peak - start, cutOff, result };
+  return { p99: result.p99, p50: result.p50, peakRssGrowth: peak - start, retained, cutOff, result };
 }
 
 async function slowConsumer(): Promise<BenchRow[]> {
-  const pin = await pinroomRooms(SLOW_ROOMS);
-  let withSlow: SlowRun, without: SlowRun, bareSlow: SlowRun;
+  const memoryFile = join(tmpdir(), `pinroom-bench-delivery-${process.pid}.json`);
+  const probeEnv = { BENCH_MEMORY_FILE: memoryFile };
+  const pin = await pinroomRooms(SLOW_ROOMS, { env: probeEnv, nodeArgs: memoryProbeArgs() });
+  let withSlow: SlowRun, without: SlowRun, bareSlow: SlowRun, bareWithout: SlowRun;
   try {
     const [slowSession] = await signInGuests(pin.url, 1);
     const extra = { rooms: pin.rooms, token: slowSession!.accessToken };
-    without = await slowRun(pin, false, extra);
-    withSlow = await slowRun(pin, true, extra);
+    without = await slowRun(pin, false, memoryFile, extra);
+    withSlow = await slowRun(pin, true, memoryFile, extra);
   } finally {
     await pin.close();
   }
-  const bare = await bareRooms(SLOW_ROOMS);
+  const bare = await bareRooms(SLOW_ROOMS, { env: probeEnv, nodeArgs: memoryProbeArgs() });
   try {
-    bareSlow = await slowRun(bare, true, {});
+    bareWithout = await slowRun(bare, false, memoryFile, {});
+    bareSlow = await slowRun(bare, true, memoryFile, {});
   } finally {
     await bare.close();
+    rmSync(memoryFile, { force: true });
   }
   const mb = (n: number) => round2(n / 1e6);
   return [
     {
-      metric: `slow consumer: peak memory growth of the node, ${SLOW_RATE} entries/s of ${SLOW_ENTRY_BYTES} bytes over ${SLOW_ROOMS} rooms for ${SLOW_MS / 1000} s, one subscriber of every room not reading`,
+      metric: `slow consumer: memory the node still holds after ${SLOW_MS / 1000} s at ${SLOW_RATE} entries/s of ${SLOW_ENTRY_BYTES} bytes over ${SLOW_ROOMS} rooms, with one subscriber of every room not reading (heap + external after a full GC, end minus start)`,
       unit: 'MB',
-      pinroom: mb(withSlow.peakRssGrowth),
-      baseline: mb(bareSlow.peakRssGrowth),
+      pinroom: mb(withSlow.retained),
+      baseline: mb(bareSlow.retained),
       baselineName: 'bare Socket.IO 4.8 with the same non-reading socket',
-      ratio: round2(Math.max(bareSlow.peakRssGrowth, 1) / Math.max(withSlow.peakRssGrowth, 1)),
+      ratio: round2(Math.max(bareSlow.retained, 1e5) / Math.max(withSlow.retained, 1e5)),
       lowerIsBetter: true,
-      goal: { text: `flat: cut off at SOCKET_MAX_BUFFERED_BYTES`, met: withSlow.cutOff },
-      note: `pinroom cut the socket off: ${withSlow.cutOff}; growth without the slow socket ${mb(without.peakRssGrowth)} MB; bare: ${summary(bareSlow.result)}`,
+      goal: { text: 'flat: cut off at SOCKET_MAX_BUFFERED_BYTES', met: withSlow.cutOff && withSlow.retained < without.retained + 8e6 },
+      note:
+        `without the slow socket: pinroom ${mb(without.retained)} MB, bare ${mb(bareWithout.retained)} MB; peak RSS growth with it: pinroom ${mb(withSlow.peakRssGrowth)} MB, bare ${mb(bareSlow.peakRssGrowth)} MB ` +
+        `(without: ${mb(without.peakRssGrowth)}, ${mb(bareWithout.peakRssGrowth)}); pinroom cut the socket off: ${withSlow.cutOff}`,
     },
     {
       metric: 'slow consumer: the other subscribers\' publish→delivery p99 with the non-reading subscriber, against without it',
@@ -191,7 +212,7 @@ async function slowConsumer(): Promise<BenchRow[]> {
       ratio: round2(without.p99 / withSlow.p99),
       lowerIsBetter: true,
       target: 0.8,
-      note: `p50 ${withSlow.p50} ms with, ${without.p50} ms without; with: ${summary(withSlow.result)}; without: ${summary(without.result)}`,
+      note: `p50 ${withSlow.p50} ms with, ${without.p50} ms without; with: ${summary(withSlow.result)}; without: ${summary(without.result)}; bare p99 ${bareSlow.p99} ms with, ${bareWithout.p99} ms without`,
     },
   ];
 }
