@@ -9,6 +9,7 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
+import { redisDirPrefix } from './leftovers.ts';
 
 export interface OwnedRedis {
   port: number;
@@ -38,7 +39,7 @@ export async function freePort(): Promise<number> {
 
 export async function startRedisServer(): Promise<OwnedRedis> {
   const port = await freePort();
-  const dir = mkdtempSync(join(tmpdir(), 'pinroom-redis-'));
+  const dir = mkdtempSync(join(tmpdir(), redisDirPrefix()));
   let child: ChildProcess | undefined;
 
   const api: OwnedRedis = {
