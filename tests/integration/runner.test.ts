@@ -55,12 +55,13 @@ const alive = (pid: number) => {
   }
 };
 
-test('a failing and two skipped tests next to a file whose before hook throws: the line says 1 passed, 3 failed, 2 skipped, and the hook error is printed', async () => {
+test('a failing and two skipped tests next to a file whose before hook throws: the line says 1 passed, 3 failed, 2 skipped, the hook error is printed, and a check that did not run is listed as such', async () => {
   const run = await runFixtures('counting');
   assert.is(run.summary, '1 passed, 3 failed, 2 skipped', run.output);
   assert.is(run.code, 1);
   assert.match(run.output, 'fixture: the before hook failed on purpose');
   assert.match(run.output, 'fixture: this failure is on purpose');
+  assert.match(run.output, 'Not run (no verdict, not counted as passed):\n  tests/fixtures/runner/counting/unit/mixed.test.ts: fixture check (its source did not answer)');
 });
 
 test('test.only counts the tests it leaves out as skipped, which fails the run', async () => {
