@@ -9,7 +9,7 @@
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { BASE_REDIS_URL, createTestContext, type TestContext } from '../support/context.ts';
-import { until } from '../support/faults.ts';
+import { readyz, until } from '../support/faults.ts';
 import { startTcpProxy, type TcpProxy } from '../support/tcp-proxy.ts';
 import { startTestServer, type TestServer } from '../support/server.ts';
 
@@ -37,17 +37,6 @@ async function nodeBehindProxy(env: Record<string, string>): Promise<{ server: T
   const server = await startTestServer({ ...ctx.env, REDIS_URL: proxy.url(BASE_REDIS_URL), ...env });
   servers.push(server);
   return { server, proxy };
-}
-
-/** `GET /readyz`: its status and `status` field, or `[0, 'no answer']` when the node does not answer. */
-async function readyz(url: string): Promise<[number, string]> {
-  try {
-    const res = await fetch(`${url}/readyz`, { signal: AbortSignal.timeout(5000) });
-    const body = (await res.json().catch(() => ({}))) as { status?: string };
-    return [res.status, body.status ?? ''];
-  } catch {
-    return [0, 'no answer'];
-  }
 }
 
 /** Resolve the exit code (or signal) of `server` once it has exited. */
