@@ -5,6 +5,7 @@ import { generateSigningJwk } from '../../server/auth/signing-keys.ts';
 import { postJson, refreshTokens, signInGuest, signUp } from '../support/auth.ts';
 import { connect, connectError, disconnected, nextEvent, request, type TestSocket } from '../support/client.ts';
 import { createTestContext, type TestContext } from '../support/context.ts';
+import { until } from '../support/faults.ts';
 import { startTestServer, type TestServer } from '../support/server.ts';
 
 const test = suite('auth/sockets');
@@ -34,8 +35,13 @@ async function open(url: string, token: string): Promise<TestSocket> {
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 test('a socket refreshed over auth:refresh stays connected past its first token expiry; an unrefreshed one is disconnected with token_expired', async () => {
-  // Three-second access tokens, the notice one second before expiry, one second of grace.
-  const server = await start({ ACCESS_TOKEN_TTL_SECONDS: '3', AUTH_EXPIRING_NOTICE_SECONDS: '1', AUTH_EXPIRY_GRACE_MS: '1000', AUTH_CLOCK_TOLERANCE_SECONDS: '0' });
+  // Short access tokens, so two of them expire within the test. The client has
+  // NOTICE + GRACE (4 s) to refresh after each notice: margin for a loaded
+  // machine, since only order and outcome are checked, not speed.
+  const TTL = 6;
+  const NOTICE = 2;
+  const GRACE_MS = 2000;
+  const server = await start({ ACCESS_TOKEN_TTL_SECONDS: String(TTL), AUTH_EXPIRING_NOTICE_SECONDS: String(NOTICE), AUTH_EXPIRY_GRACE_MS: String(GRACE_MS), AUTH_CLOCK_TOLERANCE_SECONDS: '0' });
   const kept = await signInGuest(server.url, 'Keeper');
   const dropped = await signInGuest(server.url, 'Dropper');
   const firstExpiry = Date.now() + kept.expiresIn * 1000;
@@ -67,23 +73,24 @@ test('a socket refreshed over auth:refresh stays connected past its first token 
   });
 
   const dropper = await open(server.url, dropped.accessToken);
-  const expiring = nextEvent(dropper, 'auth:expiring', () => true, 10_000);
-  const closed = nextEvent(dropper, 'auth:closed', () => true, 15_000);
-  const gone = disconnected(dropper, 15_000);
-  assert.ok((await expiring).expiresIn <= 1);
+  const expiring = nextEvent(dropper, 'auth:expiring', () => true, 30_000);
+  const closed = nextEvent(dropper, 'auth:closed', () => true, 40_000);
+  const gone = disconnected(dropper, 40_000);
+  assert.ok((await expiring).expiresIn <= NOTICE);
   assert.equal(await closed, { code: 'token_expired' });
   assert.is(await gone, 'io server disconnect');
 
-  // Well past the first token's expiry plus grace, and through a second token's lifetime.
-  const wait = firstExpiry + 5000 - Date.now();
+  // Through a second token's lifetime (two refreshes) and past the first token's expiry plus grace.
+  await until(() => refreshes.length + failures.length >= 2 || !keeper.connected, 'two refreshes of the keeper', 60_000);
+  const wait = firstExpiry + GRACE_MS + 500 - Date.now();
   if (wait > 0) await sleep(wait);
   assert.ok(keeper.connected, 'the refreshed socket is still connected');
   keeper.close();
   assert.equal(keeperClosed, []);
   assert.equal(failures, []);
-  assert.ok(notices.every((s) => s <= 1), `auth:expiring about a second before expiry: ${notices.join()}`);
+  assert.ok(notices.every((s) => s <= NOTICE), `auth:expiring at most ${NOTICE} s before expiry: ${notices.join()}`);
   assert.ok(refreshes.length >= 2, `refreshed ${refreshes.length} times`);
-  assert.ok(refreshes.every((s) => s >= 2 && s <= 3), refreshes.join());
+  assert.ok(refreshes.every((s) => s > 0 && s <= TTL), `each refresh answered the new token's remaining life: ${refreshes.join()}`);
   // After a refresh the new token is the socket's: a reconnect with the first token is refused as expired.
   assert.is((await connectError(server.url, { token: kept.accessToken })).data?.code, 'token_expired');
 });
