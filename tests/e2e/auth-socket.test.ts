@@ -6,6 +6,7 @@ import { postJson, refreshTokens, signInGuest, signUp } from '../support/auth.ts
 import { connect, connectError, disconnected, nextEvent, request, type TestSocket } from '../support/client.ts';
 import { createTestContext, type TestContext } from '../support/context.ts';
 import { until } from '../support/faults.ts';
+import { startRedisServer } from '../support/redis-server.ts';
 import { startTestServer, type TestServer } from '../support/server.ts';
 
 const test = suite('auth/sockets');
@@ -162,5 +163,42 @@ test('logout on one node disconnects that session\'s sockets on the other node',
   assert.is(await gone, 'io server disconnect');
   assert.match(a.output(), '"msg":"auth.logged_out"');
 });
+
+test('while Redis is down the handshake is refused with unavailable (retryable); once it is back handshakes are answered again', async () => {
+  const redis = await startRedisServer();
+  try {
+    const server = await start({ REDIS_URL: redis.url, REDIS_COMMAND_TIMEOUT_MS: '500' });
+    const session = await signInGuest(server.url, 'Through an outage');
+    (await open(server.url, session.accessToken)).close();
+    await redis.kill();
+    const refused = await connectError(server.url, { token: session.accessToken });
+    assert.is(refused.data?.code, 'unavailable', `refused as unavailable, not as a bad token: ${JSON.stringify(refused.data)}`);
+    assert.is((refused.data as { retryable?: boolean } | undefined)?.retryable, true, 'marked retryable');
+    assert.is((await fetch(`${server.url}/healthz`)).status, 200, 'the node stays up');
+    await redis.start();
+    // The session lived in Redis and is gone with it (no persistence): the handshake now says so, as a typed refusal.
+    const after = await eventuallyAnswered(server.url, session.accessToken);
+    assert.is(after, 'session_revoked', 'the session went with the data: sign in again');
+    const fresh = await signInGuest(server.url, 'After the outage');
+    assert.is(await eventuallyAnswered(server.url, fresh.accessToken), 'connected');
+  } finally {
+    await redis.dispose();
+  }
+});
+
+/** Connect until the handshake is no longer refused as unavailable (the node's Redis connection is back); 'connected' or the refusal code. */
+async function eventuallyAnswered(url: string, token: string): Promise<string> {
+  let outcome = 'unavailable';
+  await until(async () => {
+    try {
+      (await open(url, token)).close();
+      outcome = 'connected';
+    } catch (err) {
+      outcome = (err as { data?: { code?: string } }).data?.code ?? String(err);
+    }
+    return outcome !== 'unavailable';
+  }, 'the handshake to be answered again', 30_000);
+  return outcome;
+}
 
 test.run();
