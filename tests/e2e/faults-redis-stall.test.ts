@@ -16,7 +16,7 @@ import { createPinStore } from '../../server/rooms/pins.ts';
 import { signInGuest, signUp } from '../support/auth.ts';
 import { connect, request, type TestSocket } from '../support/client.ts';
 import { BASE_REDIS_URL, createTestContext, type TestContext } from '../support/context.ts';
-import { codeOf, ok, readiness, sleep, until } from '../support/faults.ts';
+import { codeOf, ok, readiness, until } from '../support/faults.ts';
 import { startTcpProxy, type TcpProxy } from '../support/tcp-proxy.ts';
 import { startTestServer, type TestServer } from '../support/server.ts';
 
@@ -106,7 +106,9 @@ test('a feed publish during a stall answers unavailable; its retry with the same
   const again = ok(await publish('stalled-publish', 'written during the stall'));
   assert.is(again.id, retried.id, 'the same id every time');
   await until(() => received.includes('written during the stall'), 'the entry reaching the subscriber');
-  await sleep(500);
+  // A later entry marks the end: the feed is in order, so a second copy would have come before it.
+  ok(await publish('after-the-retry', 'marker'));
+  await until(() => received.includes('marker'), 'the marker entry');
   const stream = await ctx.redis().xrange(`${ctx.keyPrefix}room:{${room.id}}:feed`, '-', '+');
   const copies = stream.filter(([, fields]) => fields.some((f) => f.includes('written during the stall')));
   assert.is(copies.length, 1, 'stored once');
@@ -126,7 +128,12 @@ async function pinClaims(): Promise<{ keys: string[]; values: (string | null)[] 
 }
 
 test('no PIN is left claimed without its room after creations timed out in a stall', async () => {
-  await sleep(1000); // let every command that was held in the stall run
+  // Every command the node held in the stall went out on its Redis connection before this
+  // creation's: once it is answered, they all ran.
+  const host = await signUp(server.url, { displayName: 'Marker host' });
+  const marker = await connect(server.url, { token: host.accessToken });
+  sockets.push(marker);
+  ok(await request(marker, 'room:create', { title: 'After everything held' }));
   const { keys, values } = await pinClaims();
   const claimed = values.filter((v): v is string => v !== null && !v.startsWith('ended:'));
   const rows = await ctx.db().selectFrom('rooms').select(['id', 'pin']).where('status', '!=', 'ended').execute();
@@ -162,7 +169,8 @@ test('a PIN claim that times out in a stall does not stay behind without its roo
     proxy.restore();
     assert.equal(outcomes, Array(5).fill('unavailable'));
     assert.is(inserted, 0, 'no room row was written');
-    await sleep(1500); // the held SET NX commands reach Redis now
+    // The held SET NX commands (and any release sent after their timeout) reach Redis now, ahead of this PING on the same connection.
+    assert.is(await redis.ping(), 'PONG');
     const { keys, values } = await pinClaims();
     const orphans = keys.filter((_, i) => roomIds.includes(values[i] ?? ''));
     assert.equal(orphans, [], `PINs claimed for rooms that were never created: ${orphans.join(', ')}`);
