@@ -98,6 +98,9 @@ test('a worker killed with -9 is replaced by the primary: a new worker process a
   }, 'a replacement worker process', 60_000);
   const replacement = workerPids().find((pid) => !before.includes(pid))!;
   await until(async () => (await ctx.redis().zrange(nodesKey, 0, -1)).some((n) => !nodesBefore.has(n)), 'the replacement node\'s heartbeat', 60_000);
+  // It takes connections once its node is started (the primary hands it connections as
+  // soon as it is forked; one handed over before the node is started is not served).
+  await until(() => (server.output().match(/"msg":"pinroom worker ready"/g) ?? []).length >= WORKERS + 1, 'the replacement worker to be ready', 60_000);
   const newNode = (await ctx.redis().zrange(nodesKey, 0, -1)).find((n) => !nodesBefore.has(n))!;
   assert.match(server.output(), /worker died; starting a replacement/);
 

@@ -67,6 +67,18 @@ async function waitFor(check: () => boolean | Promise<boolean>, what: string, ti
   }
 }
 
+/**
+ * Read `id` through `loader` until its entry is in Redis: the precondition of a
+ * stale read. (With this file's 300 ms command timeout a loaded machine can
+ * time out one fill; the loader then answers from PostgreSQL and caches nothing.)
+ */
+async function cachedBy(loader: { get(id: string): Promise<unknown> }, redis: Redis, id: string): Promise<void> {
+  await waitFor(async () => {
+    await loader.get(id);
+    return (await redis.exists(createKeys(ctx.keyPrefix).cache('user', id))) === 1;
+  }, `user ${id} to be cached`);
+}
+
 test('with Redis stopped, reads are answered from PostgreSQL, counted; when it comes back with its data the invalidation made meanwhile is retried and caching resumes', async () => {
   owned = await startRedisServer();
   const config = ctx.configWith({ REDIS_URL: owned.url });
@@ -137,7 +149,7 @@ test('with PostgreSQL unreachable, an expired entry is served marked stale, and 
   const metrics = createMetrics();
   const healthy = createUserProfileLoader(deps(redis, metrics));
   const id = await insertUser(db, 'Cached');
-  await healthy.get(id);
+  await cachedBy(healthy, redis, id);
   const dead = await deadDb();
   const ttlMs = ctx.config.cache.userTtlSeconds * 1000;
 
@@ -176,7 +188,7 @@ test('with PostgreSQL terminated mid-session and unreachable, cached reads degra
   const handle = createDb(config, logger);
   dbs.push(handle.db);
   const users = createUserProfileLoader(deps(redis, createMetrics(), { db: handle.db }));
-  await users.get(id);
+  await cachedBy(users, redis, id);
   // Kill every backend of the database but this query's own (the loader's pool included)...
   await sql`select pg_terminate_backend(pid) from pg_stat_activity where datname = current_database() and pid <> pg_backend_pid()`.execute(db);
   // ...and make the pool's reconnects land on a closed port, as when the server is gone.
