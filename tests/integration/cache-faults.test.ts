@@ -19,6 +19,16 @@ import { createQueryCounter, type QueryCounter } from '../support/query-counter.
 import { freePort, startRedisServer, type OwnedRedis } from '../support/redis-server.ts';
 
 const test = suite('cache/faults');
+/**
+ * How long past its TTL an entry may be served stale. It must exceed the TTL's
+ * jitter (±10% of 300 s) for one clock to be past every jittered TTL and
+ * within every stale window: `pastTtl()` is that clock, `pastStale()` one past
+ * every window. (With 60 s, past 330 s and within 270 + 60 s cannot both hold:
+ * about one read in sixty fell outside.)
+ */
+const HARD_STALE_SECONDS = 600;
+const pastTtl = () => Date.now() + ctx.config.cache.userTtlSeconds * 1100 + 1000;
+const pastStale = () => pastTtl() + HARD_STALE_SECONDS * 1000;
 const logger = createLogger({ log: { level: 'silent' }, env: 'test' });
 let ctx: TestContext;
 let counter: QueryCounter;
@@ -28,7 +38,7 @@ const clients: Redis[] = [];
 const dbs: Db[] = [];
 
 test.before(async () => {
-  ctx = createTestContext({ REDIS_COMMAND_TIMEOUT_MS: '300', CACHE_HARD_STALE_SECONDS: '60' });
+  ctx = createTestContext({ REDIS_COMMAND_TIMEOUT_MS: '300', CACHE_HARD_STALE_SECONDS: String(HARD_STALE_SECONDS) });
   await ctx.migrate();
   counter = createQueryCounter();
   db = ctx.db().withPlugin(counter.plugin);
@@ -67,11 +77,7 @@ async function waitFor(check: () => boolean | Promise<boolean>, what: string, ti
   }
 }
 
-/**
- * Read `id` through `loader` until its entry is in Redis: the precondition of a
- * stale read. (With this file's 300 ms command timeout a loaded machine can
- * time out one fill; the loader then answers from PostgreSQL and caches nothing.)
- */
+/** Read `id` through `loader` until its entry is in Redis: the precondition of a stale read, checked rather than assumed. */
 async function cachedBy(loader: { get(id: string): Promise<unknown> }, redis: Redis, id: string): Promise<void> {
   await waitFor(async () => {
     await loader.get(id);
@@ -151,14 +157,13 @@ test('with PostgreSQL unreachable, an expired entry is served marked stale, and 
   const id = await insertUser(db, 'Cached');
   await cachedBy(healthy, redis, id);
   const dead = await deadDb();
-  const ttlMs = ctx.config.cache.userTtlSeconds * 1000;
 
   // Within its TTL the entry is simply a hit: PostgreSQL is not needed.
   const now = createUserProfileLoader(deps(redis, metrics, { db: dead }));
   assert.equal((await now.get(id)).stale, false);
 
   // Past its TTL (the clock moved on), within the hard staleness: stale, and said so.
-  const later = createUserProfileLoader(deps(redis, metrics, { db: dead, now: () => Date.now() + ttlMs * 1.1 + 1000 }));
+  const later = createUserProfileLoader(deps(redis, metrics, { db: dead, now: pastTtl }));
   const stale = await later.get(id);
   assert.equal(stale, { value: { ...stale.value!, name: 'Cached' }, stale: true });
   assert.is(await counterValue(metrics.cache.stale, { loader: 'user' }), 1);
@@ -170,7 +175,7 @@ test('with PostgreSQL unreachable, an expired entry is served marked stale, and 
   assert.equal((await later.getMany([id])).get(id)?.stale, true);
 
   // Past the hard staleness: nothing may be served.
-  const muchLater = createUserProfileLoader(deps(redis, metrics, { db: dead, now: () => Date.now() + ttlMs * 1.1 + 61_000 }));
+  const muchLater = createUserProfileLoader(deps(redis, metrics, { db: dead, now: pastStale }));
   await rejectsWithCode(() => muchLater.get(id), 'unavailable');
 });
 
@@ -193,7 +198,7 @@ test('with PostgreSQL terminated mid-session and unreachable, cached reads degra
   await sql`select pg_terminate_backend(pid) from pg_stat_activity where datname = current_database() and pid <> pg_backend_pid()`.execute(db);
   // ...and make the pool's reconnects land on a closed port, as when the server is gone.
   (handle.pool.options as { connectionString?: string }).connectionString = `postgres://postgres@127.0.0.1:${await freePort()}/pinroom_gone`;
-  const later = createUserProfileLoader(deps(redis, createMetrics(), { db: handle.db, now: () => Date.now() + ctx.config.cache.userTtlSeconds * 1100 + 1000 }));
+  const later = createUserProfileLoader(deps(redis, createMetrics(), { db: handle.db, now: pastTtl }));
   const read = await later.get(id);
   assert.is(read.stale, true);
   assert.is(read.value?.name, 'Terminated');
