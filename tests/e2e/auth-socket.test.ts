@@ -123,7 +123,8 @@ test('reuse detection on one node disconnects the session\'s live sockets on eve
   }
   const afterwards = await postJson<{ error: { code: string } }>(`${b.url}/auth/refresh`, { refreshToken: second.refreshToken });
   assert.equal([afterwards.status, afterwards.body.error.code], [401, 'session_revoked']);
-  assert.match(a.output(), '"msg":"auth.token_reused"');
+  // Logged as it happens, not before the answer: wait for the line.
+  await until(() => a.output().includes('"msg":"auth.token_reused"'), 'the auth.token_reused log line');
 });
 
 test('a reconnect storm with tokens the node verified before skips their signature check, never the session check', async () => {
@@ -161,7 +162,8 @@ test('logout on one node disconnects that session\'s sockets on the other node',
   assert.is(res.status, 204);
   assert.equal(await closed, { code: 'session_revoked' });
   assert.is(await gone, 'io server disconnect');
-  assert.match(a.output(), '"msg":"auth.logged_out"');
+  // Logged as it happens, not before the answer: wait for the line.
+  await until(() => a.output().includes('"msg":"auth.logged_out"'), 'the auth.logged_out log line');
 });
 
 test('while Redis is down the handshake is refused with unavailable (retryable); once it is back handshakes are answered again', async () => {

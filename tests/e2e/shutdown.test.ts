@@ -39,11 +39,9 @@ async function nodeBehindProxy(env: Record<string, string>): Promise<{ server: T
   return { server, proxy };
 }
 
-/** Resolve the exit code (or signal) of `server` once it has exited. */
+/** Resolve the exit code (or signal) of `server` once it has exited and its output is all read. Call before signalling it. */
 function exitOf(server: TestServer): Promise<number | string> {
-  const child = server.process;
-  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve(child.exitCode ?? child.signalCode!);
-  return new Promise((resolve) => child.once('exit', (code, signal) => resolve(code ?? signal!)));
+  return new Promise((resolve) => server.process.once('close', (code, signal) => resolve(code ?? signal!)));
 }
 
 test('while a node drains, /readyz answers 503 draining, never 200 again; it exits 0 once the drain completes', async () => {
