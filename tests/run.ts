@@ -56,8 +56,9 @@ interface Outcome {
   skipped: number;
 }
 
-/** The process group of the file running now, killed if the runner itself is stopped. */
+/** The file running now (its process group and tag): killed and cleaned up if the runner itself is stopped. */
 let current: number | undefined;
+let currentTag: string | undefined;
 
 function killGroup(pid: number | undefined): void {
   if (pid === undefined) return;
@@ -71,7 +72,9 @@ function killGroup(pid: number | undefined): void {
 for (const signal of ['SIGINT', 'SIGTERM'] as const) {
   process.on(signal, () => {
     killGroup(current);
-    process.exit(130);
+    const tag = currentTag;
+    const cleanup = tag ? removeLeftovers(tag).catch(() => undefined) : Promise.resolve();
+    void Promise.race([cleanup, new Promise((r) => setTimeout(r, 10_000))]).then(() => process.exit(130));
   });
 }
 
@@ -155,6 +158,7 @@ for (const layer of layers) {
   for (const file of files) {
     const label = relative(root, file);
     const tag = randomBytes(3).toString('hex');
+    currentTag = tag;
     process.stdout.write(`\n== ${label}\n`);
     const { code, output } = await run(process.execPath, ['--import', 'tsx', '--import', preload, file], label, { [TEST_TAG_ENV]: tag });
     const outcome = summarize(output, code);
