@@ -36,6 +36,7 @@ import type { Db } from '../db/database.ts';
 import { AppError, ErrorCode } from '../errors.ts';
 import type { Keys } from '../redis/keys.ts';
 import type { Scripts } from '../redis/scripts.ts';
+import { createCoalescer } from './coalesce.ts';
 import { createRoomLimits, type Guesser } from './limits.ts';
 import type { RoomNotifier } from './notifier.ts';
 import { createPinStore } from './pins.ts';
@@ -195,6 +196,21 @@ export function createRoomService(deps: RoomServiceDeps) {
     const members: MemberView[] = page.map((m, i) => ({ userId: m.userId, name: m.name, role: m.role, online: online[i]! }));
     return rows.length > limit ? { members, nextAfter: page[page.length - 1]!.seq } : { members };
   }
+
+  /**
+   * What the join answer reads after the joiner was recorded and counted
+   * present: the room's first member page and its feed position, each read
+   * once for the joins that queued up meanwhile (coalesce.ts): a reader
+   * always gets a read that started after its call.
+   */
+  const firstPages = createCoalescer<null, RoomMembersPage>(async (roomId, args) => {
+    const page = await membersPage(roomId, undefined, Limits.membersPageMax);
+    return args.map(() => page);
+  });
+  const positions = createCoalescer<null, FeedPosition>(async (roomId, args) => {
+    const position = await feedPosition!(roomId);
+    return args.map(() => position);
+  });
 
   /**
    * End a room: mark it ended and empty it (one transaction), then invalidate
@@ -367,10 +383,10 @@ export function createRoomService(deps: RoomServiceDeps) {
       await Promise.all([
         (async () => {
           if (!rejoined) await membershipChanged(room.id, 'joined', actor, memberCount, { role });
-          if (feedPosition) feed = await feedPosition(room.id);
+          if (feedPosition) feed = await positions(room.id, null);
         })(),
         (async () => {
-          if (!rejoined) page = await membersPage(room.id, undefined, Limits.membersPageMax);
+          if (!rejoined) page = await firstPages(room.id, null);
         })(),
       ]);
       const joined: RoomJoined = { room, role, memberCount, online, rejoined };

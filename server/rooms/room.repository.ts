@@ -7,6 +7,7 @@ import { sql } from 'kysely';
 import type { Db } from '../db/database.ts';
 import { AppError, ErrorCode } from '../errors.ts';
 import type { MemberRole } from '../../shared/schemas.ts';
+import { createCoalescer } from './coalesce.ts';
 
 export type RoomRepository = ReturnType<typeof createRoomRepository>;
 
@@ -52,6 +53,7 @@ export interface MemberRecord {
 }
 
 interface JoinRow {
+  o_user: string;
   o_outcome: string;
   o_role: MemberRole | null;
   o_banned_until: Date | null;
@@ -68,7 +70,42 @@ interface JoinRow {
 const isUniqueViolation = (err: unknown, constraint: string): boolean =>
   (err as { code?: string }).code === '23505' && (err as { constraint?: string }).constraint === constraint;
 
+function toDecision(roomId: string, row: JoinRow): JoinDecision {
+  switch (row.o_outcome) {
+    case 'not_found':
+      return { outcome: 'not_found' };
+    case 'banned':
+      return { outcome: 'banned', bannedUntil: row.o_banned_until! };
+    case 'locked':
+      return { outcome: 'locked' };
+    case 'full':
+      return { outcome: 'full', maxMembers: row.o_max_members! };
+  }
+  const room: JoinedRoom = {
+    id: roomId,
+    pin: row.o_pin!,
+    title: row.o_title!,
+    hostId: row.o_host_id!,
+    status: row.o_status!,
+    locked: row.o_locked!,
+    maxMembers: row.o_max_members!,
+    createdAt: row.o_created_at!,
+  };
+  if (row.o_outcome === 'not_member') return { outcome: 'not_member', room, memberCount: row.o_member_count! };
+  return { outcome: row.o_outcome as 'joined' | 'rejoined', room, role: row.o_role!, memberCount: row.o_member_count! };
+}
+
 export function createRoomRepository({ db }: { db: Db }) {
+  /** Joins into one room, batched per room and mode (see coalesce.ts): one `room_join` statement per batch. */
+  const joins = createCoalescer<{ userId: string; pin: string }, JoinDecision>(async (key, args) => {
+    const admit = key.startsWith('a:');
+    const roomId = key.slice(2);
+    const users = args.map((a) => a.userId);
+    const pins = args.map((a) => a.pin);
+    const { rows } = await sql<JoinRow>`select * from room_join(${roomId}::uuid, ${users}::uuid[], ${pins}::text[], ${admit})`.execute(db);
+    return rows.map((row) => toDecision(roomId, row));
+  });
+
   return {
     /**
      * Insert a room and its host membership in one transaction. Returns false
@@ -95,39 +132,19 @@ export function createRoomRepository({ db }: { db: Db }) {
     },
 
     /**
-     * Decide and record a join in one statement (`room_join`): the room's row
-     * lock is taken and released inside it, so concurrent joins cannot
-     * overfill a room and no lock is ever held across a Redis call. An active
+     * Decide and record a join (`room_join`, one statement for the joins into
+     * this room that queued up on this node while the previous batch was in
+     * flight): the room's row lock is held for that statement and its commit
+     * only, so concurrent joins cannot overfill a room, no lock is ever held
+     * across a Redis call, and a burst of joins costs one commit per batch,
+     * not one per join in a row. An active
      * member (joined, not left) comes back with their role whatever the lock
      * and the count (`rejoined`, nothing written); anyone else is refused
      * when banned, locked or full, in that order. With `admit` false it only
      * looks (no lock, no write): `rejoined`, or `not_member`.
      */
-    async join(roomId: string, userId: string, pin: string, admit: boolean): Promise<JoinDecision> {
-      const { rows } = await sql<JoinRow>`select * from room_join(${roomId}, ${userId}, ${pin}, ${admit})`.execute(db);
-      const row = rows[0]!;
-      switch (row.o_outcome) {
-        case 'not_found':
-          return { outcome: 'not_found' };
-        case 'banned':
-          return { outcome: 'banned', bannedUntil: row.o_banned_until! };
-        case 'locked':
-          return { outcome: 'locked' };
-        case 'full':
-          return { outcome: 'full', maxMembers: row.o_max_members! };
-      }
-      const room: JoinedRoom = {
-        id: roomId,
-        pin: row.o_pin!,
-        title: row.o_title!,
-        hostId: row.o_host_id!,
-        status: row.o_status!,
-        locked: row.o_locked!,
-        maxMembers: row.o_max_members!,
-        createdAt: row.o_created_at!,
-      };
-      if (row.o_outcome === 'not_member') return { outcome: 'not_member', room, memberCount: row.o_member_count! };
-      return { outcome: row.o_outcome as 'joined' | 'rejoined', room, role: row.o_role!, memberCount: row.o_member_count! };
+    join(roomId: string, userId: string, pin: string, admit: boolean): Promise<JoinDecision> {
+      return joins(`${admit ? 'a' : 'p'}:${roomId}`, { userId, pin });
     },
 
     /** Mark a member gone (`room_leave`, one statement). Returns the member count after, or null when they were not an active member. */

@@ -6,10 +6,13 @@
  *   without counting rows.
  * - `room_members.seq`: join order (a new value on every (re)join), the key
  *   of member pages; `room_members_active_seq_idx` serves them.
- * - `room_join(...)`: decides and records a join under the room's row lock,
- *   in one statement (the lock is held for microseconds, never across a
- *   Redis call); with `p_admit = false` it only reports whether the user
- *   already is a member (the rejoin fast path), without locking or writing.
+ * - `room_join(room, users[], pins[], admit)`: decides and records the joins
+ *   of several users into one room under the room's row lock, in one
+ *   statement and one commit (a node sends the joins that queued up while
+ *   its previous one was in flight: the lock is taken once per batch, held
+ *   for the statement and its commit, never across a Redis call); with
+ *   `admit` false it only reports who already is a member (the rejoin fast
+ *   path), without locking or writing. One row per user, in order.
  * - `room_leave(...)`: marks a member gone and decrements the count.
  */
 import { sql, type Kysely } from 'kysely';
@@ -26,62 +29,77 @@ export async function up(db: Kysely<any>): Promise<void> {
 
   // Lock order everywhere: the room row first, then member rows (no deadlock between joins, leaves and kicks).
   await sql`
-    create function room_join(p_room uuid, p_user uuid, p_pin text, p_admit boolean,
-      out o_outcome text, out o_role text, out o_banned_until timestamptz, out o_member_count integer,
-      out o_pin text, out o_title text, out o_host_id uuid, out o_status text, out o_locked boolean,
-      out o_max_members integer, out o_created_at timestamptz)
+    create function room_join(p_room uuid, p_users uuid[], p_pins text[], p_admit boolean)
+    returns table (o_user uuid, o_outcome text, o_role text, o_banned_until timestamptz, o_member_count integer,
+      o_pin text, o_title text, o_host_id uuid, o_status text, o_locked boolean, o_max_members integer, o_created_at timestamptz)
     language plpgsql as $fn$
     declare
+      v_room record;
+      v_room_found boolean;
       v_member record;
       v_known boolean;
+      v_count integer;
+      v_joined integer := 0;
     begin
       if p_admit then
         select r.pin, r.title, r.host_id, r.status, r.locked, r.max_members, r.created_at, r.member_count
-          into o_pin, o_title, o_host_id, o_status, o_locked, o_max_members, o_created_at, o_member_count
-          from rooms r where r.id = p_room for update;
+          into v_room from rooms r where r.id = p_room for update;
       else
         select r.pin, r.title, r.host_id, r.status, r.locked, r.max_members, r.created_at, r.member_count
-          into o_pin, o_title, o_host_id, o_status, o_locked, o_max_members, o_created_at, o_member_count
-          from rooms r where r.id = p_room;
+          into v_room from rooms r where r.id = p_room;
       end if;
-      if not found or o_status = 'ended' or o_pin <> p_pin then
-        o_outcome := 'not_found';
-        return;
-      end if;
-      select m.role, m.left_at, m.banned_until into v_member
-        from room_members m where m.room_id = p_room and m.user_id = p_user;
-      v_known := found;
-      if v_known and v_member.banned_until is not null and v_member.banned_until > now() then
-        o_outcome := 'banned';
-        o_banned_until := v_member.banned_until;
-        return;
-      end if;
-      if v_known and v_member.left_at is null then
-        o_outcome := 'rejoined';
-        o_role := v_member.role;
-        return;
-      end if;
-      if not p_admit then
-        o_outcome := 'not_member';
-        return;
-      end if;
-      o_role := case when o_host_id = p_user then 'host' when v_known then v_member.role else 'member' end;
-      if o_role <> 'host' then
-        if o_locked then
-          o_outcome := 'locked';
-          return;
+      v_room_found := found;
+      v_count := v_room.member_count;
+      for i in 1 .. coalesce(array_length(p_users, 1), 0) loop
+        o_user := p_users[i];
+        o_role := null;
+        o_banned_until := null;
+        o_pin := v_room.pin;
+        o_title := v_room.title;
+        o_host_id := v_room.host_id;
+        o_status := v_room.status;
+        o_locked := v_room.locked;
+        o_max_members := v_room.max_members;
+        o_created_at := v_room.created_at;
+        o_member_count := v_count;
+        if not v_room_found or v_room.status = 'ended' or v_room.pin <> p_pins[i] then
+          o_outcome := 'not_found';
+          return next;
+          continue;
         end if;
-        if o_member_count >= o_max_members then
-          o_outcome := 'full';
-          return;
+        select m.role, m.left_at, m.banned_until into v_member
+          from room_members m where m.room_id = p_room and m.user_id = o_user;
+        v_known := found;
+        if v_known and v_member.banned_until is not null and v_member.banned_until > now() then
+          o_outcome := 'banned';
+          o_banned_until := v_member.banned_until;
+        elsif v_known and v_member.left_at is null then
+          o_outcome := 'rejoined';
+          o_role := v_member.role;
+        elsif not p_admit then
+          o_outcome := 'not_member';
+        else
+          o_role := case when v_room.host_id = o_user then 'host' when v_known then v_member.role else 'member' end;
+          if o_role <> 'host' and v_room.locked then
+            o_outcome := 'locked';
+          elsif o_role <> 'host' and v_count >= v_room.max_members then
+            o_outcome := 'full';
+          else
+            insert into room_members (room_id, user_id, role, joined_at, left_at, banned_until)
+              values (p_room, o_user, o_role, now(), null, null)
+              on conflict (room_id, user_id) do update
+                set role = excluded.role, joined_at = excluded.joined_at, left_at = null, banned_until = null, seq = nextval('room_members_seq');
+            v_count := v_count + 1;
+            v_joined := v_joined + 1;
+            o_member_count := v_count;
+            o_outcome := 'joined';
+          end if;
         end if;
+        return next;
+      end loop;
+      if v_joined > 0 then
+        update rooms set member_count = v_count where id = p_room;
       end if;
-      insert into room_members (room_id, user_id, role, joined_at, left_at, banned_until)
-        values (p_room, p_user, o_role, now(), null, null)
-        on conflict (room_id, user_id) do update
-          set role = excluded.role, joined_at = excluded.joined_at, left_at = null, banned_until = null, seq = nextval('room_members_seq');
-      update rooms set member_count = member_count + 1 where id = p_room returning member_count into o_member_count;
-      o_outcome := 'joined';
     end
     $fn$`.execute(db);
 
@@ -104,7 +122,7 @@ export async function up(db: Kysely<any>): Promise<void> {
 
 export async function down(db: Kysely<any>): Promise<void> {
   await sql`drop function room_leave(uuid, uuid)`.execute(db);
-  await sql`drop function room_join(uuid, uuid, text, boolean)`.execute(db);
+  await sql`drop function room_join(uuid, uuid[], text[], boolean)`.execute(db);
   await sql`drop index room_members_active_seq_idx`.execute(db);
   await sql`alter table room_members drop column seq`.execute(db);
   await sql`alter table rooms drop column member_count`.execute(db);
