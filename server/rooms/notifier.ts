@@ -31,17 +31,28 @@ export interface RoomNotifier {
   /** Empty the room's broadcast groups, on every node. */
   removeAll(roomId: string): void;
   /**
-   * Call `listener` whenever a socket of this node leaves a room's broadcast
-   * group, for any reason (a leave or kick from any node, the room's end, the
-   * socket closing). Call once the adapter is in place (after `app.start()`
-   * attached it).
+   * Start following this node's room groups: `onLeave` runs whenever a
+   * socket of this node leaves a room's broadcast group, for any reason (a
+   * leave or kick from any node, the room's end, the socket closing). Call
+   * once, when the adapter is in place (`app.start()` attaches it).
    */
-  onLeave(listener: (roomId: string, socketId: string) => void): void;
+  follow(onLeave: (roomId: string, socketId: string) => void): void;
 }
 
 const ROOM_PREFIX = socketRooms.room('');
 
 export function createIoNotifier(io: PinroomServer): RoomNotifier {
+  /**
+   * The group name of each room with sockets on this node, built once: every
+   * member socket's `rooms` set holds this one string instead of its own copy
+   * (about 64 bytes per member). Dropped when the group empties.
+   */
+  const groups = new Map<string, string>();
+  const groupOf = (roomId: string): string => {
+    let name = groups.get(roomId);
+    if (name === undefined) groups.set(roomId, (name = socketRooms.room(roomId)));
+    return name;
+  };
   const emitter = (target: ReturnType<PinroomServer['to']>) => ({
     emit: ((event, payload) => {
       (target.emit as (e: string, p: unknown) => boolean)(event, payload);
@@ -55,14 +66,18 @@ export function createIoNotifier(io: PinroomServer): RoomNotifier {
     async enter(socketId, roomId, asHost) {
       const socket = io.sockets.sockets.get(socketId);
       if (!socket || socket.disconnected) return false;
-      await socket.join(asHost ? [socketRooms.room(roomId), socketRooms.roomHost(roomId)] : socketRooms.room(roomId));
+      await socket.join(asHost ? [groupOf(roomId), socketRooms.roomHost(roomId)] : groupOf(roomId));
       return true;
     },
     removeUser: (roomId, userId) => io.in(socketRooms.user(userId)).socketsLeave(socketRooms.room(roomId)),
     removeAll: (roomId) => io.in([socketRooms.room(roomId), socketRooms.roomHost(roomId)]).socketsLeave([socketRooms.room(roomId), socketRooms.roomHost(roomId)]),
-    onLeave(listener) {
-      io.sockets.adapter.on('leave-room', (room: string, socketId: string) => {
-        if (room.startsWith(ROOM_PREFIX)) listener(room.slice(ROOM_PREFIX.length), socketId);
+    follow(onLeave) {
+      const { adapter } = io.sockets;
+      adapter.on('leave-room', (room: string, socketId: string) => {
+        if (room.startsWith(ROOM_PREFIX)) onLeave(room.slice(ROOM_PREFIX.length), socketId);
+      });
+      adapter.on('delete-room', (room: string) => {
+        if (room.startsWith(ROOM_PREFIX)) groups.delete(room.slice(ROOM_PREFIX.length));
       });
     },
   };

@@ -12,18 +12,22 @@
  * by `room-broadcasts.ts`. The design, with its numbers, is docs/rooms.md.
  *
  * Cost of one `room:join` (hot path), whatever the room's size:
- * - a rejoin (already a member: another tab, a reconnect): Redis 3 round
- *   trips (probe script, presence script, feed position), PostgreSQL 1 query
- *   (`room_join` looking, no lock, no write), no guess accounting, no member
- *   list, no feed entry, no socket write beyond the ack;
- * - a first join: Redis 5 round trips (probe script; guess charge and refund,
- *   two commands each; presence script; feed position, after the
- *   `member.joined` append in rooms up to `rosterBroadcastMax` members, and
- *   alongside it the member page's HMGET), PostgreSQL 2 queries (`room_join`,
- *   one page of at most 100 members), one `member.joined` entry (small rooms:
- *   one delivery per subscriber) or a share of one aggregated entry (big
- *   rooms), and a presence change that `room-broadcasts.ts` coalesces.
- * A leave is 1 PostgreSQL statement and 2 Redis round trips (presence, feed).
+ * - a rejoin (already a member: another tab, a reconnect, a node restart):
+ *   Redis 3 round trips (probe script, presence script, feed position),
+ *   PostgreSQL 1 statement (`room_join` looking: no lock, no write), no guess
+ *   accounting, no member list, no feed entry, no socket write but the ack;
+ * - a first join: Redis 6 sequential round trips (probe script; guess charge
+ *   and refund, two commands each; presence script; the `member.joined`
+ *   append in rooms of at most `rosterBroadcastMax` members; feed position)
+ *   and, alongside, the member page's HMGET; PostgreSQL 2 statements
+ *   (`room_join`, one page of at most 100 members); socket writes: the ack,
+ *   plus one delivery per subscriber of the `member.joined` entry in a small
+ *   room, or a share of the window's paced broadcasts in a big one.
+ * Joins into one room that queue up on a node share one `room_join`
+ * statement and commit, one page read and one position read (coalesce.ts).
+ * A leave: 1 PostgreSQL statement (`room_leave`), 3 Redis round trips (the
+ * room from the cache, the presence script, the `member.left` append in a
+ * small room) and one adapter PUBLISH (the user's sockets leave the group).
  */
 import { randomUUID } from 'node:crypto';
 import type { Redis } from 'ioredis';
@@ -499,7 +503,7 @@ export function createRoomService(deps: RoomServiceDeps) {
       if (!following) {
         following = true;
         // A socket of this node leaving a room's group (a leave or kick from any node, the end) is forgotten locally.
-        notifier.onLeave((roomId, socketId) => presence.forget(roomId, socketId));
+        notifier.follow((roomId, socketId) => presence.forget(roomId, socketId));
       }
       await heartbeatOnce().catch((err: unknown) => logger.warn({ err }, 'first presence heartbeat failed'));
       const beat = loop('presence heartbeat', config.presenceHeartbeatMs, heartbeatOnce, (t) => (heartbeatTimer = t));

@@ -37,7 +37,7 @@ function recorder(): RoomNotifier & { sent: Sent[]; removed: string[] } {
     enter: async () => true,
     removeUser: (roomId, userId) => void removed.push(`${userId}@${roomId}`),
     removeAll: (roomId) => void removed.push(`*@${roomId}`),
-    onLeave: () => undefined,
+    follow: () => undefined,
   };
 }
 
