@@ -377,19 +377,21 @@ export function createRoomService(deps: RoomServiceDeps) {
       localPins.set(room.id, room.pin);
 
       let online = 0;
-      if (await notifier.enter(socketId, room.id, role === 'host')) {
-        const counted = await presence.join(room.id, socketId, actor, room.hostId);
-        online = counted.count;
-        if (counted.online) broadcasts.presence(room.id, actor.id, actor.name, room.hostId);
-      }
       let feed: FeedPosition | undefined;
       let page: RoomMembersPage | undefined;
       await Promise.all([
+        // The membership entry and the position after it ...
         (async () => {
           if (!rejoined) await membershipChanged(room.id, 'joined', actor, memberCount, { role });
           if (feedPosition) feed = await positions(room.id, null);
         })(),
+        // ... alongside the socket's presence and the member page read after it (so it shows the joiner online).
         (async () => {
+          if (await notifier.enter(socketId, room.id, role === 'host')) {
+            const counted = await presence.join(room.id, socketId, actor, room.hostId);
+            online = counted.count;
+            if (counted.online) broadcasts.presence(room.id, actor.id, actor.name, room.hostId);
+          }
           if (!rejoined) page = await firstPages(room.id, null);
         })(),
       ]);
