@@ -99,7 +99,8 @@ export interface RoomServiceDeps {
 
 export type RoomService = ReturnType<typeof createRoomService>;
 
-const toView = (room: RoomRecord): RoomView => ({
+/** The wire view of a room, as the cache holds it or as `room_join` read it. */
+const toView = (room: RoomRecord | JoinedRoom): RoomView => ({
   id: room.id,
   pin: room.pin,
   title: room.title,
@@ -107,19 +108,7 @@ const toView = (room: RoomRecord): RoomView => ({
   status: room.status,
   locked: room.locked,
   maxMembers: room.maxMembers,
-  createdAt: room.createdAt,
-});
-
-/** The wire view of a room `room_join` read. */
-const joinedView = (room: JoinedRoom): RoomView => ({
-  id: room.id,
-  pin: room.pin,
-  title: room.title,
-  hostId: room.hostId,
-  status: room.status,
-  locked: room.locked,
-  maxMembers: room.maxMembers,
-  createdAt: room.createdAt.toISOString(),
+  createdAt: typeof room.createdAt === 'string' ? room.createdAt : room.createdAt.toISOString(),
 });
 
 type Admitted = Extract<JoinDecision, { outcome: 'joined' | 'rejoined' }>;
@@ -371,7 +360,7 @@ export function createRoomService(deps: RoomServiceDeps) {
         if (seen.outcome === 'rejoined') decision = seen;
       }
       decision ??= await admit(actor, probe.roomId, pin);
-      const room = joinedView(decision.room);
+      const room = toView(decision.room);
       const rejoined = decision.outcome === 'rejoined';
       const { role, memberCount } = decision;
       localPins.set(room.id, room.pin);
