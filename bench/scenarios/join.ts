@@ -221,6 +221,39 @@ async function rejoinStorm(pr: PinroomUnderTest, hosts: SessionResponse[], guest
   return { seconds, recovered, lost, doubled, members: everyone.length };
 }
 
+/**
+ * Memory per member at MEMORY_MEMBERS members in one room (the host and the
+ * joiners, joined and subscribed), then bare Socket.IO sockets joined to one
+ * room; each on a freshly started process.
+ */
+async function memoryOfMembers(pr: PinroomUnderTest, host: SessionResponse, guests: SessionResponse[], memoryFile: string): Promise<[Memory, Memory]> {
+  await pr.restart();
+  const pinroom = await memoryPerMember(pr.server, memoryFile, MEMORY_MEMBERS, async () => {
+    const hostSocket = await EioSocket.connect(pr.server.url, { auth: { token: host.accessToken } });
+    const { room } = okData<{ room: RoomView }>(await hostSocket.request('room:create', { title: 'Memory', maxMembers: MEMORY_MEMBERS }), 'room:create');
+    await requestOk(hostSocket, 'feed:subscribe', { roomId: room.id });
+    const sockets = await connectMany(pr.server.url, MEMORY_MEMBERS - 1, { concurrency: IN_FLIGHT, authFor: (i) => ({ token: guests[i]!.accessToken }) });
+    await forEachLimit(sockets.length, IN_FLIGHT, async (i) => {
+      const joined = await requestOk<RoomJoined>(sockets[i]!, 'room:join', { pin: room.pin });
+      await requestOk(sockets[i]!, 'feed:subscribe', { roomId: room.id, since: { epoch: joined.feed!.epoch, id: joined.feed!.lastId } });
+    });
+    return [hostSocket, ...sockets];
+  });
+  process.stderr.write(`join memory pinroom: ${JSON.stringify(pinroom)} B/member\n`);
+  const bare = await startPinnedServer('bench/baselines/socketio-server.ts', { BENCH_MEMORY_FILE: memoryFile }, { nodeArgs: memoryProbeArgs() });
+  try {
+    const bytes = await memoryPerMember(bare, memoryFile, MEMORY_MEMBERS, async () => {
+      const sockets = await connectMany(bare.url, MEMORY_MEMBERS, { concurrency: IN_FLIGHT });
+      await forEachLimit(sockets.length, IN_FLIGHT, async (i) => void okData(await sockets[i]!.request('join', 'memory'), 'join'));
+      return sockets;
+    });
+    process.stderr.write(`join memory socket.io: ${JSON.stringify(bytes)} B/member\n`);
+    return [pinroom, bytes];
+  } finally {
+    await bare.stop();
+  }
+}
+
 const scenario: Scenario = async (): Promise<BenchResult> => {
   const memoryFile = join(tmpdir(), `pinroom-bench-join-${process.pid}.json`);
   const probe = { BENCH_MEMORY_FILE: memoryFile };
@@ -254,30 +287,7 @@ const scenario: Scenario = async (): Promise<BenchResult> => {
 
     // ---- memory of a member, each on a fresh process
     await bare.stop();
-    if (PARTS.has('memory')) {
-    await pr.restart();
-    pinroomMemory = await memoryPerMember(pr.server, memoryFile, MEMORY_MEMBERS, async () => {
-      const host = await EioSocket.connect(pr.server.url, { auth: { token: hosts[0]!.accessToken } });
-      const { room } = okData<{ room: RoomView }>(await host.request('room:create', { title: 'Memory', maxMembers: MEMORY_MEMBERS + 1 > 10_000 ? 10_000 : MEMORY_MEMBERS + 1 }), 'room:create');
-      await requestOk(host, 'feed:subscribe', { roomId: room.id });
-      const sockets = await connectMany(pr.server.url, Math.min(MEMORY_MEMBERS, 9_999), { concurrency: IN_FLIGHT, authFor: (i) => ({ token: guests[i]!.accessToken }) });
-      await forEachLimit(sockets.length, IN_FLIGHT, async (i) => {
-        const joined = await requestOk<RoomJoined>(sockets[i]!, 'room:join', { pin: room.pin });
-        await requestOk(sockets[i]!, 'feed:subscribe', { roomId: room.id, since: { epoch: joined.feed!.epoch, id: joined.feed!.lastId } });
-      });
-      return [host, ...sockets];
-    });
-    process.stderr.write(`join memory pinroom: ${JSON.stringify(pinroomMemory)} B/member\n`);
-    bare = await startPinnedServer('bench/baselines/socketio-server.ts', probe, { nodeArgs: memoryProbeArgs() });
-    const bareServer = bare;
-    bareMemory = await memoryPerMember(bareServer, memoryFile, MEMORY_MEMBERS, async () => {
-      const sockets = await connectMany(bareServer.url, MEMORY_MEMBERS, { concurrency: IN_FLIGHT });
-      await forEachLimit(sockets.length, IN_FLIGHT, async (i) => void okData(await sockets[i]!.request('join', 'memory'), 'join'));
-      return sockets;
-    });
-    process.stderr.write(`join memory socket.io: ${JSON.stringify(bareMemory)} B/member\n`);
-    await bare.stop();
-    }
+    if (PARTS.has('memory')) [pinroomMemory, bareMemory] = await memoryOfMembers(pr, hosts[0]!, guests, memoryFile);
 
     // ---- rejoin storm (a fresh process again: the memory fill's room is gone with its sockets)
     if (PARTS.has('storm')) {
@@ -326,28 +336,32 @@ const scenario: Scenario = async (): Promise<BenchResult> => {
       note: `per round (1,000 ÷ 100): ${at1000.map((v, i) => (v / at100[i]!).toFixed(2)).join(', ')}`,
     });
   }
-  if (pinroomMemory && bareMemory) rows.push({
-    metric: `memory per joined-and-subscribed member at ${MEMORY_MEMBERS.toLocaleString('en-US')} members in one room (RSS delta after full GC)`,
-    unit: 'bytes',
-    pinroom: pinroomMemory.rss,
-    baseline: bareMemory.rss,
-    baselineName: 'bare Socket.IO 4.8 sockets joined to one room',
-    ratio: round2(bareMemory.rss / pinroomMemory.rss),
-    lowerIsBetter: true,
-    goal: { text: '≤ 1.0× bare', met: pinroomMemory.rss <= bareMemory.rss },
-    note: `V8 heap retained per member: pinroom ${pinroomMemory.heap} B, bare ${bareMemory.heap} B (${round2(pinroomMemory.heap / bareMemory.heap)}×); one fresh process each`,
-  });
-  if (storm) rows.push({
-    metric: `rejoin storm: ${storm.members.toLocaleString('en-US')} members of ${STORM_ROOMS} rooms reconnect after a node restart, rejoin and resume (${STORM_IN_FLIGHT} in flight)`,
-    unit: 's',
-    pinroom: round2(storm.seconds),
-    baseline: 3,
-    baselineName: 'target: every member back within 3 s',
-    ratio: round2(3 / storm.seconds),
-    lowerIsBetter: true,
-    goal: { text: '≤ 3 s, all recovered, 0 lost or doubled', met: storm.seconds <= 3 && storm.recovered === storm.members && storm.lost === 0 && storm.doubled === 0 },
-    note: `recovered: true ${storm.recovered} of ${storm.members}; entries lost ${storm.lost}, doubled ${storm.doubled} (each member had ${STORM_ENTRIES_AWAY} entries to catch up); one run`,
-  });
+  if (pinroomMemory && bareMemory) {
+    rows.push({
+      metric: `memory per joined-and-subscribed member at ${MEMORY_MEMBERS.toLocaleString('en-US')} members in one room (RSS delta after full GC)`,
+      unit: 'bytes',
+      pinroom: pinroomMemory.rss,
+      baseline: bareMemory.rss,
+      baselineName: 'bare Socket.IO 4.8 sockets joined to one room',
+      ratio: round2(bareMemory.rss / pinroomMemory.rss),
+      lowerIsBetter: true,
+      goal: { text: '≤ 1.0× bare', met: pinroomMemory.rss <= bareMemory.rss },
+      note: `V8 heap retained per member: pinroom ${pinroomMemory.heap} B, bare ${bareMemory.heap} B (${round2(pinroomMemory.heap / bareMemory.heap)}×); one fresh process each`,
+    });
+  }
+  if (storm) {
+    rows.push({
+      metric: `rejoin storm: ${storm.members.toLocaleString('en-US')} members of ${STORM_ROOMS} rooms reconnect after a node restart, rejoin and resume (${STORM_IN_FLIGHT} in flight)`,
+      unit: 's',
+      pinroom: round2(storm.seconds),
+      baseline: 3,
+      baselineName: 'target: every member back within 3 s',
+      ratio: round2(3 / storm.seconds),
+      lowerIsBetter: true,
+      goal: { text: '≤ 3 s, all recovered, 0 lost or doubled', met: storm.seconds <= 3 && storm.recovered === storm.members && storm.lost === 0 && storm.doubled === 0 },
+      note: `recovered: true ${storm.recovered} of ${storm.members}; entries lost ${storm.lost}, doubled ${storm.doubled} (each member had ${STORM_ENTRIES_AWAY} entries to catch up); one run`,
+    });
+  }
   return { scenario: 'joining at scale', rows };
 };
 
