@@ -1,10 +1,11 @@
 /**
  * The edge between Socket.IO events and services. Handlers are registered
- * once, for every socket (`handle`, `volatile`, `onDisconnecting`,
- * `onDisconnect`); `attach` gives a socket one shared listener for its
- * inbound events and one for each disconnect phase, so an idle connection
- * holds no closure per event (memory per socket, and nothing to build per
- * handshake).
+ * once, for every socket (`handle`, `volatile`, `onDisconnect`); `attach`
+ * gives a socket one shared listener for its inbound events and one for its
+ * disconnect, so an idle connection holds no closure per event (memory per
+ * socket, and nothing to build per handshake). The disconnect hooks run on
+ * Socket.IO's `disconnecting`, while the socket is still in its groups (the
+ * rooms feature reads them; nothing needs to run after they are left).
  *
  * For each inbound event the router runs `admit` (the flood limit, which
  * sees every event, known or not), validates the payload against its shared
@@ -53,7 +54,6 @@ export function createEventRouter({ logger, guards = [], hooks = {}, admit }: { 
   const { onEvent, onAck } = hooks;
   const routes = new Map<string, Route>();
   const disconnectHooks: ((socket: PinroomSocket, reason: string) => void)[] = [];
-  const disconnectingHooks: ((socket: PinroomSocket) => void)[] = [];
 
   const runGuards = async (socket: PinroomSocket, event: string) => {
     for (const guard of guards) await guard(socket, event);
@@ -109,22 +109,14 @@ export function createEventRouter({ logger, guards = [], hooks = {}, admit }: { 
     void (route.acked ? acked : volatile)(this, event as string, route, args);
   }
 
-  function runHooks(socket: PinroomSocket, hooks: ((socket: PinroomSocket, reason: string) => void)[], reason: string): void {
-    for (const hook of hooks) {
+  function onDisconnecting(this: PinroomSocket, reason: string): void {
+    for (const hook of disconnectHooks) {
       try {
-        hook(socket, reason);
+        hook(this, reason);
       } catch (err) {
-        logger.warn({ err, socketId: socket.id }, 'disconnect hook failed');
+        logger.warn({ err, socketId: this.id }, 'disconnect hook failed');
       }
     }
-  }
-
-  function onDisconnecting(this: PinroomSocket, reason: string): void {
-    runHooks(this, disconnectingHooks, reason);
-  }
-
-  function onDisconnect(this: PinroomSocket, reason: string): void {
-    runHooks(this, disconnectHooks, reason);
   }
 
   /**
@@ -160,24 +152,18 @@ export function createEventRouter({ logger, guards = [], hooks = {}, admit }: { 
       register(event, { acked: false, schema, run: run as Route['run'] });
     },
 
-    /** Run `hook` when any socket disconnects, in the order registered. It must not throw. */
+    /**
+     * Run `hook` when any socket disconnects, in the order registered, while
+     * it is still in its groups (`socket.rooms`). It must not throw.
+     */
     onDisconnect(hook: (socket: PinroomSocket, reason: string) => void): void {
       disconnectHooks.push(hook);
-    },
-
-    /**
-     * Run `hook` when any socket starts to disconnect, while it is still in
-     * its groups (`socket.rooms`), in the order registered. It must not throw.
-     */
-    onDisconnecting(hook: (socket: PinroomSocket) => void): void {
-      disconnectingHooks.push(hook);
     },
 
     /** Route a connected socket's events: call once per socket, in the connection listener. */
     attach(socket: PinroomSocket): void {
       socket.onAny(onInbound as never);
-      if (disconnectingHooks.length > 0) socket.on('disconnecting', onDisconnecting as never);
-      socket.on('disconnect', onDisconnect as never);
+      socket.on('disconnecting', onDisconnecting as never);
       socket.on('error' as never, ignoreInboundError as never);
     },
   };

@@ -64,7 +64,7 @@ export function registerRoomHandlers({ router, rooms, logger }: { router: EventR
   });
 
   // While the socket is still in its groups: leaving them is what tells presence a socket left on purpose.
-  router.onDisconnecting((socket) => {
+  router.onDisconnect((socket) => {
     rooms.socketClosed(socket.id).catch((err: unknown) => logger.warn({ err, socketId: socket.id }, 'could not update presence after a disconnect'));
   });
 }
