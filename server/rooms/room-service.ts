@@ -25,9 +25,10 @@
  *   room, or a share of the window's paced broadcasts in a big one.
  * Joins into one room that queue up on a node share one `room_join`
  * statement and commit, one page read and one position read (coalesce.ts).
- * A leave: 1 PostgreSQL statement (`room_leave`), 3 Redis round trips (the
- * room from the cache, the presence script, the `member.left` append in a
- * small room) and one adapter PUBLISH (the user's sockets leave the group).
+ * A leave: 1 PostgreSQL statement (`room_leave`), 2 Redis round trips (the
+ * presence script, the `member.left` append in a small room; a third, the
+ * room from the cache, when no socket of the room is on this node) and one
+ * adapter PUBLISH (the user's sockets leave the group).
  */
 import { randomUUID } from 'node:crypto';
 import type { Redis } from 'ioredis';
@@ -408,15 +409,20 @@ export function createRoomService(deps: RoomServiceDeps) {
      * is not in is a no-op.
      */
     async leave(actor: RoomActor, roomId: string): Promise<void> {
-      const room = await load(roomId);
-      if (!room || room.status === 'ended') return;
-      if (room.hostId === actor.id) {
+      // A room with sockets here: its host is known (an ended room has no member left to mark gone).
+      let hostId = presence.localRooms().get(roomId)?.hostId;
+      if (hostId === undefined) {
+        const room = await load(roomId);
+        if (!room || room.status === 'ended') return;
+        hostId = room.hostId;
+      }
+      if (hostId === actor.id) {
         await endRoom(roomId, 'host_left', actor);
         return;
       }
       const count = await repo.leave(roomId, actor.id);
       notifier.removeUser(roomId, actor.id);
-      if (await presence.removeUser(roomId, actor.id)) broadcasts.presence(roomId, actor.id, actor.name, room.hostId);
+      if (await presence.removeUser(roomId, actor.id)) broadcasts.presence(roomId, actor.id, actor.name, hostId);
       if (count !== null) await membershipChanged(roomId, 'left', actor, count + 1, {});
     },
 
