@@ -4,7 +4,7 @@
  * to EVAL when the server does not know the script yet (NOSCRIPT: after a
  * restart or a failover), which also caches it there. Every call's keys must
  * share one Redis Cluster hash slot (checked here, see slots.ts), except the
- * batch reads listed in `MULTI_SLOT_READS`.
+ * scripts listed in `CROSS_SLOT_SCRIPTS`.
  */
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
@@ -13,20 +13,24 @@ import { assertOneSlot } from './slots.ts';
 
 /** Every script in `lua/`, by file name without `.lua`. */
 export const SCRIPT_NAMES = ['compare-and-delete', 'refresh-issue', 'refresh-rotate', 'refresh-revoke', 'cache-lease', 'cache-fill', 'cache-invalidate',
-  'pin-release', 'pin-renew', 'presence-join', 'presence-leave', 'presence-remove-user', 'presence-purge-node', 'presence-host-claim',
+  'pin-release', 'pin-renew', 'room-join-probe', 'presence-join', 'presence-leave', 'presence-remove-user', 'presence-purge-node', 'presence-host-claim',
   'presence-node-forget', 'presence-node-purged', 'presence-zrem-stale',
   'feed-append', 'feed-log', 'feed-global', 'feed-position', 'feed-archive-take', 'feed-archive-claim', 'feed-archive-commit', 'session-states'] as const;
 export type ScriptName = (typeof SCRIPT_NAMES)[number];
 
 /**
- * Read-only scripts that take one key per item of a batch (one call instead
- * of a round trip per item), so their keys lie in many slots: the only
- * exception to the one-slot rule. They write nothing, so splitting a call by
- * slot changes nothing but the number of calls; a Redis Cluster deployment
- * must call them once per slot. `session-states`: the handshakes' session
- * check (server/auth/session-check.ts).
+ * Scripts that still take keys of several slots, each with why: the only
+ * exceptions to the one-slot rule (every feed script keeps it). None of them
+ * can run on a Redis Cluster as they are: before cluster mode, each must be
+ * split (its other-slot keys written or read in the same pipeline, before
+ * the script) or, for the batch read, called once per slot.
  */
-export const MULTI_SLOT_READS: ReadonlySet<ScriptName> = new Set<ScriptName>(['session-states']);
+export const CROSS_SLOT_SCRIPTS: Readonly<Partial<Record<ScriptName, string>>> = {
+  'session-states': 'read-only batch: one session hash per handshake of an event-loop turn (server/auth/session-check.ts)',
+  'room-join-probe': 'read-only: the PIN claim and the user\'s rejoin hint in one round trip (server/rooms/pins.ts)',
+  'presence-join': 'writes the node\'s room set and the user\'s rejoin hint with the room\'s presence (server/rooms/presence.ts)',
+  'presence-remove-user': 'drops the room from the user\'s rejoin hint with the room\'s presence (server/rooms/presence.ts)',
+};
 
 export interface LuaScript {
   name: ScriptName;
@@ -57,7 +61,7 @@ export function createScripts(redis: Redis) {
     /** Run a script by SHA, falling back to EVAL on NOSCRIPT. */
     async run<T = unknown>(name: ScriptName, keys: readonly string[], args: readonly (string | number)[] = []): Promise<T> {
       const script = get(name);
-      if (!MULTI_SLOT_READS.has(name)) assertOneSlot(name, keys);
+      if (!CROSS_SLOT_SCRIPTS[name]) assertOneSlot(name, keys);
       try {
         return (await redis.evalsha(script.sha, keys.length, ...keys, ...args)) as T;
       } catch (err) {
@@ -70,7 +74,7 @@ export function createScripts(redis: Redis) {
      * fails on NOSCRIPT halfway; prefer `run` outside batches.
      */
     queue(batch: ChainableCommander, name: ScriptName, keys: readonly string[], args: readonly (string | number)[] = []): ChainableCommander {
-      if (!MULTI_SLOT_READS.has(name)) assertOneSlot(name, keys);
+      if (!CROSS_SLOT_SCRIPTS[name]) assertOneSlot(name, keys);
       return batch.eval(get(name).source, keys.length, ...keys, ...args);
     },
   };

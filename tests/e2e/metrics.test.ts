@@ -2,8 +2,9 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { generateSigningJwk } from '../../server/auth/signing-keys.ts';
 import { signInGuest, signUp } from '../support/auth.ts';
-import { connect, request, type TestSocket } from '../support/client.ts';
+import { connect, nextEvent, request, type TestSocket } from '../support/client.ts';
 import { createTestContext, type TestContext } from '../support/context.ts';
+import { until } from '../support/faults.ts';
 import { startTestServer, type TestServer } from '../support/server.ts';
 
 const test = suite('observability/metrics');
@@ -55,8 +56,11 @@ test('GET /metrics exposes sockets, rooms, events, acks, cache, Redis and Postgr
   const member = await connect(server.url, { token: guest.accessToken });
   sockets.push(member);
   if (created.ok) {
+    // Presence is sent once per window (PRESENCE_BATCH_MS): wait for the host to get it.
+    const presence = nextEvent(socket, 'room:presence');
     const joined = await request(member, 'room:join', { pin: created.data.room.pin });
     assert.ok(joined.ok, JSON.stringify(joined));
+    await presence;
   }
 
   const res = await scrape(authorized);
@@ -87,14 +91,15 @@ test('logs are JSON lines with request and socket ids, and never carry a token',
   sockets.push(socket);
   await fetch(`${server.url}/admin/overview`, { headers: { authorization: `Bearer ${guest.accessToken}` } });
   await scrape(authorized);
-  await new Promise((r) => setTimeout(r, 300));
-  const lines = server
-    .output()
-    .split('\n')
-    .filter((l) => l.startsWith('{'));
-  const parsed = lines.map((l) => JSON.parse(l) as Record<string, unknown>);
-  assert.ok(parsed.some((l) => l.msg === 'request' && typeof l.reqId === 'string' && l.path === '/admin/overview'), 'request logged with its id');
-  assert.ok(parsed.some((l) => l.msg === 'socket connected' && l.socketId === socket.id), 'socket logged with its id');
+  const parsed = () =>
+    server
+      .output()
+      .split('\n')
+      .filter((l) => l.startsWith('{'))
+      .map((l) => JSON.parse(l) as Record<string, unknown>);
+  // Wait for the lines (written as the request and the connection complete), not for a fixed time.
+  await until(() => parsed().some((l) => l.msg === 'request' && typeof l.reqId === 'string' && l.path === '/admin/overview'), 'the request logged with its id');
+  await until(() => parsed().some((l) => l.msg === 'socket connected' && l.socketId === socket.id), 'the socket logged with its id');
   const output = server.output();
   for (const secret of [guest.accessToken, guest.refreshToken, METRICS_TOKEN]) assert.not.ok(output.includes(secret), 'a secret reached the logs');
 });

@@ -7,8 +7,8 @@
 --          (expired, or never existed).
 -- Read-only, so atomicity is not what it is for: one EVALSHA replaces one HGET
 -- round trip per handshake. The keys name different sessions (different hash
--- tags): the one kind of script allowed several slots (scripts.ts
--- MULTI_SLOT_READS); on a Redis Cluster it is called once per slot.
+-- tags): a declared exception to the one-slot rule (scripts.ts
+-- CROSS_SLOT_SCRIPTS); on a Redis Cluster it would be called once per slot.
 local states = {}
 for i = 1, #KEYS do
   states[i] = redis.call('HGET', KEYS[i], 'state')
