@@ -11,15 +11,18 @@
  * Deliveries per second at saturation (the publisher keeps a bounded number
  * of entries not yet delivered to everyone in flight), then append-to-receipt
  * latency (publisher send to each subscriber's receipt, one clock) at a fixed
- * 10,000 deliveries per second. The load runs in this process, pinned to the
- * load core; the servers are pinned to the server core. The three servers stay
- * up side by side and are measured in interleaved rounds (median counts).
+ * 10,000 deliveries per second. pinroom gets its own redis-server (the shared
+ * one serves every other test on the machine). The load runs in this process,
+ * pinned to the load core; the servers are pinned to the server core. The
+ * three servers stay up side by side and are measured in interleaved rounds
+ * (median counts).
  *
  *   taskset -c 1 node --import tsx bench/scenarios/fanout.ts
  */
 import { resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import type { RoomView } from '../../shared/schemas.ts';
+import { startRedisServer } from '../../tests/support/redis-server.ts';
 import { connectMany, EioSocket } from '../lib/eio-client.ts';
 import { forEachLimit, okData, promoteToHosts, requestOk, signInGuests, startPinroom } from '../lib/pinroom.ts';
 import { median, percentile, round2, sleep, startPinnedServer, withCpu } from '../lib/procs.ts';
@@ -205,7 +208,9 @@ async function measureAll(targets: Target[]): Promise<FanoutResult[]> {
 }
 
 async function pinroomTarget(): Promise<Target> {
-  const pr = await startPinroom();
+  // Its own redis-server: the shared one serves every other test and benchmark on the machine.
+  const redis = await startRedisServer();
+  const pr = await startPinroom({ REDIS_URL: redis.url });
   try {
     const url = pr.server.url;
     const sessions = await signInGuests(url, SUBSCRIBERS + 1);
@@ -239,10 +244,12 @@ async function pinroomTarget(): Promise<Target> {
       async close() {
         for (const s of [publisher, ...subscribers]) s.close();
         await pr.cleanup();
+        await redis.dispose();
       },
     };
   } catch (err) {
     await pr.cleanup();
+    await redis.dispose();
     throw err;
   }
 }
