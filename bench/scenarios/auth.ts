@@ -16,7 +16,7 @@ import { resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import pg from 'pg';
 import { createAuthService } from '../../server/auth/auth-service.ts';
-import { createAuthRateLimits } from '../../server/auth/rate-limits.ts';
+import { createAuthRateLimits, createLoginBackoff } from '../../server/auth/rate-limits.ts';
 import { createRefreshStore } from '../../server/auth/refresh-store.ts';
 import { loadSigningKeys } from '../../server/auth/signing-keys.ts';
 import { createTokenService } from '../../server/auth/tokens.ts';
@@ -84,6 +84,7 @@ const scenario: Scenario = async (): Promise<BenchResult> => {
       tokens,
       refresh: createRefreshStore({ redis, scripts, keys, config: config.auth }),
       limits: createAuthRateLimits({ redis, keys, limits: config.auth.rateLimits }),
+      backoff: createLoginBackoff({ redis, scripts, keys, config: config.auth }),
       signingKeys: () => signing,
     });
 

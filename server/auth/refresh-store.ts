@@ -82,13 +82,13 @@ export function createRefreshStore({
   };
 
   return {
-    /** Open a session for `userId` with its first refresh token. */
-    async issue(userId: string): Promise<IssuedRefresh> {
+    /** Open a session for `userId` with its first refresh token; `maxAgeSeconds` shortens the session's absolute lifetime (guests). */
+    async issue(userId: string, options: { maxAgeSeconds?: number } = {}): Promise<IssuedRefresh> {
       const sessionId = randomUUID();
       const token = newToken(sessionId);
       const hash = hashRefreshToken(token);
       const at = now();
-      const sessionExpiresAt = at + config.sessionMaxAgeSeconds * 1000;
+      const sessionExpiresAt = at + Math.min(config.sessionMaxAgeSeconds, options.maxAgeSeconds ?? Infinity) * 1000;
       const expiresAt = Math.min(at + ttlMs, sessionExpiresAt);
       // Not retried: a retry after a lost reply would open a second session.
       await call('refresh-issue', () => scripts.run('refresh-issue', [keys.session(sessionId), keys.refreshToken(sessionId, hash)], [userId, at, expiresAt, sessionExpiresAt, hash]));
@@ -123,6 +123,30 @@ export function createRefreshStore({
       );
       if (status === 'revoked' || status === 'already') return { status, userId: userId!, sessionId };
       return { status: 'invalid' };
+    },
+
+    /**
+     * The state of many sessions in one round trip (a pipeline of HGETs, so it
+     * works on Redis Cluster too), in the order given. Not retried: the caller
+     * (the periodic re-check) simply tries again at its next turn.
+     */
+    async sessionStates(sessionIds: readonly string[]): Promise<SessionState[]> {
+      if (sessionIds.length === 0) return [];
+      const pipeline = redis.pipeline();
+      for (const id of sessionIds) pipeline.hget(keys.session(id), 'state');
+      const replies = await call('session states', () => pipeline.exec());
+      return (replies ?? []).map(([err, state]) => {
+        if (err) throw unavailable('Redis (session states)', err);
+        return state === 'active' ? 'active' : state === null ? 'missing' : 'revoked';
+      });
+    },
+
+    /**
+     * Forget a session that was issued but never handed out (the account it
+     * was opened for could not be created): both keys, in one command.
+     */
+    async discard(issued: Pick<IssuedRefresh, 'token' | 'sessionId'>): Promise<void> {
+      await call('refresh-discard', () => redis.del(keys.session(issued.sessionId), keys.refreshToken(issued.sessionId, hashRefreshToken(issued.token))));
     },
 
     /** One HGET: whether access tokens of this session are still honoured. */

@@ -33,6 +33,10 @@ export interface FeedDeps {
   archiveConnection: Redis;
   /** Membership questions, answered by the rooms feature. */
   access: FeedAccess;
+  /** Administrators (server/auth/admins.ts): who may follow the global and system feeds. */
+  isAdmin: (userId: string) => boolean;
+  /** Per-user publish limit across sockets and nodes (server/gateway/user-limits.ts). */
+  limits?: { publish(userId: string, roomId: string): Promise<void> };
   router: EventRouter;
   http: HttpServer;
 }
@@ -45,7 +49,7 @@ export function createFeed(deps: FeedDeps) {
   const activity = createActivityRepository(db);
   const relay = createFeedRelay({ store, redis, blocking: deps.tailConnection, archive: activity, replayMax: config.feed.replayMax, logger });
   const archiver = createArchiver({ redis, blocking: deps.archiveConnection, activity, keys, config, logger });
-  const service = createFeedService({ store, relay, activity, access: deps.access, db, config, logger });
+  const service = createFeedService({ store, relay, activity, access: deps.access, isAdmin: deps.isAdmin, ...(deps.limits ? { limits: deps.limits } : {}), config, logger });
   registerFeedHandlers({ router: deps.router, feed: service, logger });
   registerFeedRoutes(deps.http, { feed: service, enabled: config.feed.apiKey !== undefined });
 

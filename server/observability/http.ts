@@ -65,7 +65,7 @@ export function registerObservabilityRoutes(
     /** Verify an access token (signature, expiry, session still active); throws `unauthorized`/`token_expired`/`session_revoked`. */
     authenticate(token: unknown): Promise<{ userId: string }>;
     /** Whether a user may see the admin view (the configured admin users). */
-    isAdmin(user: { id: string }): Promise<boolean>;
+    isAdmin(user: { id: string }): boolean | Promise<boolean>;
   },
 ): void {
   const tokenDigest = config.observability.metricsToken ? digest(config.observability.metricsToken) : null;

@@ -38,7 +38,7 @@ async function bystanderAnswers(): Promise<void> {
   assert.is((await fetch(`${server.url}/healthz`)).status, 200);
 }
 
-/** Each test speaks from its own address (X-Forwarded-For, TRUST_PROXY=true), so caps do not interfere. */
+/** Each test speaks from its own address (X-Forwarded-For, TRUST_PROXY=1), so caps do not interfere. */
 let lastOctet = 10;
 const newAddress = () => `198.51.100.${++lastOctet}`;
 
@@ -48,7 +48,7 @@ test.before(async () => {
   server = await startTestServer({
     ...ctx.env,
     CORS_ORIGINS: ALLOWED_ORIGIN,
-    TRUST_PROXY: 'true',
+    TRUST_PROXY: '1',
     SOCKET_MAX_CONNECTIONS_PER_ADDRESS: String(CAP),
     HTTP_HEADERS_TIMEOUT_MS: String(HEADERS_TIMEOUT_MS),
     SOCKET_CONNECT_TIMEOUT_MS: String(CONNECT_TIMEOUT_MS),

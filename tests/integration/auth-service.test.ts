@@ -2,7 +2,7 @@ import { Writable } from 'node:stream';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { createAuthService, type AuthAuditEvent, type AuthService } from '../../server/auth/auth-service.ts';
-import { createAuthRateLimits } from '../../server/auth/rate-limits.ts';
+import { createAuthRateLimits, createLoginBackoff } from '../../server/auth/rate-limits.ts';
 import { createRefreshStore } from '../../server/auth/refresh-store.ts';
 import { generateSigningJwk, loadSigningKeys, type SigningKeys } from '../../server/auth/signing-keys.ts';
 import { createTokenService } from '../../server/auth/tokens.ts';
@@ -53,6 +53,7 @@ function harness(overrides: Record<string, string> = {}): Harness {
     tokens: createTokenService({ config: config.auth, keys: () => signingKeys, now }),
     refresh: createRefreshStore({ redis, scripts: createScripts(redis), keys, config: config.auth, now }),
     limits: createAuthRateLimits({ redis, keys, limits: config.auth.rateLimits }),
+    backoff: createLoginBackoff({ redis, scripts: createScripts(redis), keys, config: config.auth }),
     signingKeys: () => signingKeys,
     audit: (event) => audit.push(event),
     onSessionRevoked: (sessionId) => revoked.push(sessionId),
@@ -308,6 +309,7 @@ test('an audit callback that throws never fails a sign-in', async () => {
     tokens: createTokenService({ config: config.auth, keys: () => signingKeys }),
     refresh: createRefreshStore({ redis, scripts: createScripts(redis), keys, config: config.auth }),
     limits: createAuthRateLimits({ redis, keys, limits: config.auth.rateLimits }),
+    backoff: createLoginBackoff({ redis, scripts: createScripts(redis), keys, config: config.auth }),
     signingKeys: () => signingKeys,
     audit: () => {
       throw new Error('log stream down');
@@ -332,6 +334,7 @@ test('with Redis down, sign-in, refresh and authentication answer unavailable, n
       tokens: createTokenService({ config: config.auth, keys: () => signingKeys }),
       refresh: createRefreshStore({ redis, scripts: createScripts(redis), keys, config: config.auth }),
       limits: createAuthRateLimits({ redis, keys, limits: config.auth.rateLimits }),
+      backoff: createLoginBackoff({ redis, scripts: createScripts(redis), keys, config: config.auth }),
       signingKeys: () => signingKeys,
     });
     const session = await auth.guest({ displayName: 'Before' }, ip);

@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { createAuthService, type AuthService } from '../../server/auth/auth-service.ts';
-import { createAuthRateLimits } from '../../server/auth/rate-limits.ts';
+import { createAuthRateLimits, createLoginBackoff } from '../../server/auth/rate-limits.ts';
 import { createRefreshStore } from '../../server/auth/refresh-store.ts';
 import { generateSigningJwk, loadSigningKeys, type SigningKeys } from '../../server/auth/signing-keys.ts';
 import { createSocketAuth } from '../../server/auth/socket-auth.ts';
@@ -48,6 +48,7 @@ test.before(async () => {
     tokens: createTokenService({ config: config.auth, keys: () => signing }),
     refresh: createRefreshStore({ redis, scripts: createScripts(redis), keys, config: config.auth }),
     limits: createAuthRateLimits({ redis, keys, limits: config.auth.rateLimits }),
+    backoff: createLoginBackoff({ redis, scripts: createScripts(redis), keys, config: config.auth }),
     signingKeys: () => signing,
     onSessionRevoked: (sid) => socketAuth.closeSession(sid),
   });

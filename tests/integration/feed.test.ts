@@ -333,7 +333,7 @@ test('history is newest first, from the stream while it holds the range and from
     relay: node.relay,
     activity: createActivityRepository(ctx.db()),
     access: { roleOf: async () => 'member' as const, isOpen: async () => true },
-    db: ctx.db(),
+    isAdmin: () => false,
     config: ctx.config,
     logger,
   });
