@@ -7,6 +7,7 @@ import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import { createLoaders, type Loaders } from './cache/loaders.ts';
 import { createAdmins } from './auth/admins.ts';
+import { registerAuthMetrics } from './auth/auth-metrics.ts';
 import { createAuthService, type AuthService } from './auth/auth-service.ts';
 import { registerAuthRoutes } from './auth/http.ts';
 import { createAuthRateLimits, createLoginBackoff } from './auth/rate-limits.ts';
@@ -176,6 +177,7 @@ export function createApp(config: Config, options: AppOptions = {}): App {
     },
   });
   registerFeedMetrics(metrics.registry, feed);
+  registerAuthMetrics(metrics.registry, auth);
   registerObservabilityRoutes(http, {
     registry: metrics.registry,
     config,
