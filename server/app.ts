@@ -32,7 +32,7 @@ import { createLogger } from './logger.ts';
 import { createMetrics, type Metrics } from './metrics.ts';
 import { createInstruments } from './observability/instruments.ts';
 import { registerObservabilityRoutes } from './observability/http.ts';
-import { createSystemEvents } from './observability/system-events.ts';
+import { createSystemEvents, type SystemEvents } from './observability/system-events.ts';
 import { closeRedis, connectRedis, createRedisClient } from './redis/connections.ts';
 import { createKeys, type Keys } from './redis/keys.ts';
 import { createScripts, type Scripts } from './redis/scripts.ts';
@@ -64,6 +64,8 @@ export interface App {
   readonly rooms: RoomService;
   /** Activity feeds: streams, delivery, history, archive and the system log. */
   readonly feed: Feed;
+  /** Internal errors and dependency transitions for the system log (rate-limited). */
+  readonly systemEvents: SystemEvents;
   /** Connect, migrate, and listen. Throws `StartupError` when a dependency is unreachable. */
   start(): Promise<{ port: number; url: string }>;
   /** Drain and close everything, in order. Safe to call twice. */
@@ -243,6 +245,7 @@ export function createApp(config: Config, options: AppOptions = {}): App {
     auth,
     rooms,
     feed,
+    systemEvents,
 
     async start() {
       try {

@@ -201,9 +201,9 @@ export interface AuthConfig {
   hashing: {
     /** Hashes computed at once on this node. @default half the CPU cores, at least 1 */
     concurrency: number;
-    /** Sign-ins waiting for a hash slot; more are refused at once with `rate_limited`. @default 32 */
+    /** Sign-ins waiting for a hash slot; more are refused at once with `rate_limited`. @default 64 */
     queue: number;
-    /** How long a sign-in waits for a hash slot before `rate_limited`, ms. @default 2000 */
+    /** How long a sign-in waits for a hash slot before `rate_limited`, ms (a class of 30 logging in at once fits). @default 10000 */
     waitMs: number;
   };
   rateLimits: {
@@ -404,8 +404,8 @@ export const VARIABLES = {
   AUTH_RATE_LOGIN_USER: { default: '10/900', doc: 'Failed logins per account from any address, `<points>/<seconds>`; past it each further attempt must wait a backoff doubling from 1 s (up to `AUTH_LOGIN_BACKOFF_MAX_SECONDS`), else `rate_limited`; a successful login resets it.', schema: rate },
   AUTH_LOGIN_BACKOFF_MAX_SECONDS: { default: '300', doc: 'Longest wait of the per-account login backoff, seconds.', schema: int(1, 86_400) },
   AUTH_HASH_CONCURRENCY: { doc: 'Password hashes (scrypt, 32 MiB each) computed at once on one node; the rest wait. Default half the CPU cores, at least 1.', schema: int(1, 256) },
-  AUTH_HASH_QUEUE: { default: '32', doc: 'Sign-ins (login, register) that may wait for a password-hash slot on one node; more are refused at once with `rate_limited`.', schema: int(0, 100_000) },
-  AUTH_HASH_WAIT_MS: { default: '2000', doc: 'How long a sign-in waits for a password-hash slot before `rate_limited`, ms.', schema: int(1, 60_000) },
+  AUTH_HASH_QUEUE: { default: '64', doc: 'Sign-ins (login, register) that may wait for a password-hash slot on one node; more are refused at once with `rate_limited`.', schema: int(0, 100_000) },
+  AUTH_HASH_WAIT_MS: { default: '10000', doc: 'How long a sign-in waits for a password-hash slot before `rate_limited`, ms.', schema: int(1, 60_000) },
   GUEST_RETENTION_DAYS: { default: '30', doc: 'Days a guest account lives: its session ends by then, and a periodic job removes the account (archived feed entries keep the display name).', schema: int(1, 3650) },
   GUEST_SWEEP_INTERVAL_SECONDS: { default: '3600', doc: 'How often each node removes guest accounts past `GUEST_RETENTION_DAYS`, seconds.', schema: int(1, 86_400) },
   AUTH_RATE_GUEST_IP: { default: '300/600', doc: 'Guest sign-ins per client address (a classroom shares one), `<points>/<seconds>`.', schema: rate },

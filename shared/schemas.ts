@@ -272,7 +272,8 @@ const MAX_ID_PART = 9_223_372_036_854_775_807n;
 export const StreamId = z
   .string()
   .regex(/^[0-9]{1,20}-[0-9]{1,20}$/, 'a stream id, <ms>-<seq>')
-  .refine((id) => id.split('-').every((part) => BigInt(part) <= MAX_ID_PART), 'a stream id whose ms and seq are at most 9223372036854775807');
+  // Zod runs this even when the format check failed: only digit parts are compared.
+  .refine((id) => id.split('-').every((part) => !/^[0-9]+$/.test(part) || BigInt(part) <= MAX_ID_PART), 'a stream id whose ms and seq are at most 9223372036854775807');
 export const ClientMsgId = z.string().min(1).max(Limits.clientMsgIdMax).regex(/^[\x21-\x7e]+$/, 'printable ASCII without spaces');
 
 /** Per-type payload rules: `chat.message` and `reaction` have fixed shapes; `host.*` is any object within the size bound. */

@@ -5,7 +5,7 @@ import * as assert from 'uvu/assert';
 import type { FeedEntry, FeedPosition } from '../../shared/schemas.ts';
 import { accountInDatabase, logIn, postJson, signInGuest, signUp } from '../support/auth.ts';
 import { connect, disconnected, request, type TestSocket } from '../support/client.ts';
-import { createTestContext, type TestContext } from '../support/context.ts';
+import { RAISED_USER_LIMITS, createTestContext, type TestContext } from '../support/context.ts';
 import { startRedisServer, type OwnedRedis } from '../support/redis-server.ts';
 import { startTestServer, type TestServer } from '../support/server.ts';
 
@@ -25,6 +25,7 @@ function env(extra: Record<string, string> = {}): Record<string, string> {
   return {
     ...ctx.env,
     SOCKET_EVENTS_PER_SECOND: '1000000',
+    ...RAISED_USER_LIMITS,
     FEED_API_KEY: API_KEY,
     FEED_ADMIN_USERS: adminAccount.id,
     FEED_ARCHIVE_CLAIM_IDLE_MS: '1000',

@@ -16,6 +16,18 @@ import { createLogger } from '../../server/logger.ts';
 export const BASE_REDIS_URL = process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379';
 export const BASE_PG_URL = process.env.TEST_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
 
+/**
+ * The per-user limits (events, publishes, signals) raised out of the way, for
+ * tests that load one user's sockets on purpose (fault and cluster tests),
+ * like their raised SOCKET_EVENTS_PER_SECOND. tests/e2e/abuse-limits.test.ts
+ * holds the defaults.
+ */
+export const RAISED_USER_LIMITS: Readonly<Record<string, string>> = {
+  USER_EVENTS_PER_SECOND: '1000000',
+  FEED_PUBLISH_RATE_USER_ROOM: '1000000/1',
+  ROOM_SIGNAL_RATE_USER: '1000000/1',
+};
+
 export interface TestContext {
   id: string;
   /** Environment for a server process or `loadConfig`: unique database and key prefix. */

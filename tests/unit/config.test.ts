@@ -106,7 +106,7 @@ test('abuse limits have their documented defaults', () => {
   assert.equal(config.auth.loginBackoffAfter, { points: 10, durationSeconds: 900 });
   assert.is(config.auth.loginBackoffMaxSeconds, 300);
   assert.ok(config.auth.hashing.concurrency >= 1);
-  assert.equal({ queue: config.auth.hashing.queue, waitMs: config.auth.hashing.waitMs }, { queue: 32, waitMs: 2000 });
+  assert.equal({ queue: config.auth.hashing.queue, waitMs: config.auth.hashing.waitMs }, { queue: 64, waitMs: 10_000 });
   assert.equal(config.observability.systemLogRate, { points: 30, durationSeconds: 60 });
 });
 
