@@ -20,6 +20,7 @@ import type { Logger } from 'pino';
 import { DisconnectReason } from '../../shared/events.ts';
 import type { PinroomServer } from '../gateway/create-io.ts';
 import { socketRooms } from '../gateway/socket-rooms.ts';
+import { createPeriodic } from '../periodic.ts';
 import type { SessionState } from './refresh-store.ts';
 
 /** Sessions per pipelined read. */
@@ -43,9 +44,6 @@ export function createSessionRecheck({
 }) {
   const log = logger.child({ component: 'session-recheck' });
   const prefix = socketRooms.session('');
-  let timer: NodeJS.Timeout | undefined;
-  let running: Promise<number> | undefined;
-  let stopped = true;
 
   /** The sessions this node holds sockets of. */
   function localSessions(): string[] {
@@ -85,31 +83,13 @@ export function createSessionRecheck({
     return closed;
   }
 
-  function schedule(): void {
-    if (stopped) return;
-    const delay = Math.round(intervalMs * (0.9 + random() * 0.2));
-    timer = setTimeout(() => {
-      running = recheck().finally(() => {
-        running = undefined;
-        schedule();
-      });
-    }, delay);
-    timer.unref();
-  }
+  const periodic = createPeriodic({ interval: () => Math.round(intervalMs * (0.9 + random() * 0.2)), run: recheck });
 
   return {
     /** Start the periodic re-check. */
-    start(): void {
-      if (!stopped) return;
-      stopped = false;
-      schedule();
-    },
+    start: periodic.start,
     /** Stop it, and wait for a pass in progress. */
-    async stop(): Promise<void> {
-      stopped = true;
-      clearTimeout(timer);
-      await running;
-    },
+    stop: periodic.stop,
     /** Run one pass now (tests, and a node that wants to check at once). */
     recheck,
   };

@@ -20,6 +20,7 @@ import { sql } from 'kysely';
 import type { Logger } from 'pino';
 import type { AuthConfig } from '../config.ts';
 import type { Db } from '../db/database.ts';
+import { createPeriodic } from '../periodic.ts';
 
 const BATCH = 500;
 const MAX_BATCHES = 100;
@@ -39,8 +40,6 @@ export function createGuestRetention({
 }) {
   const log = logger.child({ component: 'guest-retention' });
   const retentionMs = config.guestRetentionDays * 86_400_000;
-  let timer: NodeJS.Timeout | undefined;
-  let running: Promise<unknown> | undefined;
 
   /** Delete one batch of expired guests; resolves how many. */
   async function deleteBatch(cutoff: Date): Promise<number> {
@@ -70,29 +69,16 @@ export function createGuestRetention({
     return removed;
   }
 
-  function schedule(): void {
-    timer = setTimeout(() => {
-      running = sweep()
-        .catch((err: unknown) => log.warn({ err }, 'guest sweep failed; trying again at the next interval'))
-        .finally(() => {
-          running = undefined;
-          if (timer) schedule();
-        });
-    }, config.guestSweepIntervalSeconds * 1000);
-    timer.unref();
-  }
+  const periodic = createPeriodic({
+    interval: () => config.guestSweepIntervalSeconds * 1000,
+    run: () => sweep().catch((err: unknown) => log.warn({ err }, 'guest sweep failed; trying again at the next interval')),
+  });
 
   return {
     sweep,
     /** Sweep periodically (the first sweep after one interval). */
-    start(): void {
-      if (!timer) schedule();
-    },
+    start: periodic.start,
     /** Stop sweeping and wait for a sweep in progress. */
-    async stop(): Promise<void> {
-      clearTimeout(timer);
-      timer = undefined;
-      await running;
-    },
+    stop: periodic.stop,
   };
 }
