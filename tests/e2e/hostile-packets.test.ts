@@ -98,7 +98,8 @@ async function bystanderAnswers(): Promise<void> {
 test.before(async () => {
   ctx = createTestContext();
   await ctx.migrate();
-  server = await startTestServer({ ...ctx.env, SOCKET_EVENTS_PER_SECOND: '1000', ...RAISED_USER_LIMITS, AUTH_RATE_GUEST_IP: '1000/60' });
+  // One session opens a raw socket per case and keeps them all open.
+  server = await startTestServer({ ...ctx.env, SOCKET_EVENTS_PER_SECOND: '1000', ...RAISED_USER_LIMITS, SESSION_MAX_SOCKETS: '1000', AUTH_RATE_GUEST_IP: '1000/60' });
   token = (await signInGuest(server.url, 'Raw')).accessToken;
   bystander = await connect(server.url, { token: (await signInGuest(server.url, 'Bystander')).accessToken });
 });
