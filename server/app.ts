@@ -284,7 +284,7 @@ export function createApp(config: Config, options: AppOptions = {}): App {
           // Presence of this node's sockets goes now, while the adapter can still announce it.
           await rooms.stop();
           socketAuth.stop();
-          await Promise.all([sessionRecheck.stop(), guestRetention.stop()]);
+          await Promise.all([sessionRecheck.stop(), guestRetention.stop(), auth.stop()]);
           const closed = http.close();
           io.engine.close();
           await closed;

@@ -12,7 +12,8 @@
  * IPv6 /64 is one client); a login is also held to the account's backoff
  * across all addresses; every password hash (login, register, and the dummy
  * one for unknown usernames) runs in a bounded number of slots, the rest wait
- * briefly or get `rate_limited`, so a flood cannot take the CPU from sockets.
+ * briefly or get `rate_limited`, and in low-priority worker threads
+ * (`hash-workers.ts`), so a flood cannot take the CPU from sockets.
  *
  * Accounts are created all-or-nothing: the session is opened in Redis first
  * for a chosen user id, then the row is inserted; if the insert fails the
@@ -28,7 +29,8 @@ import { addressKey } from '../gateway/address.ts';
 import type { UserRow } from '../db/tables.ts';
 import { toUserView, type UserRepository } from '../users/user.repository.ts';
 import { createHashSlots } from './hash-slots.ts';
-import { burnVerification, hashPassword, verifyPassword } from './passwords.ts';
+import { createHashWorkers } from './hash-workers.ts';
+import { burnVerification, DEFAULT_SCRYPT, hashPassword, verifyPassword } from './passwords.ts';
 import type { AuthRateLimits, LoginBackoff } from './rate-limits.ts';
 import type { IssuedRefresh, RefreshStore } from './refresh-store.ts';
 import type { SigningKeys } from './signing-keys.ts';
@@ -85,6 +87,9 @@ export function createAuthService(deps: AuthServiceDeps) {
   const now = deps.now ?? Date.now;
   const log = logger.child({ component: 'auth' });
   const hashing = createHashSlots(deps.config.hashing);
+  // As many worker threads as slots: a slot's hash never waits for a thread.
+  const workers = createHashWorkers({ size: deps.config.hashing.concurrency });
+  const derive = workers.derive;
   const guestMaxAgeSeconds = deps.config.guestRetentionDays * 86_400;
 
   const emit = (event: AuthAuditEvent, level: 'info' | 'warn' = 'info') => {
@@ -155,7 +160,7 @@ export function createAuthService(deps: AuthServiceDeps) {
     /** Create a registered user (`username_taken` if it exists) and open a session. */
     async register(body: RegisterBody, ctx: RequestContext): Promise<SessionResponse> {
       await limited('registerIp', addressKey(ctx.address), ctx);
-      const passwordHash = await hashing.run(() => hashPassword(body.password));
+      const passwordHash = await hashing.run(() => hashPassword(body.password, DEFAULT_SCRYPT, derive));
       return createAccount((id) => users.createRegistered({ id, username: body.username, displayName: body.displayName ?? body.username, passwordHash }), 'register', ctx);
     },
 
@@ -169,7 +174,7 @@ export function createAuthService(deps: AuthServiceDeps) {
       // In a hash slot: the account's backoff first (no hash while it runs), then the hash.
       const ok = await hashing.run(async () => {
         await backoff.attempt(body.username);
-        return user?.password_hash ? verifyPassword(body.password, user.password_hash) : (await burnVerification(body.password), false);
+        return user?.password_hash ? verifyPassword(body.password, user.password_hash, derive) : (await burnVerification(body.password, derive), false);
       });
       if (!user || !ok) {
         emit({ type: 'auth.login_failed', at: now(), username: body.username.toLowerCase(), address: ctx.address }, 'warn');
@@ -181,6 +186,9 @@ export function createAuthService(deps: AuthServiceDeps) {
 
     /** Password hashes running and waiting on this node, and refusals so far (metrics). */
     hashStats: () => hashing.stats(),
+
+    /** Terminate the hashing threads (shutdown). */
+    stop: () => workers.stop(),
 
     /** Rotate a refresh token. A replayed rotated token revokes its whole session (`token_reused`). */
     async refresh(body: RefreshBody, ctx: RequestContext): Promise<TokenPair> {
