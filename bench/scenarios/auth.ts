@@ -10,8 +10,9 @@
  *   (an ioredis SET, the pg query by primary key, an Ed25519 sign);
  * - socket ack latency p99 during a login flood against the same server
  *   idle (target: within 2×, ratio ≥ 0.5): a pinroom server on every core
- *   (default AUTH_HASH_* limits: half the cores hash, the rest keep the
- *   event loop), one socket sending acked events back to back, and
+ *   (default AUTH_HASH_* limits: half the cores hash, in worker threads at
+ *   the lowest priority, the rest keep the event loop), one socket sending
+ *   acked events back to back, and
  *   FLOOD_CONCURRENCY clients logging in to unknown usernames from fresh
  *   addresses (X-Forwarded-For, TRUST_PROXY=1), so no per-address or
  *   per-account limit applies and every attempt wants a password hash.
