@@ -7,11 +7,12 @@ import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import { createLoaders, type Loaders } from './cache/loaders.ts';
 import { createAdmins } from './auth/admins.ts';
-import { registerAuthMetrics } from './auth/auth-metrics.ts';
+import { registerHashMetrics, registerTokenMetrics } from './auth/auth-metrics.ts';
 import { createAuthService, type AuthService } from './auth/auth-service.ts';
 import { registerAuthRoutes } from './auth/http.ts';
 import { createAuthRateLimits, createLoginBackoff } from './auth/rate-limits.ts';
 import { createRefreshStore } from './auth/refresh-store.ts';
+import { createSessionCheck } from './auth/session-check.ts';
 import { createSessionRecheck } from './auth/session-recheck.ts';
 import { createSessionSocketCap } from './auth/session-sockets.ts';
 import { loadSigningKeys, type SigningKeys } from './auth/signing-keys.ts';
@@ -124,14 +125,18 @@ export function createApp(config: Config, options: AppOptions = {}): App {
     return signingKeys;
   };
   const users = createUserRepository({ db });
-  const refresh = createRefreshStore({ redis, scripts, keys, config: config.auth });
+  const tokens = createTokenService({ config: config.auth, keys: currentKeys });
+  registerTokenMetrics(metrics.registry, tokens);
+  // Whether sessions are still active: the handshake's check, batched per event-loop turn; `states(ids)` for many at once.
+  const sessions = createSessionCheck({ scripts, keys });
   const admins = createAdmins(config.auth);
   const auth = createAuthService({
     config: config.auth,
     logger,
     users,
-    tokens: createTokenService({ config: config.auth, keys: currentKeys }),
-    refresh,
+    tokens,
+    refresh: createRefreshStore({ scripts, keys, config: config.auth }),
+    sessions,
     limits: createAuthRateLimits({ redis, keys, limits: config.auth.rateLimits }),
     backoff: createLoginBackoff({ redis, scripts, keys, config: config.auth }),
     signingKeys: currentKeys,
@@ -140,7 +145,7 @@ export function createApp(config: Config, options: AppOptions = {}): App {
   });
   const socketAuth = createSocketAuth({ io, auth, router, config, logger });
   const sessionSockets = createSessionSocketCap({ io, max: config.auth.sessionMaxSockets });
-  const sessionRecheck = createSessionRecheck({ io, sessionStates: (ids) => refresh.sessionStates(ids), intervalMs: config.auth.sessionRecheckMs, logger });
+  const sessionRecheck = createSessionRecheck({ io, sessionStates: (ids) => sessions.states(ids), intervalMs: config.auth.sessionRecheckMs, logger });
   const guestRetention = createGuestRetention({ db, config: config.auth, logger });
   registerAuthRoutes(http, { auth });
   io.use((socket, next) => void socketAuth.middleware(socket, next));
@@ -179,7 +184,7 @@ export function createApp(config: Config, options: AppOptions = {}): App {
     },
   });
   registerFeedMetrics(metrics.registry, feed);
-  registerAuthMetrics(metrics.registry, auth);
+  registerHashMetrics(metrics.registry, auth);
   registerObservabilityRoutes(http, {
     registry: metrics.registry,
     config,

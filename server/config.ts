@@ -173,6 +173,12 @@ export interface AuthConfig {
   refreshReuseGraceSeconds: number;
   /** Clock skew accepted on `exp`/`nbf`/`iat`, in seconds (at most 30). @default 5 */
   clockToleranceSeconds: number;
+  /**
+   * Access tokens this node has verified, remembered by their SHA-256 (never the
+   * token) until their `exp`, so that a reconnect with the same token skips the
+   * signature check (the session check still runs); 0 disables. Entries, ≈ 0.2 KB each. @default 10000
+   */
+  tokenCacheSize: number;
   /** The private Ed25519 JWK that signs access tokens; unset in development means a generated key in `dataDir`. */
   signingKey: JwkInput | undefined;
   /** Older public keys still accepted (by `kid`) during a key rotation. */
@@ -393,6 +399,7 @@ export const VARIABLES = {
   SESSION_MAX_AGE_SECONDS: { default: '7776000', doc: 'Absolute lifetime of a session (refresh-token family, 90 days), seconds; rotation never extends it.', schema: int(60, 3 * 366 * 86_400) },
   REFRESH_REUSE_GRACE_SECONDS: { default: '5', doc: 'A refresh token presented again within this many seconds of its own rotation answers `conflict` instead of revoking the session (concurrent tabs); 0 disables. At most 10.', schema: int(0, 10) },
   AUTH_CLOCK_TOLERANCE_SECONDS: { default: '5', doc: 'Clock skew accepted when verifying access tokens, seconds (at most 30).', schema: int(0, 30) },
+  AUTH_TOKEN_CACHE_SIZE: { default: '10000', doc: 'Access tokens a node remembers having verified (by SHA-256, until their `exp`; about 0.2 KB each), so a reconnect with the same token skips the signature check; the session check still runs. `0` disables. See [docs/auth.md](docs/auth.md).', schema: int(0, 1_000_000) },
   AUTH_SIGNING_KEY: { doc: 'Private Ed25519 JWK (JSON, `kid` optional) that signs access tokens. Required in production; in development a key pair is generated once into `AUTH_DATA_DIR`.', schema: jsonOf(jwkSchema.refine((k) => k.d !== undefined, 'a private key (with `d`)')) },
   AUTH_VERIFY_KEYS: { doc: 'JSON array of older public Ed25519 JWKs (each with `kid`) still accepted during a key rotation. Default none.', schema: jsonOf(z.array(jwkSchema.refine((k) => k.kid !== undefined, 'each key needs a `kid`')).max(16)) },
   AUTH_DATA_DIR: { default: '.data', doc: 'Folder (git-ignored) of the generated development key pair.', schema: z.string().trim().min(1) },
@@ -563,6 +570,7 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>> = p
       sessionMaxAgeSeconds: v.SESSION_MAX_AGE_SECONDS!,
       refreshReuseGraceSeconds: v.REFRESH_REUSE_GRACE_SECONDS!,
       clockToleranceSeconds: v.AUTH_CLOCK_TOLERANCE_SECONDS!,
+      tokenCacheSize: v.AUTH_TOKEN_CACHE_SIZE!,
       signingKey: v.AUTH_SIGNING_KEY as JwkInput | undefined,
       verifyKeys: (v.AUTH_VERIFY_KEYS ?? []) as JwkInput[],
       dataDir: v.AUTH_DATA_DIR!,

@@ -1,13 +1,27 @@
 /**
- * Connect storm and memory.
+ * Connect storms and memory.
  *
- * - Connect storm: 5,000 authenticated connects to pinroom (a guest's access
- *   token in the handshake: JWT verification and the session check in Redis)
- *   against 5,000 connects to a bare Socket.IO server without auth, with the
- *   same number of handshakes in flight.
- * - Memory: resident memory per idle connection, (RSS with 10,000 open
- *   sockets − RSS before) / 10,000, each read after a full GC (both servers
+ * - Connect storm: STORM authenticated connects to pinroom, each with a guest's
+ *   access token the server has not seen (JWT verification, the session check
+ *   in Redis, the socket's groups and deadlines), IN_FLIGHT handshakes at a
+ *   time, against two baselines run side by side in the same rounds:
+ *   - the fair one: bare Socket.IO with the same access-token check in `io.use`
+ *     (bench/baselines/socketio-auth-server.ts: pinroom's verification code, no
+ *     cache, no session check);
+ *   - bare Socket.IO without auth (bench/baselines/socketio-server.ts).
+ * - Reconnect storm: the same STORM tokens connect to pinroom again (what a
+ *   node sees when clients it served reconnect: a flaky network, a transport
+ *   closed by a proxy): the verified-token cache answers the signature check,
+ *   the session check still runs. Against the fair baseline, which verifies
+ *   every handshake.
+ * - Memory: resident memory per idle connection, (RSS with IDLE open
+ *   sockets − RSS before) / IDLE, each read after a full GC (both servers
  *   preload bench/lib/memory-probe.cjs), on a freshly started server process.
+ *
+ * Rounds are interleaved (pinroom, fair, bare, pinroom again) after a warm-up
+ * of each server; rows give the medians, notes the per-round values and the
+ * server's CPU time per connect (less sensitive than throughput to other work
+ * on a shared machine).
  *
  *   taskset -c 1 node --import tsx bench/scenarios/connect.ts
  */
@@ -26,11 +40,13 @@ const IN_FLIGHT = 250;
 const SETTLE_MS = 3000;
 /** Connects (then closed) that warm each server up (JIT, lazily loaded code, pools) before it is measured. */
 const WARMUP = 1000;
-/** Storms per server, interleaved between the two; the median counts. */
-const ROUNDS = 3;
+/** Rounds of storms, interleaved between the servers; the median counts. */
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 5);
 
 interface Storm {
   perSecond: number;
+  /** Server CPU time per connect, µs. */
+  cpuPerConnect: number;
   cpu: { server?: number; client: number };
 }
 
@@ -41,10 +57,14 @@ async function storm(server: Pinned, count: number, authFor?: (i: number) => Rec
   });
   for (const s of sockets) s.close();
   await sleep(1000); // the closes are handled before the next storm
-  return { perSecond: Math.round((count / ms) * 1000), cpu };
+  return { perSecond: Math.round((count / ms) * 1000), cpuPerConnect: Math.round(((cpu.server ?? 0) * ms * 10) / count), cpu };
 }
 
+const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]!;
 const medianStorm = (storms: Storm[]) => [...storms].sort((a, b) => a.perSecond - b.perSecond)[Math.floor(storms.length / 2)]!;
+const perRound = (storms: Storm[]) => storms.map((s) => s.perSecond).join(', ');
+const cpuText = (storms: Storm[]) => `${median(storms.map((s) => s.cpuPerConnect))} µs (${storms.map((s) => s.cpuPerConnect).join(', ')})`;
+const ratios = (a: Storm[], b: Storm[]) => a.map((s, i) => round2(s.perSecond / b[i]!.perSecond)).join(', ');
 
 interface Memory {
   /** Resident memory per connection after a full GC, bytes. */
@@ -69,33 +89,41 @@ const scenario: Scenario = async (): Promise<BenchResult> => {
   const probe = { BENCH_MEMORY_FILE: memoryFile };
   const bareOptions = { nodeArgs: memoryProbeArgs() };
 
-  // ---- connect storms: both servers up, warmed up, measured in interleaved rounds.
-  // Each pinroom connect carries its own guest's token (signed in over HTTP first).
+  // ---- storms: the three servers up, warmed up, measured in interleaved rounds.
+  // Each round's pinroom storm carries tokens pinroom has not seen (signed in over
+  // HTTP first); the fair baseline verifies the same tokens; the reconnect storm
+  // sends them to pinroom again.
   const pr = await startPinroom(probe, memoryProbeArgs());
   let bare: Pinned | undefined;
+  let fair: Pinned | undefined;
   const pinroomStorms: Storm[] = [];
+  const fairStorms: Storm[] = [];
   const bareStorms: Storm[] = [];
+  const reconnectStorms: Storm[] = [];
   let pinroomBytes: Memory;
   let bareBytes: Memory;
   try {
     bare = await startPinnedServer('bench/baselines/socketio-server.ts', probe, bareOptions);
+    fair = await startPinnedServer('bench/baselines/socketio-auth-server.ts', pr.ctx.env);
     const sessions = await signInGuests(pr.server.url, WARMUP + STORM * ROUNDS, 64);
-    let next = 0;
-    const take = (count: number) => {
-      const first = next;
-      next += count;
-      return (i: number) => ({ token: sessions[first + i]!.accessToken });
-    };
-    await storm(pr.server, WARMUP, take(WARMUP));
+    const tokens = (first: number) => (i: number) => ({ token: sessions[first + i]!.accessToken });
+    await storm(pr.server, WARMUP, tokens(0));
+    await storm(fair, WARMUP, tokens(0));
     await storm(bare, WARMUP);
     for (let round = 0; round < ROUNDS; round++) {
-      pinroomStorms.push(await storm(pr.server, STORM, take(STORM)));
+      const first = WARMUP + round * STORM;
+      pinroomStorms.push(await storm(pr.server, STORM, tokens(first)));
+      fairStorms.push(await storm(fair, STORM, tokens(first)));
       bareStorms.push(await storm(bare, STORM));
-      process.stderr.write(`connect storm round ${round + 1}: pinroom ${JSON.stringify(pinroomStorms[round])}, socket.io ${JSON.stringify(bareStorms[round])}\n`);
+      reconnectStorms.push(await storm(pr.server, STORM, tokens(first)));
+      const line = (s: Storm) => `${s.perSecond}/s ${s.cpuPerConnect} µs`;
+      process.stderr.write(
+        `connect storm round ${round + 1}: pinroom ${line(pinroomStorms[round]!)}, fair ${line(fairStorms[round]!)}, bare ${line(bareStorms[round]!)}, pinroom reconnect ${line(reconnectStorms[round]!)}\n`,
+      );
     }
 
     // ---- memory per idle connection, each on a freshly started process
-    await bare.stop();
+    await Promise.all([bare.stop(), fair.stop()]);
     await pr.restart();
     const auth = (i: number) => ({ token: sessions[i]!.accessToken });
     pinroomBytes = await memoryPerConnection(pr.server, memoryFile, auth);
@@ -105,23 +133,45 @@ const scenario: Scenario = async (): Promise<BenchResult> => {
     bareBytes = await memoryPerConnection(bare, memoryFile);
     process.stderr.write(`connect socket.io memory: ${JSON.stringify(bareBytes)} B/connection\n`);
   } finally {
-    await bare?.stop();
+    await Promise.all([bare?.stop(), fair?.stop()]);
     await pr.cleanup();
   }
   const pinroomStorm = medianStorm(pinroomStorms);
+  const fairStorm = medianStorm(fairStorms);
   const bareStorm = medianStorm(bareStorms);
+  const reconnectStorm = medianStorm(reconnectStorms);
+  const rounds = `median of ${ROUNDS} interleaved rounds after ${WARMUP} warm-up connects each`;
 
   const rows: BenchRow[] = [
     {
-      metric: `connect storm: ${STORM} connects, ${IN_FLIGHT} handshakes in flight`,
+      metric: `connect storm: ${STORM} connects with unseen tokens, ${IN_FLIGHT} handshakes in flight`,
+      unit: 'connects/s',
+      pinroom: pinroomStorm.perSecond,
+      baseline: fairStorm.perSecond,
+      baselineName: 'bare Socket.IO 4.8 with the same access-token check in io.use',
+      ratio: round2(pinroomStorm.perSecond / fairStorm.perSecond),
+      target: 0.8,
+      cpu: { server: pinroomStorm.cpu.server!, client: pinroomStorm.cpu.client },
+      note: `${rounds} (pinroom ${perRound(pinroomStorms)}; fair baseline ${perRound(fairStorms)}; per-round ratios ${ratios(pinroomStorms, fairStorms)}); server CPU per connect: pinroom ${cpuText(pinroomStorms)}, baseline ${cpuText(fairStorms)}; pinroom: JWT verification (node:crypto Ed25519 + claim checks) + session check in Redis (batched per event-loop turn) + user and session groups + token deadlines per handshake; baseline: the same JWT verification only`,
+    },
+    {
+      metric: `connect storm: ${STORM} connects with unseen tokens, ${IN_FLIGHT} handshakes in flight, vs no auth`,
       unit: 'connects/s',
       pinroom: pinroomStorm.perSecond,
       baseline: bareStorm.perSecond,
       baselineName: 'bare Socket.IO 4.8 without auth',
       ratio: round2(pinroomStorm.perSecond / bareStorm.perSecond),
-      target: 0.8,
-      cpu: { server: pinroomStorm.cpu.server!, client: pinroomStorm.cpu.client },
-      note: `median of ${ROUNDS} interleaved rounds after ${WARMUP} warm-up connects each (pinroom ${pinroomStorms.map((s) => s.perSecond).join(', ')}; bare ${bareStorms.map((s) => s.perSecond).join(', ')}); pinroom: JWT (EdDSA) verification + session check in Redis per handshake; baseline CPU: server ${bareStorm.cpu.server}%, client ${bareStorm.cpu.client}%`,
+      note: `the same pinroom rounds as the row above; bare ${perRound(bareStorms)}; per-round ratios ${ratios(pinroomStorms, bareStorms)}; server CPU per connect: bare ${cpuText(bareStorms)}`,
+    },
+    {
+      metric: `reconnect storm: the same ${STORM} tokens again, ${IN_FLIGHT} handshakes in flight`,
+      unit: 'connects/s',
+      pinroom: reconnectStorm.perSecond,
+      baseline: fairStorm.perSecond,
+      baselineName: 'bare Socket.IO 4.8 with the same access-token check in io.use',
+      ratio: round2(reconnectStorm.perSecond / fairStorm.perSecond),
+      cpu: { server: reconnectStorm.cpu.server!, client: reconnectStorm.cpu.client },
+      note: `${rounds} (pinroom ${perRound(reconnectStorms)}; fair baseline ${perRound(fairStorms)}; per-round ratios ${ratios(reconnectStorms, fairStorms)}; vs bare without auth ${ratios(reconnectStorms, bareStorms)}); server CPU per connect ${cpuText(reconnectStorms)}; pinroom: tokens it verified in the round before, answered by the verified-token cache (AUTH_TOKEN_CACHE_SIZE), session check still in Redis; the baseline verifies every handshake`,
     },
     {
       metric: `memory per idle connection at ${IDLE} connections (RSS delta after full GC)`,
@@ -132,7 +182,7 @@ const scenario: Scenario = async (): Promise<BenchResult> => {
       ratio: round2(bareBytes.rss / pinroomBytes.rss),
       lowerIsBetter: true,
       target: 1,
-      note: `V8 heap retained per connection: pinroom ${pinroomBytes.heap} B, bare ${bareBytes.heap} B`,
+      note: `V8 heap retained per connection: pinroom ${pinroomBytes.heap} B (its verified-token cache filled by these connections included), bare ${bareBytes.heap} B`,
     },
   ];
   return { scenario: 'connect storm and memory', rows };

@@ -33,6 +33,7 @@ import { createHashWorkers } from './hash-workers.ts';
 import { burnVerification, DEFAULT_SCRYPT, hashPassword, verifyPassword } from './passwords.ts';
 import type { AuthRateLimits, LoginBackoff } from './rate-limits.ts';
 import type { IssuedRefresh, RefreshStore } from './refresh-store.ts';
+import type { SessionCheck } from './session-check.ts';
 import type { SigningKeys } from './signing-keys.ts';
 import type { AccessClaims, TokenService } from './tokens.ts';
 
@@ -66,6 +67,8 @@ export interface AuthServiceDeps {
   users: UserRepository;
   tokens: TokenService;
   refresh: RefreshStore;
+  /** Whether a session is still active (read from Redis on every check, batched per event-loop turn). */
+  sessions: SessionCheck;
   limits: AuthRateLimits;
   /** The per-account login backoff (`createLoginBackoff`). */
   backoff: LoginBackoff;
@@ -225,11 +228,12 @@ export function createAuthService(deps: AuthServiceDeps) {
 
     /**
      * Verify an access token and that its session is still active (one Redis
-     * read). Throws `unauthorized`, `token_expired` or `session_revoked`.
+     * read, shared with the other checks of the same event-loop turn). Throws
+     * `unauthorized`, `token_expired`, `session_revoked` or `unavailable`.
      */
     async authenticate(token: unknown): Promise<AccessClaims> {
       const claims = await tokens.verify(token);
-      const state = await refresh.sessionState(claims.sessionId);
+      const state = await deps.sessions.state(claims.sessionId);
       if (state !== 'active') throw new AppError(ErrorCode.SessionRevoked, 'This session was revoked or has ended; sign in again');
       return claims;
     },

@@ -9,12 +9,10 @@
  * (`refresh-*.lua`), so concurrent rotations of one token give one winner.
  */
 import { createHash, randomBytes, randomUUID } from 'node:crypto';
-import type { Redis } from 'ioredis';
 import type { AuthConfig } from '../config.ts';
 import { unavailable } from '../errors.ts';
 import type { Keys } from '../redis/keys.ts';
 import type { Scripts } from '../redis/scripts.ts';
-import { withRetry } from '../retry.ts';
 
 const TOKEN_SHAPE = /^([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})\.([A-Za-z0-9_-]{43})$/;
 
@@ -40,9 +38,6 @@ export type RotateResult =
 
 export type RevokeResult = { status: 'revoked' | 'already'; userId: string; sessionId: string } | { status: 'invalid' };
 
-/** `active`, `revoked`, or `missing` (expired, or never existed). */
-export type SessionState = 'active' | 'revoked' | 'missing';
-
 export type RefreshStore = ReturnType<typeof createRefreshStore>;
 
 /** SHA-256 of a refresh token, hex: the only form in which a token is stored. */
@@ -60,13 +55,11 @@ function newToken(sessionId: string): string {
 }
 
 export function createRefreshStore({
-  redis,
   scripts,
   keys,
   config,
   now = Date.now,
 }: {
-  redis: Redis;
   scripts: Scripts;
   keys: Keys;
   config: Pick<AuthConfig, 'refreshTokenTtlSeconds' | 'sessionMaxAgeSeconds' | 'refreshReuseGraceSeconds'>;
@@ -126,33 +119,11 @@ export function createRefreshStore({
     },
 
     /**
-     * The state of many sessions in one round trip (a pipeline of HGETs, so it
-     * works on Redis Cluster too), in the order given. Not retried: the caller
-     * (the periodic re-check) simply tries again at its next turn.
-     */
-    async sessionStates(sessionIds: readonly string[]): Promise<SessionState[]> {
-      if (sessionIds.length === 0) return [];
-      const pipeline = redis.pipeline();
-      for (const id of sessionIds) pipeline.hget(keys.session(id), 'state');
-      const replies = await call('session states', () => pipeline.exec());
-      return (replies ?? []).map(([err, state]) => {
-        if (err) throw unavailable('Redis (session states)', err);
-        return state === 'active' ? 'active' : state === null ? 'missing' : 'revoked';
-      });
-    },
-
-    /**
      * Forget a session that was issued but never handed out (the account it
-     * was opened for could not be created): both keys, in one command.
+     * was opened for could not be created): the session and its token, in one command.
      */
     async discard(issued: Pick<IssuedRefresh, 'token' | 'sessionId'>): Promise<void> {
-      await call('refresh-discard', () => redis.del(keys.session(issued.sessionId), keys.refreshToken(issued.sessionId, hashRefreshToken(issued.token))));
-    },
-
-    /** One HGET: whether access tokens of this session are still honoured. */
-    async sessionState(sessionId: string): Promise<SessionState> {
-      const state = await call('session state', () => withRetry(() => redis.hget(keys.session(sessionId), 'state'), { idempotent: true, name: 'session-state' }));
-      return state === 'active' ? 'active' : state === null ? 'missing' : 'revoked';
+      await call('refresh-discard', () => scripts.run('refresh-discard', [keys.session(issued.sessionId), keys.refreshToken(issued.sessionId, hashRefreshToken(issued.token))]));
     },
   };
 }

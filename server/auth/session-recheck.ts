@@ -4,8 +4,9 @@
  * whose adapter subscription is down at that moment misses the broadcast,
  * and the socket would live on until its access token expires. So every
  * `SESSION_RECHECK_MS` (± 10 % jitter, so nodes do not read at once) each
- * node reads the state of every session it holds sockets of, in one batched
- * Redis read (pipelines of `BATCH` HGETs), and closes the sockets of
+ * node reads the state of every session it holds sockets of, in batched
+ * Redis reads (the session check's `states`: one `session-states` script
+ * call per 256 sessions), and closes the sockets of
  * sessions that are revoked or gone with `auth:closed { code:
  * 'session_revoked' }`: a missed broadcast closes within one interval.
  *
@@ -14,16 +15,16 @@
  * only its own sockets, without publishing anything. A failed read skips that
  * turn; nothing is closed on a Redis error.
  *
- * Cost: per interval, one round trip per `BATCH` sessions on this node.
+ * Cost: per interval, one script call per 256 sessions held on this node.
  */
 import type { Logger } from 'pino';
 import { DisconnectReason } from '../../shared/events.ts';
 import type { PinroomServer } from '../gateway/create-io.ts';
 import { socketRooms } from '../gateway/socket-rooms.ts';
 import { createPeriodic } from '../periodic.ts';
-import type { SessionState } from './refresh-store.ts';
+import type { SessionState } from './session-check.ts';
 
-/** Sessions per pipelined read. */
+/** Sessions read per turn of the loop (bounds what one pass holds in flight). */
 const BATCH = 1000;
 
 export type SessionRecheck = ReturnType<typeof createSessionRecheck>;

@@ -11,7 +11,7 @@
  *   once, exactly one key wins and every process reads that one.
  * - In production there is no fallback: `loadConfig` refuses to start without a key.
  */
-import { generateKeyPairSync, randomBytes } from 'node:crypto';
+import { createPublicKey, generateKeyPairSync, randomBytes, type JsonWebKey, type KeyObject } from 'node:crypto';
 import { link, mkdir, readFile, unlink, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { calculateJwkThumbprint, importJWK, type CryptoKey, type JWK } from 'jose';
@@ -27,9 +27,14 @@ export const DEV_KEY_FILE = 'auth-signing-key.json';
 export interface SigningKeys {
   /** `kid` of the key new tokens are signed with. */
   readonly currentKid: string;
+  /** Signs new tokens (jose). */
   readonly privateKey: CryptoKey;
-  /** Public key for a `kid`, or undefined for an unknown one. */
-  publicKey(kid: string): CryptoKey | undefined;
+  /**
+   * The public key of a `kid` as a `node:crypto` KeyObject, imported once at
+   * load (verification calls `crypto.verify` with it, synchronously), or
+   * undefined for an unknown or non-string `kid`.
+   */
+  verifyKey(kid: unknown): KeyObject | undefined;
   /** The public keys as a JWK Set (`GET /.well-known/jwks.json`). Never contains private members. */
   readonly jwks: { keys: JWK[] };
   /** Where the key came from, for the start-up log line. */
@@ -98,18 +103,20 @@ export async function loadSigningKeys(auth: Pick<AuthConfig, 'signingKey' | 'ver
   const currentKid = await kidOf(signing);
   try {
     const privateKey = (await importJWK({ ...signing, kid: currentKid } as JWK, ACCESS_TOKEN_ALG)) as CryptoKey;
-    const publics = new Map<string, CryptoKey>();
+    const publics = new Map<string, KeyObject>();
     const jwks: JWK[] = [];
     for (const jwk of [signing, ...auth.verifyKeys]) {
       const kid = await kidOf(jwk);
       if (publics.has(kid)) continue;
-      publics.set(kid, (await importJWK(publicPart(jwk), ACCESS_TOKEN_ALG)) as CryptoKey);
+      const key = createPublicKey({ key: publicPart(jwk) as JsonWebKey, format: 'jwk' });
+      if (key.asymmetricKeyType !== 'ed25519') throw new Error(`key ${kid} is not an Ed25519 key`);
+      publics.set(kid, key);
       jwks.push({ ...publicPart(jwk), kid, alg: ACCESS_TOKEN_ALG, use: 'sig' });
     }
     return {
       currentKid,
       privateKey,
-      publicKey: (kid) => publics.get(kid),
+      verifyKey: (kid) => (typeof kid === 'string' ? publics.get(kid) : undefined),
       jwks: { keys: jwks },
       source,
     };

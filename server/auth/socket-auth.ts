@@ -19,6 +19,12 @@
  * Before an auth disconnect the server sends `auth:closed { code }`, then a
  * Socket.IO disconnect (`io server disconnect` on the client, which does not
  * reconnect by itself).
+ *
+ * Cost of one handshake (docs/auth.md): the token's verification (CPU only:
+ * ≈ 70 µs, ≈ 1 µs for a token this node verified before), one Redis round
+ * trip for the session check shared by every handshake of the event-loop
+ * turn, no PostgreSQL; `attach` joins two groups and adds two deadlines.
+ * Nothing grows with rooms or sockets.
  */
 import type { Logger } from 'pino';
 import { DisconnectReason } from '../../shared/events.ts';

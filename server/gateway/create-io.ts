@@ -37,6 +37,36 @@ export type PinroomSocket = Socket<ClientToServerEvents, ServerToClientEvents, I
 /** Shared by every socket's cleared handshake fields (one object, not three per socket). */
 const EMPTY: Record<string, never> = Object.freeze({});
 
+/**
+ * Node's net.Socket keeps its idle timer in a symbol-keyed field. Clearing the
+ * timer (`setTimeout(0)`) leaves the cleared `Timeout` and its bound callback
+ * referenced there for the connection's life (≈ 0.2 KB per WebSocket).
+ */
+let timeoutField: symbol | undefined;
+function clearIdleTimer(socket: NetSocket): void {
+  socket.setTimeout(0);
+  timeoutField ??= Object.getOwnPropertySymbols(socket).find((s) => s.description === 'timeout');
+  if (timeoutField) (socket as unknown as Record<symbol, unknown>)[timeoutField] = null;
+}
+
+/** The receiver state of `ws` between two frames (`GET_INFO` in ws/lib/receiver.js). */
+const WS_BETWEEN_FRAMES = 0;
+
+/**
+ * `ws` keeps the masking key of the last frame it read as a 4-byte view into
+ * the chunk that frame arrived in, so the chunk (for the Socket.IO CONNECT
+ * packet: about 0.5 KB, the access token included) stays in memory until the
+ * client's next frame, its first heartbeat answer. Between frames the key is
+ * dead (the next frame reads its own): drop it; in the middle of a frame, keep
+ * a copy of its 4 bytes instead of the view.
+ */
+function releaseHandshakeFrame(socket: PinroomSocket): void {
+  const transport = socket.conn.transport as { name?: string; socket?: { _receiver?: { _state?: unknown; _mask?: unknown } } };
+  const receiver = transport.name === 'websocket' ? transport.socket?._receiver : undefined;
+  if (!receiver || !(receiver._mask instanceof Uint8Array)) return;
+  receiver._mask = receiver._state === WS_BETWEEN_FRAMES ? undefined : Buffer.from(receiver._mask);
+}
+
 export function createIo({ config, logger, httpServer }: { config: Config; logger: Logger; httpServer: NodeHttpServer }): PinroomServer {
   const anyOrigin = config.http.corsOrigins.includes('*');
   const allowed = new Set(config.http.corsOrigins);
@@ -64,7 +94,7 @@ export function createIo({ config, logger, httpServer }: { config: Config; logge
   // The HTTP server's idle timeout (Fastify's connectionTimeout) would stay armed on
   // an upgraded socket, re-armed by every frame read or written. A WebSocket's
   // liveness is Engine.IO's heartbeat (pingInterval + pingTimeout) instead.
-  httpServer.on('upgrade', (_req: IncomingMessage, socket: NetSocket) => socket.setTimeout(0));
+  httpServer.on('upgrade', (_req: IncomingMessage, socket: NetSocket) => clearIdleTimer(socket));
   io.engine.on('connection', (conn: Parameters<typeof cap.track>[0]) => {
     if (!cap.track(conn)) logger.warn({ maxConnectionsPerAddress: config.socket.maxConnectionsPerAddress }, 'connection over the per-address cap closed');
   });
@@ -74,10 +104,12 @@ export function createIo({ config, logger, httpServer }: { config: Config; logge
     // object, its headers and the access token in `auth` would otherwise stay
     // referenced for the connection's whole life (memory per idle socket, and a
     // credential kept in memory for nothing). `address`, `time` and `issued` remain.
+    // The bytes of the CONNECT frame itself are released from `ws` too.
     (socket.conn as { request: unknown }).request = null;
     socket.handshake.headers = EMPTY as typeof socket.handshake.headers;
     socket.handshake.auth = EMPTY;
     socket.handshake.query = EMPTY as typeof socket.handshake.query;
+    releaseHandshakeFrame(socket);
   });
   return io;
 }

@@ -118,6 +118,31 @@ test('reuse detection on one node disconnects the session\'s live sockets on eve
   assert.match(a.output(), '"msg":"auth.token_reused"');
 });
 
+test('a reconnect storm with tokens the node verified before skips their signature check, never the session check', async () => {
+  const server = await start();
+  const users = await Promise.all(Array.from({ length: 40 }, (_, i) => signInGuest(server.url, `Storm ${i}`)));
+  const verifications = async () => {
+    const text = await (await fetch(`${server.url}/metrics`)).text();
+    const value = (path: string) => Number(new RegExp(`^pinroom_auth_token_verifications_total\\{path="${path}"\\} (\\d+)`, 'm').exec(text)?.[1] ?? NaN);
+    return { cached: value('cached'), checked: value('checked'), entries: Number(/^pinroom_auth_verified_tokens (\d+)/m.exec(text)?.[1] ?? NaN) };
+  };
+  const first = await Promise.all(users.map((u) => open(server.url, u.accessToken)));
+  const before = await verifications();
+  assert.ok(before.entries >= users.length, `${before.entries} tokens cached`);
+  for (const s of first) s.close();
+  // The session of one of them ends while it is away.
+  const [leaver, ...stayers] = users;
+  assert.is((await postJson(`${server.url}/auth/logout`, { refreshToken: leaver!.refreshToken })).status, 204);
+
+  const again = await Promise.all(stayers.map((u) => open(server.url, u.accessToken)));
+  assert.ok(again.every((s) => s.connected));
+  assert.is((await connectError(server.url, { token: leaver!.accessToken })).data?.code, 'session_revoked');
+  const after = await verifications();
+  assert.is(after.checked, before.checked, 'no token was checked in full again');
+  assert.is(after.cached - before.cached, users.length, 'every reconnect, the revoked one included, was answered by the cache');
+  for (const s of again) s.close();
+});
+
 test('logout on one node disconnects that session\'s sockets on the other node', async () => {
   const [a, b] = servers.length >= 3 ? [servers[1]!, servers[2]!] : await Promise.all([start(), start()]);
   const user = await signInGuest(a.url, 'Leaver');

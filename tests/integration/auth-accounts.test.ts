@@ -10,6 +10,7 @@ import * as assert from 'uvu/assert';
 import { createAuthService, type AuthService } from '../../server/auth/auth-service.ts';
 import { createAuthRateLimits, createLoginBackoff } from '../../server/auth/rate-limits.ts';
 import { createRefreshStore, parseRefreshToken } from '../../server/auth/refresh-store.ts';
+import { createSessionCheck } from '../../server/auth/session-check.ts';
 import { generateSigningJwk, loadSigningKeys, type SigningKeys } from '../../server/auth/signing-keys.ts';
 import { createTokenService } from '../../server/auth/tokens.ts';
 import type { Config } from '../../server/config.ts';
@@ -38,7 +39,8 @@ function authWith(config: Config, limitsRedis: Redis, sessionRedis: Redis): Auth
     logger,
     users: createUserRepository({ db: ctx.db() }),
     tokens: createTokenService({ config: config.auth, keys: () => signingKeys }),
-    refresh: createRefreshStore({ redis: sessionRedis, scripts: createScripts(sessionRedis), keys, config: config.auth }),
+    refresh: createRefreshStore({ scripts: createScripts(sessionRedis), keys, config: config.auth }),
+    sessions: createSessionCheck({ scripts: createScripts(sessionRedis), keys }),
     limits: createAuthRateLimits({ redis: limitsRedis, keys, limits: config.auth.rateLimits }),
     backoff: createLoginBackoff({ redis: limitsRedis, scripts: createScripts(limitsRedis), keys, config: config.auth }),
     signingKeys: () => signingKeys,

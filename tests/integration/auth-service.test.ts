@@ -4,8 +4,9 @@ import * as assert from 'uvu/assert';
 import { createAuthService, type AuthAuditEvent, type AuthService } from '../../server/auth/auth-service.ts';
 import { createAuthRateLimits, createLoginBackoff } from '../../server/auth/rate-limits.ts';
 import { createRefreshStore } from '../../server/auth/refresh-store.ts';
+import { createSessionCheck } from '../../server/auth/session-check.ts';
 import { generateSigningJwk, loadSigningKeys, type SigningKeys } from '../../server/auth/signing-keys.ts';
-import { createTokenService } from '../../server/auth/tokens.ts';
+import { createTokenService, type TokenService } from '../../server/auth/tokens.ts';
 import type { Config } from '../../server/config.ts';
 import { AppError } from '../../server/errors.ts';
 import { createLogger } from '../../server/logger.ts';
@@ -24,6 +25,7 @@ const ip = { address: '192.0.2.10' };
 
 interface Harness {
   auth: AuthService;
+  tokens: TokenService;
   audit: AuthAuditEvent[];
   revoked: string[];
   logs: () => string;
@@ -46,12 +48,14 @@ function harness(overrides: Record<string, string> = {}): Harness {
   const now = () => Date.now() + clock.offsetMs;
   const audit: AuthAuditEvent[] = [];
   const revoked: string[] = [];
+  const tokens = createTokenService({ config: config.auth, keys: () => signingKeys, now });
   const auth = createAuthService({
     config: config.auth,
     logger,
     users: createUserRepository({ db: ctx.db() }),
-    tokens: createTokenService({ config: config.auth, keys: () => signingKeys, now }),
-    refresh: createRefreshStore({ redis, scripts: createScripts(redis), keys, config: config.auth, now }),
+    tokens,
+    refresh: createRefreshStore({ scripts: createScripts(redis), keys, config: config.auth, now }),
+    sessions: createSessionCheck({ scripts: createScripts(redis), keys }),
     limits: createAuthRateLimits({ redis, keys, limits: config.auth.rateLimits }),
     backoff: createLoginBackoff({ redis, scripts: createScripts(redis), keys, config: config.auth }),
     signingKeys: () => signingKeys,
@@ -59,7 +63,7 @@ function harness(overrides: Record<string, string> = {}): Harness {
     onSessionRevoked: (sessionId) => revoked.push(sessionId),
     now,
   });
-  return { auth, audit, revoked, logs: () => logText, clock };
+  return { auth, tokens, audit, revoked, logs: () => logText, clock };
 }
 
 const codeOf = (err: unknown) => (err instanceof AppError ? err.code : `non-AppError: ${String(err)}`);
@@ -233,6 +237,21 @@ test('logout revokes the session without a reuse alarm, twice is fine, and an un
   await rejectsWithCode(() => auth.refresh({ refreshToken: 'not-a-token' }, ip), 'unauthorized');
 });
 
+test('a token answered from the verified-token cache is still refused at once when its session is revoked', async () => {
+  const { auth, tokens } = harness();
+  const session = await auth.guest({ displayName: 'Cached' }, ip);
+  const other = await auth.guest({ displayName: 'Bystander' }, ip);
+  for (let i = 0; i < 3; i++) await Promise.all([auth.authenticate(session.accessToken), auth.authenticate(other.accessToken)]);
+  const before = tokens.stats();
+  assert.is(before.checked, 2, 'each token was checked in full once');
+  await auth.logout({ refreshToken: session.refreshToken }, ip);
+  // Both tokens are answered by the cache now; only the revoked session is refused.
+  const [revoked, alive] = await Promise.allSettled([auth.authenticate(session.accessToken), auth.authenticate(other.accessToken)]);
+  assert.is(codeOf(revoked.status === 'rejected' ? revoked.reason : 'fulfilled'), 'session_revoked');
+  assert.is(alive.status, 'fulfilled');
+  assert.equal(tokens.stats(), { ...before, cached: before.cached + 2 });
+});
+
 test('a session ends at its absolute lifetime however often it is refreshed', async () => {
   const { auth, clock } = harness({ SESSION_MAX_AGE_SECONDS: '120', REFRESH_TOKEN_TTL_SECONDS: '60' });
   const session = await auth.guest({ displayName: 'Mortal' }, ip);
@@ -307,7 +326,8 @@ test('an audit callback that throws never fails a sign-in', async () => {
     logger: createLogger({ log: { level: 'silent' }, env: 'test' }),
     users: createUserRepository({ db: ctx.db() }),
     tokens: createTokenService({ config: config.auth, keys: () => signingKeys }),
-    refresh: createRefreshStore({ redis, scripts: createScripts(redis), keys, config: config.auth }),
+    refresh: createRefreshStore({ scripts: createScripts(redis), keys, config: config.auth }),
+    sessions: createSessionCheck({ scripts: createScripts(redis), keys }),
     limits: createAuthRateLimits({ redis, keys, limits: config.auth.rateLimits }),
     backoff: createLoginBackoff({ redis, scripts: createScripts(redis), keys, config: config.auth }),
     signingKeys: () => signingKeys,
@@ -332,7 +352,8 @@ test('with Redis down, sign-in, refresh and authentication answer unavailable, n
       logger,
       users: createUserRepository({ db: ctx.db() }),
       tokens: createTokenService({ config: config.auth, keys: () => signingKeys }),
-      refresh: createRefreshStore({ redis, scripts: createScripts(redis), keys, config: config.auth }),
+      refresh: createRefreshStore({ scripts: createScripts(redis), keys, config: config.auth }),
+      sessions: createSessionCheck({ scripts: createScripts(redis), keys }),
       limits: createAuthRateLimits({ redis, keys, limits: config.auth.rateLimits }),
       backoff: createLoginBackoff({ redis, scripts: createScripts(redis), keys, config: config.auth }),
       signingKeys: () => signingKeys,

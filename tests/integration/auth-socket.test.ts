@@ -4,6 +4,7 @@ import * as assert from 'uvu/assert';
 import { createAuthService, type AuthService } from '../../server/auth/auth-service.ts';
 import { createAuthRateLimits, createLoginBackoff } from '../../server/auth/rate-limits.ts';
 import { createRefreshStore } from '../../server/auth/refresh-store.ts';
+import { createSessionCheck } from '../../server/auth/session-check.ts';
 import { generateSigningJwk, loadSigningKeys, type SigningKeys } from '../../server/auth/signing-keys.ts';
 import { createSocketAuth } from '../../server/auth/socket-auth.ts';
 import { createTokenService } from '../../server/auth/tokens.ts';
@@ -46,7 +47,8 @@ test.before(async () => {
     logger,
     users: createUserRepository({ db: ctx.db() }),
     tokens: createTokenService({ config: config.auth, keys: () => signing }),
-    refresh: createRefreshStore({ redis, scripts: createScripts(redis), keys, config: config.auth }),
+    refresh: createRefreshStore({ scripts: createScripts(redis), keys, config: config.auth }),
+    sessions: createSessionCheck({ scripts: createScripts(redis), keys }),
     limits: createAuthRateLimits({ redis, keys, limits: config.auth.rateLimits }),
     backoff: createLoginBackoff({ redis, scripts: createScripts(redis), keys, config: config.auth }),
     signingKeys: () => signing,
@@ -147,6 +149,25 @@ test('the handshake is refused with typed codes: no token, garbage, expired, rev
   assert.is((await connectError(url, { token: session.accessToken })).data?.code, 'session_revoked');
   await sleep(2200);
   assert.is((await connectError(url, { token: expiring.accessToken })).data?.code, 'token_expired');
+});
+
+test('once connected, a WebSocket keeps neither the bytes of its CONNECT frame (the access token) nor its cleared HTTP idle timer', async () => {
+  const session = await auth.guest({ displayName: 'Lean' }, ip);
+  const socket = await connect(url, { token: session.accessToken });
+  try {
+    const [found] = await io.in(`user:${session.user.id}`).fetchSockets();
+    const server = io.sockets.sockets.get(found!.id)!;
+    const ws = (server.conn.transport as unknown as { socket: { _receiver: { _mask?: Uint8Array }; _socket: Record<symbol, unknown> } }).socket;
+    // ws reads each frame's masking key as a view into the chunk the frame came in.
+    const mask = ws._receiver._mask;
+    const token = Buffer.from(session.accessToken);
+    assert.ok(mask === undefined || !Buffer.from(mask.buffer).includes(token), 'the CONNECT frame, with the token, is still referenced');
+    const timerField = Object.getOwnPropertySymbols(ws._socket).find((s) => s.description === 'timeout');
+    assert.ok(timerField, 'net.Socket keeps its idle timer under a `timeout` symbol');
+    assert.is(ws._socket[timerField], null, 'the cleared idle timer is still referenced');
+  } finally {
+    socket.close();
+  }
 });
 
 test('logout closes the live sockets of that session only', async () => {

@@ -11,7 +11,7 @@ import { rejectsWithCode } from '../support/assert.ts';
 
 const test = suite('auth/tokens');
 
-const tokenConfig = { issuer: 'pinroom-test', audience: 'pinroom-clients', accessTokenTtlSeconds: 600, clockToleranceSeconds: 5 };
+const tokenConfig = { issuer: 'pinroom-test', audience: 'pinroom-clients', accessTokenTtlSeconds: 600, clockToleranceSeconds: 5, tokenCacheSize: 100 };
 let jwk: JwkInput;
 let keys: SigningKeys;
 let tokens: TokenService;
@@ -132,6 +132,67 @@ test('during a key rotation, tokens of the old key verify by kid and new tokens 
   await rejectsWithCode(() => createTokenService({ config: tokenConfig, keys: () => after }).verify(oldToken), 'unauthorized');
 });
 
+test('a token verified once is answered from the cache until its exp, then refused as token_expired and dropped', async () => {
+  let clock = Date.now();
+  const service = createTokenService({ config: tokenConfig, keys: () => keys, now: () => clock });
+  const issued = await service.sign(claims);
+  const first = await service.verify(issued.token);
+  assert.equal(service.stats(), { cached: 0, checked: 1, entries: 1 });
+  assert.equal(await service.verify(issued.token), first);
+  assert.equal(await service.verify(issued.token), first);
+  assert.equal(service.stats(), { cached: 2, checked: 1, entries: 1 });
+  // Within the clock tolerance after exp it is still good; past it, expired like any genuine token.
+  clock = issued.expiresAt + (tokenConfig.clockToleranceSeconds - 1) * 1000;
+  assert.is((await service.verify(issued.token)).userId, claims.userId);
+  clock = issued.expiresAt + tokenConfig.clockToleranceSeconds * 1000;
+  await rejectsWithCode(() => service.verify(issued.token), 'token_expired');
+  assert.is(service.stats().entries, 0, 'the expired token left the cache');
+  await rejectsWithCode(() => service.verify(issued.token), 'token_expired');
+  assert.is(service.stats().checked, 2, 'the second refusal was a full check');
+});
+
+test('the cache holds at most its configured number of tokens, dropping the least recently used', async () => {
+  const service = createTokenService({ config: { ...tokenConfig, tokenCacheSize: 3 }, keys: () => keys });
+  const issued = await Promise.all(Array.from({ length: 5 }, () => service.sign(claims)));
+  for (const t of issued) await service.verify(t.token);
+  assert.equal(service.stats(), { cached: 0, checked: 5, entries: 3 });
+  await service.verify(issued[4]!.token); // still cached
+  await service.verify(issued[0]!.token); // evicted: checked again, and cached again
+  assert.equal(service.stats(), { cached: 1, checked: 6, entries: 3 });
+});
+
+test('refused tokens are never cached, and a size of 0 checks every token in full', async () => {
+  const service = createTokenService({ config: tokenConfig, keys: () => keys });
+  const forged = await forge(generateKeyPairSync('ed25519').privateKey, { alg: 'EdDSA', typ: 'at+jwt', kid: keys.currentKid });
+  const wrongAudience = await forge(privateKey(), { alg: 'EdDSA', typ: 'at+jwt', kid: keys.currentKid }, { aud: 'someone-else' });
+  for (let i = 0; i < 3; i++) {
+    await rejectsWithCode(() => service.verify(forged), 'unauthorized');
+    await rejectsWithCode(() => service.verify(wrongAudience), 'unauthorized');
+  }
+  assert.equal(service.stats(), { cached: 0, checked: 6, entries: 0 });
+  const off = createTokenService({ config: { ...tokenConfig, tokenCacheSize: 0 }, keys: () => keys });
+  const issued = await off.sign(claims);
+  for (let i = 0; i < 3; i++) await off.verify(issued.token);
+  assert.equal(off.stats(), { cached: 0, checked: 3, entries: 0 });
+});
+
+test('a cached token stops verifying once its key is no longer configured', async () => {
+  const oldJwk = await generateSigningJwk();
+  const newJwk = await generateSigningJwk();
+  const oldPublic = { kty: oldJwk.kty, crv: oldJwk.crv, x: oldJwk.x, kid: oldJwk.kid };
+  let current = await loadSigningKeys({ signingKey: newJwk, verifyKeys: [oldPublic], dataDir: '/nonexistent' }, 'test');
+  const service = createTokenService({ config: tokenConfig, keys: () => current });
+  const before = await loadSigningKeys({ signingKey: oldJwk, verifyKeys: [], dataDir: '/nonexistent' }, 'test');
+  const oldToken = (await createTokenService({ config: tokenConfig, keys: () => before }).sign(claims)).token;
+  await service.verify(oldToken);
+  await service.verify(oldToken);
+  assert.is(service.stats().cached, 1);
+  // The rotation ends: the old public key is removed from the verify keys.
+  current = await loadSigningKeys({ signingKey: newJwk, verifyKeys: [], dataDir: '/nonexistent' }, 'test');
+  await rejectsWithCode(() => service.verify(oldToken), 'unauthorized');
+  assert.is(service.stats().cached, 1, 'refused by a full check, not answered from the cache');
+});
+
 test('refresh tokens carry their session id and are stored only as a SHA-256', () => {
   const sid = randomUUID();
   const token = `${sid}.${Buffer.alloc(32, 1).toString('base64url')}`;
@@ -142,7 +203,7 @@ test('refresh tokens carry their session id and are stored only as a SHA-256', (
   assert.not.match(hashRefreshToken(token), sid);
 });
 
-test('production refuses to start without a signing key, and a bad key is a config error', () => {
+test('production refuses to start without a signing key, and a bad key or cache size is a config error', () => {
   const production = { NODE_ENV: 'production', CORS_ORIGINS: 'https://a.example', REDIS_URL: 'redis://r:6379', DATABASE_URL: 'postgres://p@d/x' };
   assert.throws(() => loadConfig(production), (err: unknown) => err instanceof ConfigError && /AUTH_SIGNING_KEY/.test(err.message));
   const publicOnly = JSON.stringify({ kty: 'OKP', crv: 'Ed25519', x: 'abc' });
@@ -150,6 +211,10 @@ test('production refuses to start without a signing key, and a bad key is a conf
   assert.throws(() => loadConfig({ AUTH_SIGNING_KEY: '{not json' }), (err: unknown) => err instanceof ConfigError && /AUTH_SIGNING_KEY/.test(err.message));
   assert.throws(() => loadConfig({ AUTH_CLOCK_TOLERANCE_SECONDS: '31' }), (err: unknown) => err instanceof ConfigError && /AUTH_CLOCK_TOLERANCE_SECONDS/.test(err.message));
   assert.throws(() => loadConfig({ REFRESH_REUSE_GRACE_SECONDS: '11' }), (err: unknown) => err instanceof ConfigError);
+  assert.throws(() => loadConfig({ AUTH_TOKEN_CACHE_SIZE: '-1' }), (err: unknown) => err instanceof ConfigError && /AUTH_TOKEN_CACHE_SIZE/.test(err.message));
+  assert.throws(() => loadConfig({ AUTH_TOKEN_CACHE_SIZE: '1000001' }), (err: unknown) => err instanceof ConfigError && /AUTH_TOKEN_CACHE_SIZE/.test(err.message));
+  assert.is(loadConfig({ AUTH_TOKEN_CACHE_SIZE: '0' }).auth.tokenCacheSize, 0);
+  assert.is(loadConfig({}).auth.tokenCacheSize, 10_000);
   const config = loadConfig({ AUTH_RATE_LOGIN_IP: '7/60' });
   assert.equal(config.auth.rateLimits.loginIp, { points: 7, durationSeconds: 60 });
   assert.is(config.auth.accessTokenTtlSeconds, 600);

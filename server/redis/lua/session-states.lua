@@ -1,0 +1,15 @@
+-- session-states: the state of several sessions in one call (the handshake's
+-- session check, batched across the handshakes of one event-loop turn).
+-- KEYS[i]  a session hash (keys.session(sid)), one per session asked about
+-- ARGV     none
+-- Returns  one entry per key, in order: the session's `state` field
+--          ('active' or 'revoked'), or false when the session does not exist
+--          (expired, or never existed).
+-- Read-only, so atomicity is not what it is for: one EVALSHA replaces one HGET
+-- round trip per handshake. The keys name different sessions (different hash
+-- tags), so like feed-append it needs all of them on one Redis (no Cluster).
+local states = {}
+for i = 1, #KEYS do
+  states[i] = redis.call('HGET', KEYS[i], 'state')
+end
+return states
