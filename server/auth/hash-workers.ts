@@ -8,7 +8,7 @@
  * Elsewhere (no `/proc/thread-self`) the workers keep the normal priority.
  *
  * Workers start on the first hash (a node that never hashes pays nothing),
- * are unref'd (they never keep a process alive), and are replaced if one
+ * keep the process alive only while they hash, and are replaced if one
  * dies; `stop()` terminates them. Callers bound concurrency (hash slots), so
  * jobs rarely queue here; they would, in order.
  */
@@ -57,11 +57,11 @@ export function createHashWorkers({ size }: { size: number }) {
 
   function spawn(): Slot {
     const slot: Slot = { worker: new Worker(WORKER_SOURCE, { eval: true, workerData: { nice: NICE } }), busy: undefined };
-    slot.worker.unref();
     slot.worker.on('message', (msg: { id: number; key?: Uint8Array; error?: string }) => {
       const done = slot.busy;
       if (!done || done.id !== msg.id) return;
       slot.busy = undefined;
+      slot.worker.unref();
       if (msg.key) done.resolve(Buffer.from(msg.key));
       else done.reject(new Error(`scrypt failed: ${msg.error}`));
       pump();
@@ -75,6 +75,9 @@ export function createHashWorkers({ size }: { size: number }) {
     };
     slot.worker.on('error', lost);
     slot.worker.on('exit', (code) => lost(new Error(`hash worker exited (${code})`)));
+    // Idle workers never keep the process alive; a worker with a job does (pump).
+    // After the listeners: adding a 'message' listener refs the worker again.
+    slot.worker.unref();
     slots.push(slot);
     return slot;
   }
@@ -86,6 +89,7 @@ export function createHashWorkers({ size }: { size: number }) {
       const pending = queue.shift()!;
       const id = nextId++;
       slot.busy = { ...pending, id };
+      slot.worker.ref();
       const { password, salt, keyBytes, options } = pending.job;
       slot.worker.postMessage({ id, password, salt, keyBytes, options });
     }
