@@ -47,7 +47,7 @@ import type { BenchResult, BenchRow, Scenario } from '../types.ts';
 const VERIFY_MS = 2000;
 const ROTATE_MS = 3000;
 const CONCURRENCY = 16;
-const ROUNDS = 3;
+const ROUNDS = 5;
 const PHASE_MS = 3000;
 const FLOOD_CONCURRENCY = 24;
 
