@@ -2,16 +2,34 @@
  * The test command: type-check, then run every `*.test.ts` under tests/ (unit,
  * integration, e2e, browser, in that order), each file in its own process so a
  * crash or a leaked handle in one file cannot hide another's result. Ends with
- * one plain line, `N passed, N failed`, and exits non-zero on any failure.
+ * one plain line, `N passed, N failed` (`, N skipped` when any), and exits
+ * non-zero on any failure or skipped test.
  *
  *   npm test                      # everything
  *   npm test -- tests/unit rooms  # only files whose path contains one of these
+ *
+ * Each file runs in its own process group with its own tag
+ * (tests/support/leftovers.ts): when the file ends, or is killed after
+ * `TEST_FILE_TIMEOUT_MS`, the whole group is killed (servers, redis-server,
+ * workers it started) and the databases, keys and folders named with its tag
+ * are removed. uvu is preloaded through tests/support/uvu-preload.ts, so a
+ * failing `before` hook prints its error and `.only`/`.skip` are refused when
+ * `CI=true`. Counting: uvu's `Total` already leaves skipped tests out, so a
+ * file's failures are `Total − Passed`; a file that exits non-zero with no
+ * failing test counts one failure, and so does a file that ran no test.
+ *
+ * `TEST_RUNNER_DIR` (relative to the repository) replaces `tests` as the
+ * folder searched, for the runner's own tests.
  */
 import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { readdirSync, statSync } from 'node:fs';
 import { join, relative } from 'node:path';
+import { removeLeftovers, TEST_TAG_ENV } from './support/leftovers.ts';
 
 const root = new URL('..', import.meta.url).pathname;
+const testsDir = join(root, process.env.TEST_RUNNER_DIR ?? 'tests');
+const preload = join(root, 'tests/support/uvu-preload.ts');
 const layers = ['unit', 'integration', 'e2e', 'browser'];
 const filters = process.argv.slice(2);
 const fileTimeoutMs = Number(process.env.TEST_FILE_TIMEOUT_MS ?? 600_000);
@@ -38,13 +56,38 @@ interface Outcome {
   skipped: number;
 }
 
-function run(command: string, args: string[], label: string): Promise<{ code: number | null; output: string }> {
+/** The file running now (its process group and tag): killed and cleaned up if the runner itself is stopped. */
+let current: number | undefined;
+let currentTag: string | undefined;
+
+function killGroup(pid: number | undefined): void {
+  if (pid === undefined) return;
+  try {
+    process.kill(-pid, 'SIGKILL');
+  } catch {
+    // the group is already gone
+  }
+}
+
+for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+  process.on(signal, () => {
+    killGroup(current);
+    const tag = currentTag;
+    const cleanup = tag ? removeLeftovers(tag).catch(() => undefined) : Promise.resolve();
+    void Promise.race([cleanup, new Promise((r) => setTimeout(r, 10_000))]).then(() => process.exit(130));
+  });
+}
+
+function run(command: string, args: string[], label: string, env: Record<string, string> = {}): Promise<{ code: number | null; output: string }> {
   return new Promise((resolve) => {
     const child = spawn(command, args, {
       cwd: root,
-      env: { ...process.env, NO_COLOR: '1', FORCE_COLOR: '0' },
+      env: { ...process.env, NO_COLOR: '1', FORCE_COLOR: '0', ...env },
       stdio: ['ignore', 'pipe', 'pipe'],
+      // Its own process group: everything it starts can be killed with it.
+      detached: true,
     });
+    current = child.pid;
     let output = '';
     const onData = (chunk: Buffer) => {
       output += chunk.toString();
@@ -52,13 +95,21 @@ function run(command: string, args: string[], label: string): Promise<{ code: nu
     };
     child.stdout.on('data', onData);
     child.stderr.on('data', onData);
+    let exitCode: number | null = null;
     const timer = setTimeout(() => {
-      process.stdout.write(`\n${label}: timed out after ${fileTimeoutMs} ms, killing it\n`);
-      child.kill('SIGKILL');
+      process.stdout.write(`\n${label}: timed out after ${fileTimeoutMs} ms, killing its process group\n`);
+      killGroup(child.pid);
+      child.kill('SIGKILL'); // in case it is not a group leader after all
     }, fileTimeoutMs);
-    child.on('close', (code) => {
+    child.on('exit', (code) => {
+      exitCode = code;
+      // Whatever it left running (a server it did not stop) goes with it.
+      killGroup(child.pid);
+    });
+    child.on('close', () => {
       clearTimeout(timer);
-      resolve({ code, output });
+      current = undefined;
+      resolve({ code: exitCode, output });
     });
   });
 }
@@ -69,10 +120,10 @@ function summarize(output: string, code: number | null): Outcome {
     const matches = [...plain.matchAll(new RegExp(`^\\s*${label}:\\s+(\\d+)`, 'gm'))];
     return matches.reduce((sum, m) => sum + Number(m[1]), 0);
   };
-  const total = number('Total');
+  const total = number('Total'); // tests that were meant to run: uvu leaves skipped ones out
   const passed = number('Passed');
   const skipped = number('Skipped');
-  let failed = total - passed - skipped;
+  let failed = Math.max(0, total - passed);
   // A file that crashed, hung or exited non-zero without a failing test still fails.
   if (code !== 0 && failed === 0) failed = 1;
   if (total === 0 && code === 0) failed = 1; // a test file that ran no test is a defect
@@ -81,6 +132,7 @@ function summarize(output: string, code: number | null): Outcome {
 
 const totals: Outcome = { passed: 0, failed: 0, skipped: 0 };
 const failures: string[] = [];
+const notRun: string[] = [];
 
 if (filters.length === 0) {
   process.stdout.write('\n== typecheck\n');
@@ -93,7 +145,7 @@ if (filters.length === 0) {
 }
 
 for (const layer of layers) {
-  const files = listTests(join(root, 'tests', layer)).filter((f) => filters.length === 0 || filters.some((x) => relative(root, f).includes(x)));
+  const files = listTests(join(testsDir, layer)).filter((f) => filters.length === 0 || filters.some((x) => relative(root, f).includes(x)));
   if (layer === 'browser' && files.length > 0) {
     process.stdout.write('\n== browser setup: chromium\n');
     const setup = await run('bash', [join(root, 'tests/setup/ensure-chromium.sh')], 'browser setup');
@@ -105,17 +157,30 @@ for (const layer of layers) {
   }
   for (const file of files) {
     const label = relative(root, file);
+    const tag = randomBytes(3).toString('hex');
+    currentTag = tag;
     process.stdout.write(`\n== ${label}\n`);
-    const { code, output } = await run(process.execPath, ['--import', 'tsx', file], label);
+    const { code, output } = await run(process.execPath, ['--import', 'tsx', '--import', preload, file], label, { [TEST_TAG_ENV]: tag });
     const outcome = summarize(output, code);
     totals.passed += outcome.passed;
     totals.failed += outcome.failed;
     totals.skipped += outcome.skipped;
     if (outcome.failed > 0) failures.push(label);
+    // A check a file could not run here (no verdict) is said, never counted as passed.
+    for (const m of output.matchAll(/(?:^|\s)NOT RUN: (.+)$/gm)) notRun.push(`${label}: ${m[1]}`);
+    try {
+      const left = await removeLeftovers(tag);
+      if (left.databases.length + left.keys + left.folders.length > 0) {
+        process.stdout.write(`${label}: removed what it left behind: ${left.databases.length} databases, ${left.keys} Redis keys, ${left.folders.length} redis-server folders\n`);
+      }
+    } catch (err) {
+      process.stdout.write(`${label}: could not look for leftovers: ${err instanceof Error ? err.message : String(err)}\n`);
+    }
   }
 }
 
 if (failures.length > 0) process.stdout.write(`\nFailed: ${failures.join(', ')}\n`);
+if (notRun.length > 0) process.stdout.write(`\nNot run (no verdict, not counted as passed):\n  ${notRun.join('\n  ')}\n`);
 // A skipped test fails the run: every test is meant to run.
 process.stdout.write(`\n${totals.passed} passed, ${totals.failed} failed${totals.skipped ? `, ${totals.skipped} skipped` : ''}\n`);
 process.exit(totals.failed + totals.skipped > 0 ? 1 : 0);

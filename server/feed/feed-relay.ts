@@ -83,9 +83,14 @@ interface Sub {
   cursor: string;
   live: boolean;
   closed: boolean;
+  /**
+   * While a resume replays its gap: the entries read so far, held back until
+   * the whole gap is known to fit `replayMax` (a longer gap replays nothing).
+   */
+  held?: FeedEntry[];
 }
 
-/** The stream no longer holds a contiguous run after a cursor. */
+/** The stream no longer holds a contiguous run after a cursor (or the gap is longer than `replayMax`). */
 class GapError extends Error {}
 
 export type FeedRelay = ReturnType<typeof createFeedRelay>;
@@ -122,6 +127,22 @@ export function createFeedRelay(options: FeedRelayOptions) {
       if (sub.closed) return;
       if (compareIds(entry.id, sub.cursor) <= 0) continue;
       sub.cursor = entry.id;
+      if (sub.held) {
+        sub.held.push(entry);
+        if (sub.held.length > replayMax) throw new GapError(`more than ${replayMax} entries to replay`);
+        continue;
+      }
+      safely(() => sub.sink.deliver(entry));
+    }
+  }
+
+  /** The replayed gap fits: hand it to the sink, then deliver directly. Called right before a subscription goes live. */
+  function release(sub: Sub): void {
+    const held = sub.held;
+    if (!held) return;
+    sub.held = undefined;
+    for (const entry of held) {
+      if (sub.closed) return;
       safely(() => sub.sink.deliver(entry));
     }
   }
@@ -179,6 +200,7 @@ export function createFeedRelay(options: FeedRelayOptions) {
     for (;;) {
       if (sub.closed) return;
       if (tail.cursor !== null && compareIds(sub.cursor, tail.cursor) >= 0) {
+        release(sub);
         sub.live = true;
         return;
       }
@@ -192,6 +214,7 @@ export function createFeedRelay(options: FeedRelayOptions) {
         if (tail.cursor !== null && !tailAheadBefore) continue;
         if (tail.cursor !== null) throw new GapError('the stream holds nothing after the cursor but the tail is ahead');
         tail.cursor = sub.cursor;
+        release(sub);
         sub.live = true;
         wake();
         return;
@@ -209,6 +232,7 @@ export function createFeedRelay(options: FeedRelayOptions) {
       );
       if (page.length < readCount && tail.cursor === null) {
         tail.cursor = sub.cursor;
+        release(sub);
         sub.live = true;
         wake();
         return;
@@ -328,7 +352,7 @@ export function createFeedRelay(options: FeedRelayOptions) {
         tails.set(key, tail);
       }
       const resumable = since !== undefined && since.epoch === position.epoch && isStreamId(since.id) && compareIds(since.id, position.lastId) <= 0;
-      const sub: Sub = { tail, sink, cursor: resumable ? since.id : position.lastId, live: false, closed: false };
+      const sub: Sub = { tail, sink, cursor: resumable ? since.id : position.lastId, live: false, closed: false, ...(resumable ? { held: [] } : {}) };
       tail.subs.add(sub);
       let recovered = false;
       try {
@@ -338,8 +362,10 @@ export function createFeedRelay(options: FeedRelayOptions) {
             recovered = !sub.closed;
           } catch (err) {
             if (!(err instanceof GapError)) throw err;
-            // Not provable: start from the position the answer names instead; the client reloads.
-            if (compareIds(sub.cursor, position.lastId) >= 0) throw err;
+            // Not provable, or longer than replayMax: nothing was delivered (the
+            // replay is held until it fits), so start from the position the
+            // answer names instead; the client reloads.
+            sub.held = undefined;
             sub.cursor = position.lastId;
           }
         }

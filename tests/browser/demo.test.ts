@@ -12,6 +12,7 @@ import { createTestContext, type TestContext } from '../support/context.ts';
 import { startTestServer, type TestServer } from '../support/server.ts';
 
 const test = suite('client-demo in chromium');
+const REPLAY_MAX = 8;
 
 let ctx: TestContext;
 let server: TestServer;
@@ -45,6 +46,22 @@ async function joinAs(page: Page, nickname: string): Promise<void> {
   await page.waitForSelector('#screen-room:not([hidden])');
 }
 
+/** Take Ada offline, have Bob send `texts` (each shown on his page), then bring Ada back online. */
+async function sendWhileAdaIsAway(texts: string[]): Promise<void> {
+  const offline = contexts[contexts.length - 2]!; // Ada's context
+  await offline.setOffline(true);
+  await ada.waitForFunction(() => document.querySelector('#connection')?.getAttribute('data-status') === 'reconnecting', undefined, { timeout: 15_000 });
+  for (const text of texts) await say(bob, text);
+  await offline.setOffline(false);
+}
+
+/** Send a chat message from `page` and wait until that page shows it. */
+async function say(page: Page, text: string): Promise<void> {
+  await page.fill('#chat-input', text);
+  await page.press('#chat-input', 'Enter');
+  await page.waitForFunction((t) => [...document.querySelectorAll('#feed-list .text')].some((el) => el.textContent === t), text);
+}
+
 test.before(async () => {
   ctx = createTestContext();
   server = await startTestServer({
@@ -52,6 +69,8 @@ test.before(async () => {
     // Short heartbeats so a browser that goes offline notices within seconds.
     WS_PING_INTERVAL_MS: '1000',
     WS_PING_TIMEOUT_MS: '1500',
+    // Small enough that a longer absence cannot be replayed (the "reloaded" path), large enough for the short one.
+    FEED_REPLAY_MAX: String(REPLAY_MAX),
   });
   browser = await launchBrowser();
 });
@@ -124,22 +143,28 @@ test('a chat message appears for all three', async () => {
 });
 
 test('a player who goes offline while messages are sent comes back with each message once, in order', async () => {
-  const offline = contexts[contexts.length - 2]!; // Ada's context
-  await offline.setOffline(true);
-  await ada.waitForFunction(() => document.querySelector('#connection')?.getAttribute('data-status') === 'reconnecting', undefined, { timeout: 15_000 });
   const sent = ['one', 'two', 'three', 'four', 'five'].map((w) => `while away: ${w}`);
-  for (const text of sent) {
-    await bob.fill('#chat-input', text);
-    await bob.press('#chat-input', 'Enter');
-    await bob.waitForFunction((t) => [...document.querySelectorAll('#feed-list .text')].some((el) => el.textContent === t), text);
-  }
-  await offline.setOffline(false);
+  await sendWhileAdaIsAway(sent);
   await ada.waitForFunction(() => document.querySelector('#connection')?.getAttribute('data-status') === 'resumed', undefined, { timeout: 20_000 });
   await ada.waitForFunction((n) => document.querySelectorAll('#feed-list li[data-type="chat.message"]').length >= n, sent.length + 1);
   const texts = await chatTexts(ada);
   assert.equal(texts, ['hello from Ada', ...sent]);
   assert.match((await ada.textContent('#connection'))!, 'Resumed');
   await screenshot(ada, '05-resumed');
+});
+
+test('a player away for more entries than FEED_REPLAY_MAX comes back "reloaded", showing every message once, in order', async () => {
+  const before = await chatTexts(ada);
+  const sent = Array.from({ length: REPLAY_MAX + 2 }, (_, i) => `long away: ${i + 1}`);
+  await sendWhileAdaIsAway(sent);
+  await ada.waitForFunction(() => document.querySelector('#connection')?.getAttribute('data-status') === 'reloaded', undefined, { timeout: 20_000 });
+  assert.match((await ada.textContent('#connection'))!, 'feed reloaded');
+  await ada.waitForFunction((n) => document.querySelectorAll('#feed-list li[data-type="chat.message"]').length >= n, before.length + sent.length);
+  // A later message marks the end of what the reload and the live feed bring: nothing shows twice before it.
+  await say(bob, 'after the reload');
+  await ada.waitForFunction(() => [...document.querySelectorAll('#feed-list .text')].some((el) => el.textContent === 'after the reload'));
+  assert.equal(await chatTexts(ada), [...before, ...sent, 'after the reload']);
+  await screenshot(ada, '05b-reloaded');
 });
 
 test('the host kicks a player, who is told why', async () => {

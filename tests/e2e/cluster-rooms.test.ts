@@ -9,13 +9,14 @@ import * as assert from 'uvu/assert';
 import type { Ack } from '../../shared/errors.ts';
 import type { FeedEntry } from '../../shared/schemas.ts';
 import { postJson, signInGuest, signUp } from '../support/auth.ts';
-import { connect, nextEvent, request, type TestSocket } from '../support/client.ts';
+import { connect, disconnected, flushed, nextEvent, request, type TestSocket } from '../support/client.ts';
 import { RAISED_USER_LIMITS, createTestContext, type TestContext } from '../support/context.ts';
+import { until } from '../support/faults.ts';
 import { startTestServer, type TestServer } from '../support/server.ts';
 
 const test = suite('cluster/rooms');
-/** The cross-node bound the protocol promises for kicks and revocations. */
-const CROSS_NODE_MS = 1000;
+/** Deadline for an event to cross nodes: generous, since three servers and the client share two cores. How fast is for the benchmark. */
+const CROSS_NODE_DEADLINE_MS = 15_000;
 
 let ctx: TestContext;
 let nodes: TestServer[] = [];
@@ -75,17 +76,21 @@ test.after(async () => {
 test("a room's broadcasts reach its members on every node: state changes, signals and feed entries", async () => {
   const { hostSocket, room, members } = await roomAcrossNodes();
 
-  const updated = [hostSocket, ...members.map((m) => m.socket)].map((s) => nextEvent(s, 'room:updated', (p) => p.room.status === 'live'));
+  const updated = [hostSocket, ...members.map((m) => m.socket)].map((s) => nextEvent(s, 'room:updated', (p) => p.room.id === room.id, CROSS_NODE_DEADLINE_MS));
   ok(await request(hostSocket, 'room:start', { roomId: room.id }));
-  assert.is((await Promise.all(updated)).length, 4, 'room:updated on all three nodes');
+  for (const update of await Promise.all(updated)) assert.equal([update.room.id, update.room.status], [room.id, 'live'], 'room:updated (live) on all three nodes');
 
   // A signal from the member on node 1 reaches the host (node 0) and the members on nodes 0 and 2, not its sender.
-  const signals = [hostSocket, members[0]!.socket, members[2]!.socket].map((s) => nextEvent(s, 'room:signal', (p) => p.type === 'wave'));
-  let echoed = false;
-  members[1]!.socket.on('room:signal', () => (echoed = true));
+  const signals = [hostSocket, members[0]!.socket, members[2]!.socket].map((s) => nextEvent(s, 'room:signal', (p) => p.type === 'wave', CROSS_NODE_DEADLINE_MS));
+  const atSender: string[] = [];
+  members[1]!.socket.on('room:signal', (p) => atSender.push(p.type));
   members[1]!.socket.emit('room:signal', { roomId: room.id, type: 'wave', payload: { n: 1 } });
   for (const signal of await Promise.all(signals)) assert.equal(signal, { roomId: room.id, from: members[1]!.session.user.id, type: 'wave', payload: { n: 1 } });
-  assert.not.ok(echoed, 'not echoed to its sender');
+  // A later signal from node 0 reaches the sender after anything its own node sent it for the first one.
+  const marker = nextEvent(members[1]!.socket, 'room:signal', (p) => p.type === 'marker', CROSS_NODE_DEADLINE_MS);
+  members[0]!.socket.emit('room:signal', { roomId: room.id, type: 'marker', payload: {} });
+  await marker;
+  assert.equal(atSender, ['marker'], 'its own signal was not echoed to the sender');
 
   // Feed entries published on node 2 reach subscribers on every node, in one order.
   const seen: FeedEntry[][] = members.map(() => []);
@@ -96,10 +101,9 @@ test("a room's broadcasts reach its members on every node: state changes, signal
   for (let k = 0; k < 20; k++) {
     ok(await request(members[k % 3]!.socket, 'feed:publish', { roomId: room.id, type: 'chat.message', payload: { text: `m${k}` }, clientMsgId: randomUUID() }));
   }
-  const end = Date.now() + 10_000;
-  while (seen.some((s) => s.length < 20) && Date.now() < end) await new Promise((r) => setTimeout(r, 25));
+  await until(() => seen.every((s) => s.length >= 20), 'every member holding the 20 entries', 30_000);
   const orders = seen.map((s) => s.map((e) => e.id).join(','));
-  assert.is(seen[0]!.length, 20);
+  assert.equal(seen[0]!.map((e) => e.payload.text).sort(), Array.from({ length: 20 }, (_, k) => `m${k}`).sort(), 'the 20 entries, each once');
   assert.is(orders[1], orders[0], 'node 1 sees the order node 0 sees');
   assert.is(orders[2], orders[0], 'node 2 sees the order node 0 sees');
 });
@@ -119,9 +123,8 @@ test('presence is complete on every node: joins, a late joiner\'s member list, a
     ok(await request(socket, 'room:join', { pin: room.pin }));
     members.push({ session, socket });
   }
-  const end = Date.now() + 5000;
-  while (online.size < 6 && Date.now() < end) await new Promise((r) => setTimeout(r, 25));
-  assert.is(online.size, 6, 'the host saw all six come online, from three nodes');
+  await until(() => online.size >= 6, 'the host to see all six come online, from three nodes', 30_000);
+  assert.equal(online, new Set(members.map((m) => m.session.user.id)), 'exactly the six members are online');
 
   // A late joiner on node 2 gets the full member list, every one online.
   const late = await signInGuest(nodes[2]!.url, 'Late');
@@ -133,50 +136,51 @@ test('presence is complete on every node: joins, a late joiner\'s member list, a
 
   // One leaves on node 1: the late joiner on node 2 sees it go offline.
   const leaver = members[1]!;
-  const offline = nextEvent(lateSocket, 'room:presence', (p) => p.changes.some((c) => c.userId === leaver.session.user.id && !c.online));
+  const offline = nextEvent(lateSocket, 'room:presence', (p) => p.changes.some((c) => c.userId === leaver.session.user.id && !c.online), CROSS_NODE_DEADLINE_MS);
   leaver.socket.close();
   await offline;
   const again = ok(await request(lateSocket, 'room:join', { pin: room.pin }));
   assert.is(again.members.find((m) => m.userId === leaver.session.user.id)?.online, false);
 });
 
-test('a kick on one node reaches the member\'s tabs on the other nodes within a second', async () => {
+test('a kick on one node reaches the member\'s tabs on the other nodes and takes them out of the room there', async () => {
   const { hostSocket, room, members } = await roomAcrossNodes();
   const target = members[1]!; // on node 1
   // Two more tabs of the same user, on nodes 0 and 2.
   const tabs = [target.socket, await open(nodes[0]!.url, target.session.accessToken), await open(nodes[2]!.url, target.session.accessToken)];
   for (const tab of tabs.slice(1)) ok(await request(tab, 'room:join', { pin: room.pin }));
-  const arrivals = tabs.map((tab) => nextEvent(tab, 'room:kicked', (p) => p.roomId === room.id).then(() => Date.now()));
-  const sentAt = Date.now();
+  const arrivals = tabs.map((tab) => nextEvent(tab, 'room:kicked', (p) => p.roomId === room.id, CROSS_NODE_DEADLINE_MS));
   ok(await request(hostSocket, 'room:kick', { roomId: room.id, userId: target.session.user.id, banSeconds: 60 }));
-  const latest = Math.max(...(await Promise.all(arrivals))) - sentAt;
-  console.log(`  kick reached 3 tabs on 3 nodes in ${latest} ms`);
-  assert.ok(latest <= CROSS_NODE_MS, `within ${CROSS_NODE_MS} ms (took ${latest} ms)`);
-  // They are out of the room's broadcasts on every node.
-  let leaked = false;
-  for (const tab of tabs) tab.on('room:signal', () => (leaked = true));
-  const control = nextEvent(members[2]!.socket, 'room:signal', (p) => p.type === 'after-kick');
+  for (const kicked of await Promise.all(arrivals)) assert.is(kicked.roomId, room.id, 'room:kicked on every tab, on every node');
+  // They are out of the room's broadcasts on every node. A witness member on
+  // each node receives a later broadcast; once all three have it, each node has
+  // sent it to its sockets, and a round trip on each tab brings in anything it got.
+  const leaked: string[] = [];
+  for (const tab of tabs) tab.on('room:signal', (p) => leaked.push(p.type));
+  const witness1 = await open(nodes[1]!.url, (await signInGuest(nodes[1]!.url, 'Witness')).accessToken);
+  ok(await request(witness1, 'room:join', { pin: room.pin }));
+  const witnesses = [hostSocket, witness1, members[2]!.socket].map((s) => nextEvent(s, 'room:signal', (p) => p.type === 'after-kick', CROSS_NODE_DEADLINE_MS));
   members[0]!.socket.emit('room:signal', { roomId: room.id, type: 'after-kick', payload: {} });
-  await control;
-  assert.not.ok(leaked, 'a kicked tab no longer receives the room');
+  await Promise.all(witnesses);
+  await Promise.all(tabs.map((tab) => flushed(tab)));
+  assert.equal(leaked, [], 'a kicked tab no longer receives the room');
   const refused = await request(tabs[2]!, 'room:join', { pin: room.pin });
   assert.is(refused.ok ? 'ok' : refused.error.code, 'banned');
 });
 
-test("a logout on one node disconnects the session's sockets on the other nodes within a second", async () => {
+test("a logout on one node disconnects the session's sockets on every node, and no one else's", async () => {
   const session = await signInGuest(nodes[0]!.url, 'Revoked');
   const tabs = await Promise.all(nodes.map((n) => open(n.url, session.accessToken)));
   const bystander = await open(nodes[1]!.url, (await signInGuest(nodes[1]!.url, 'Other')).accessToken);
-  const closed = tabs.map((tab) => nextEvent(tab, 'auth:closed', (p) => p.code === 'session_revoked').then(() => Date.now()));
-  const sentAt = Date.now();
+  const closed = tabs.map((tab) => nextEvent(tab, 'auth:closed', () => true, CROSS_NODE_DEADLINE_MS));
+  const gone = tabs.map((tab) => disconnected(tab, CROSS_NODE_DEADLINE_MS));
   const res = await postJson(`${nodes[2]!.url}/auth/logout`, { refreshToken: session.refreshToken });
   assert.is(res.status, 204);
-  const latest = Math.max(...(await Promise.all(closed))) - sentAt;
-  console.log(`  revocation reached 3 sockets on 3 nodes in ${latest} ms`);
-  assert.ok(latest <= CROSS_NODE_MS, `within ${CROSS_NODE_MS} ms (took ${latest} ms)`);
-  await new Promise((r) => setTimeout(r, 200));
-  for (const tab of tabs) assert.not.ok(tab.connected, 'disconnected');
-  assert.ok(bystander.connected, 'another user on the same node is untouched');
+  assert.equal(await Promise.all(closed), [{ code: 'session_revoked' }, { code: 'session_revoked' }, { code: 'session_revoked' }], 'auth:closed on every node');
+  assert.equal(await Promise.all(gone), ['io server disconnect', 'io server disconnect', 'io server disconnect'], 'disconnected by the server on every node');
+  // The bystander on node 1 still gets answers after its node closed the revoked tab.
+  assert.ok((await request(bystander, 'feed:unsubscribe', { roomId: randomUUID() })).ok, 'another user on the same node is untouched');
+  assert.ok(bystander.connected);
 });
 
 test('PIN allocation stays unique when all three nodes allocate at once in a 3-digit space', async () => {

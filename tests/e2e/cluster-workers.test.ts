@@ -2,12 +2,14 @@
  * `WORKERS=3`: one `npm start` process runs three full nodes behind one port
  * (node:cluster primary, @socket.io/sticky, the Redis adapter between workers).
  */
+import { readFileSync } from 'node:fs';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import type { Ack } from '../../shared/errors.ts';
 import { signInGuest, signUp } from '../support/auth.ts';
 import { connect, disconnected, nextEvent, request, type TestSocket } from '../support/client.ts';
 import { createTestContext, type TestContext } from '../support/context.ts';
+import { until } from '../support/faults.ts';
 import { startTestServer, type TestServer } from '../support/server.ts';
 
 const test = suite('cluster/workers');
@@ -63,10 +65,52 @@ test('three workers behind one port each run a node: long-polling sessions stay 
   for (let round = 0; round < 5; round++) {
     await Promise.all(members.map(async (s) => assert.ok((await request(s, 'feed:unsubscribe', { roomId: room.id })).ok)));
   }
-  const updates = members.map((s) => nextEvent(s, 'room:updated', (p) => p.room.status === 'live'));
+  const updates = members.map((s) => nextEvent(s, 'room:updated', (p) => p.room.id === room.id, 15_000));
   ok(await request(hostSocket, 'room:start', { roomId: room.id }));
-  assert.is((await Promise.all(updates)).length, members.length);
+  for (const update of await Promise.all(updates)) assert.equal([update.room.id, update.room.status], [room.id, 'live'], 'every member, on every worker, saw the room go live');
   for (const s of members) assert.ok(s.connected, 'no polling session was lost to another worker');
+});
+
+/** Pids of the primary's worker processes (its children running server/main.ts). */
+function workerPids(): number[] {
+  const primary = server.process.pid!;
+  const children = readFileSync(`/proc/${primary}/task/${primary}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number);
+  return children.filter((pid) => {
+    try {
+      return readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes('server/main.ts') && !/^\d+ \(.*\) Z/.test(readFileSync(`/proc/${pid}/stat`, 'utf8'));
+    } catch {
+      return false; // gone meanwhile
+    }
+  });
+}
+
+test('a worker killed with -9 is replaced by the primary: a new worker process and node come up, and new connections land on it', async () => {
+  const nodesKey = `${ctx.keyPrefix}{presence}:nodes`;
+  const before = workerPids();
+  assert.is(before.length, WORKERS, `${WORKERS} worker processes`);
+  const nodesBefore = new Set(await ctx.redis().zrange(nodesKey, 0, -1));
+  const victim = before[1]!;
+  process.kill(victim, 'SIGKILL');
+
+  await until(() => {
+    const now = workerPids();
+    return now.length === WORKERS && !now.includes(victim);
+  }, 'a replacement worker process', 60_000);
+  const replacement = workerPids().find((pid) => !before.includes(pid))!;
+  await until(async () => (await ctx.redis().zrange(nodesKey, 0, -1)).some((n) => !nodesBefore.has(n)), 'the replacement node\'s heartbeat', 60_000);
+  // It takes connections once its node is started (the primary hands it connections as
+  // soon as it is forked; one handed over before the node is started is not served).
+  await until(() => (server.output().match(/"msg":"pinroom worker ready"/g) ?? []).length >= WORKERS + 1, 'the replacement worker to be ready', 60_000);
+  const newNode = (await ctx.redis().zrange(nodesKey, 0, -1)).find((n) => !nodesBefore.has(n))!;
+  assert.match(server.output(), /worker died; starting a replacement/);
+
+  // The least-loaded worker takes the next connection: the replacement, which holds none.
+  const host = await signUp(server.url, { displayName: 'After the crash' });
+  const hostSocket = await connect(server.url, { token: host.accessToken });
+  sockets.push(hostSocket);
+  const { room } = ok(await request(hostSocket, 'room:create', { title: 'Replaced', maxMembers: 50 }));
+  const fields = Object.keys(await ctx.redis().hgetall(`${ctx.keyPrefix}room:{${room.id}}:presence:sockets`));
+  assert.equal(fields.map((f) => f.split('|')[0]), [newNode], `the new connection is served by the replacement worker (pid ${replacement})`);
 });
 
 test('SIGTERM to the primary drains every worker and exits 0; clients see a transport close and may reconnect elsewhere', async () => {

@@ -1,28 +1,41 @@
 /**
  * Graceful shutdown of one of three nodes under load (SIGTERM while its
- * clients both receive and publish): it stops being ready, closes its client
+ * clients both receive and publish): it answers 503 `draining`, closes its client
  * transports (clients reconnect, here to the other nodes), and exits 0. The
  * moved clients resume their feeds and retry their unanswered publishes with
  * the same clientMsgId: every acknowledged entry is stored once and delivered
  * once to everyone, in the stream's order.
+ *
+ * The leaving node reaches Redis through a TCP proxy that is stalled from just
+ * before the signal until its readiness said `draining`: that holds the drain
+ * open long enough to be seen (it is otherwise a few milliseconds), at the
+ * cost of a short stall of that node's Redis traffic, which clients ride out
+ * by retrying.
  */
 import { randomUUID } from 'node:crypto';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { signInGuest } from '../support/auth.ts';
 import { request, type TestSocket } from '../support/client.ts';
-import { failoverFollower, hostWithRoom, ok, readiness, sleep, startThreeNodes, until } from '../support/faults.ts';
+import { BASE_REDIS_URL } from '../support/context.ts';
+import { failoverFollower, hostWithRoom, ok, readyz, sleep, startThreeNodes, until } from '../support/faults.ts';
+import { startTcpProxy, type TcpProxy } from '../support/tcp-proxy.ts';
 
 const test = suite('faults/graceful-shutdown');
 
 let cluster: Awaited<ReturnType<typeof startThreeNodes>>;
+let proxy: TcpProxy;
 
 test.before(async () => {
-  cluster = await startThreeNodes();
+  const target = new URL(BASE_REDIS_URL);
+  proxy = await startTcpProxy(target.hostname, Number(target.port || 6379));
+  cluster = await startThreeNodes({}, [{}, {}, { REDIS_URL: proxy.url(BASE_REDIS_URL) }]);
 });
 
 test.after(async () => {
+  proxy?.restore();
   await cluster?.stop();
+  await proxy?.close();
 });
 
 test('SIGTERM on a loaded node: it drains and exits 0, its clients move to the other nodes, and nothing is lost or doubled', async () => {
@@ -62,17 +75,20 @@ test('SIGTERM on a loaded node: it drains and exits 0, its clients move to the o
   const load = Promise.all([publisher('host', () => hostSocket, 120), ...members.map((m, i) => publisher(`member${i}`, () => m.follower.socket, 40))]);
 
   await until(() => acknowledged.size >= 80, 'load before the shutdown');
-  const readinessDuring: number[] = [];
-  const probing = (async () => {
-    for (let i = 0; i < 20; i++) {
-      readinessDuring.push(await readiness(leaving.url));
-      await sleep(25);
-    }
-  })();
-  const code = await leaving.stop('SIGTERM');
-  await probing;
+  assert.equal(await readyz(leaving.url), [200, 'ready']);
+  proxy.stall();
+  const stopped = leaving.stop('SIGTERM');
+  const readinessDuring: [number, string][] = [];
+  await until(async () => {
+    readinessDuring.push(await readyz(leaving.url));
+    return readinessDuring.some(([, status]) => status === 'draining');
+  }, 'readiness 503 draining on the leaving node', 30_000);
+  proxy.restore();
+  const code = await stopped;
   assert.is(code, 0, 'the node exits 0 after draining');
-  assert.ok(!readinessDuring.slice(readinessDuring.findIndex((s) => s !== 200)).includes(200), `never ready again once draining (${readinessDuring.join(',')})`);
+  const drainingFrom = readinessDuring.findIndex(([, status]) => status === 'draining');
+  assert.equal(readinessDuring[drainingFrom], [503, 'draining']);
+  assert.ok(readinessDuring.slice(drainingFrom).every(([status]) => status !== 200), `never ready again once draining (${readinessDuring.join('; ')})`);
 
   await load;
   await Promise.all(members.map((m) => m.settled()));

@@ -113,9 +113,18 @@ test('after pg_terminate_backend kills every connection of the node, requests an
   const admin = new pg.Client({ connectionString: BASE_PG_URL });
   await admin.connect();
   try {
+    // The node's backends, and only the node's: it reaches PostgreSQL through the proxy, so
+    // they are the ones whose client port is one of the proxy's upstream ports (the test's
+    // own pool connects directly and is left alone).
     const name = new URL(ctx.databaseUrl).pathname.slice(1);
-    const { rows } = await admin.query<{ terminated: boolean }>('select pg_terminate_backend(pid) as terminated from pg_stat_activity where datname = $1 and pid <> pg_backend_pid()', [name]);
-    assert.ok(rows.length > 0 && rows.every((r) => r.terminated), `terminated ${rows.length} backends`);
+    const ports = proxy.upstreamPorts();
+    const { rows } = await admin.query<{ port: number; terminated: boolean }>(
+      'select client_port as port, pg_terminate_backend(pid) as terminated from pg_stat_activity where datname = $1 and client_port = any($2::int[])',
+      [name, ports],
+    );
+    assert.ok(rows.length > 0 && rows.every((r) => r.terminated), `terminated ${rows.length} of the node's backends (ports ${ports.join(', ')})`);
+    const killed = rows.map((r) => r.port);
+    await until(() => !proxy.upstreamPorts().some((p) => killed.includes(p)), 'the node\'s terminated connections to close');
   } finally {
     await admin.end();
   }

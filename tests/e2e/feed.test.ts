@@ -217,9 +217,10 @@ test('a client disconnected during 200 entries resumes with all of them, once ea
   await until(() => ids.length >= 120, 'more entries while away');
   await f.attach(a.url);
   await writing;
-  await until(() => f.entries.filter((e) => e.type === 'chat.message').length >= 200, 'all 200');
-  await new Promise((r) => setTimeout(r, 200));
-  const chats = f.entries.filter((e) => e.type === 'chat.message');
+  // A later entry marks the end: the feed is in order, so anything doubled would have come before it.
+  const marker = await publish(hostSocket, roomId, 'marker');
+  await until(() => f.entries.some((e) => e.id === marker), 'the marker after all 200');
+  const chats = f.entries.filter((e) => e.type === 'chat.message' && e.id !== marker);
   assert.equal(chats.map((e) => e.id), ids);
   assert.equal(chats.map((e) => e.payload.text), ids.map((_, i) => `n${i}`));
 });
@@ -251,7 +252,9 @@ test('a node killed with SIGKILL while another publishes 1,000 numbered entries:
   await Promise.all(followers.map((f, i) => f.attach(i % 2 === 0 ? a.url : b.url)));
   await writing;
   await until(() => followers.every((f) => numbered(f).length >= 1000), 'all 1,000 at every follower', 60_000);
-  await new Promise((r) => setTimeout(r, 300));
+  // A later entry marks the end: the feed is in order, so anything doubled would have come before it.
+  const marker = ok(await request(hostSocket, 'feed:publish', { roomId, type: 'host.marker', payload: {}, clientMsgId: 'marker' })).id;
+  await until(() => followers.every((f) => f.entries.some((e) => e.id === marker)), 'the marker at every follower');
   for (const f of followers) {
     const got = numbered(f);
     assert.is(got.length, 1000);
@@ -343,6 +346,44 @@ test('when Redis loses its data the epoch changes: live subscribers are disconne
   assert.is.not(resumed.epoch, watcher.position.epoch);
   // Without a configured API key the route does not exist.
   assert.is((await postJson(`${lone.url}/api/rooms/${roomId}/events`, { type: 'reaction', payload: { emoji: 'x' } }, { 'x-api-key': API_KEY })).status, 404);
+});
+
+test('a resume whose gap is longer than FEED_REPLAY_MAX replays nothing and answers recovered: false; a gap of exactly FEED_REPLAY_MAX is replayed', async () => {
+  const REPLAY_MAX = 5;
+  const small = await startTestServer(env({ FEED_REPLAY_MAX: String(REPLAY_MAX) }));
+  servers.push(small);
+  const { socket: hostSocket, roomId, pin } = await hostRoom(small.url);
+  const away = await member(small.url, pin);
+  const seen = collect(away.socket, roomId);
+  const subscribed = ok(await request(away.socket, 'feed:subscribe', { roomId }));
+  const first = await publish(hostSocket, roomId, 'seen before leaving');
+  await until(() => seen.some((e) => e.id === first), 'the first entry');
+
+  /** Resume a fresh connection of the same member from `since`; what arrived before the answer, and the answer. */
+  const resume = async (since: string) => {
+    const socket = await open(small.url, away.session.accessToken);
+    ok(await request(socket, 'room:join', { pin }));
+    const before = collect(socket, roomId);
+    const answer = ok(await request(socket, 'feed:subscribe', { roomId, since: { epoch: subscribed.epoch, id: since } }));
+    return { socket, replayed: [...before], answer, live: before };
+  };
+
+  const exactly: string[] = [];
+  for (let i = 1; i <= REPLAY_MAX; i++) exactly.push(await publish(hostSocket, roomId, `gap of ${REPLAY_MAX}: ${i}`));
+  const fits = await resume(first);
+  assert.is(fits.answer.recovered, true, `a gap of ${REPLAY_MAX} is replayed`);
+  assert.equal(fits.replayed.map((e) => e.id), exactly, 'replayed before the answer, in order');
+  fits.socket.close();
+
+  const longer: string[] = [];
+  for (let i = 1; i <= REPLAY_MAX + 1; i++) longer.push(await publish(hostSocket, roomId, `gap of ${REPLAY_MAX * 2 + 1}: ${i}`));
+  const tooLong = await resume(first);
+  assert.is(tooLong.answer.recovered, false, `a gap of ${exactly.length + longer.length} is not replayed`);
+  assert.equal(tooLong.replayed, [], 'nothing replayed');
+  assert.is(tooLong.answer.lastId, longer[longer.length - 1], 'delivery starts after the newest entry');
+  const next = await publish(hostSocket, roomId, 'live after the reload');
+  await until(() => tooLong.live.some((e) => e.id === next), 'live entries after lastId');
+  assert.equal(tooLong.live.map((e) => e.id), [next], 'only live entries after lastId');
 });
 
 test.run();

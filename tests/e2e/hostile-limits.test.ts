@@ -86,11 +86,12 @@ test('a handshake with a foreign Origin is refused for WebSocket and for polling
   assert.is(polling.status, 403, 'the polling handshake with a foreign Origin is refused');
   await polling.body?.cancel();
 
-  // socket.io-client with a forged Origin (what a cross-site page would carry), both transports.
-  for (const transports of [['websocket'], ['polling']] as const) {
-    const err = await connectError(server.url, { token, transports: [...transports], extraHeaders: { origin: foreign } });
-    assert.ok(err instanceof Error, `${transports[0]}: refused`);
-  }
+  // socket.io-client with a forged Origin (what a cross-site page would carry), both transports:
+  // refused by the server (400 upgrade, 403 polling), not a client timeout.
+  const ws = (await connectError(server.url, { token, transports: ['websocket'], extraHeaders: { origin: foreign } })) as Error & { description?: { message?: string } };
+  assert.equal([ws.message, ws.description?.message], ['websocket error', 'Unexpected server response: 400'], 'websocket: the upgrade is refused');
+  const poll = (await connectError(server.url, { token, transports: ['polling'], extraHeaders: { origin: foreign } })) as Error & { description?: unknown };
+  assert.equal([poll.message, poll.description], ['xhr poll error', 403], 'polling: the handshake is refused');
 
   const allowedWs = await openRawSocket(server.url, { origin: ALLOWED_ORIGIN, token });
   raws.push(allowedWs);
@@ -109,13 +110,24 @@ test('a handshake with a foreign Origin is refused for WebSocket and for polling
 test('one address is held to the per-address connection cap, even when it opens them all at once; freed slots and other addresses still connect', async () => {
   const address = newAddress();
   const headers = { 'x-forwarded-for': address };
-  // All at once: handshakes that race past the first check are closed as soon as they are counted.
-  const attempts = await Promise.allSettled(Array.from({ length: CAP + 15 }, () => openRawSocket(server.url, { headers })));
+  // All at once: handshakes that race past the first check are closed as soon as they are counted,
+  // before their Socket.IO CONNECT is answered. Each one that is answered must stay: an acked
+  // round trip on each proves it is open now, with no time window involved.
+  const attempts = await Promise.allSettled(Array.from({ length: CAP + 15 }, () => openRawSocket(server.url, { headers, token, timeoutMs: 15_000 })));
   const opened = attempts.filter((a): a is PromiseFulfilledResult<RawSocket> => a.status === 'fulfilled').map((a) => a.value);
   raws.push(...opened);
-  await new Promise((r) => setTimeout(r, 300));
-  const stillOpen = opened.filter((r) => r.isOpen());
-  assert.is(stillOpen.length, CAP, `exactly ${CAP} stay open (opened ${opened.length}, refused ${attempts.length - opened.length})`);
+  const answered = await Promise.all(
+    opened.map(async (r, i) => {
+      r.send(`42${i}["feed:unsubscribe",{"roomId":"${randomUUID()}"}]`);
+      return r.next((f) => typeof f === 'string' && f.startsWith(`43${i}[`), 15_000).then(
+        () => true,
+        () => false,
+      );
+    }),
+  );
+  const stillOpen = opened.filter((_, i) => answered[i]);
+  assert.is(opened.length, CAP, `exactly ${CAP} were let in (refused ${attempts.length - opened.length})`);
+  assert.is(stillOpen.length, CAP, `and all ${CAP} stay open`);
 
   // At the cap: the next one is refused before a session exists.
   const refused = (await openRawSocket(server.url, { headers }).catch((err: Error & { status?: number }) => err)) as Error & { status?: number };

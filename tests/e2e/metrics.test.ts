@@ -4,6 +4,7 @@ import { generateSigningJwk } from '../../server/auth/signing-keys.ts';
 import { signInGuest, signUp } from '../support/auth.ts';
 import { connect, request, type TestSocket } from '../support/client.ts';
 import { createTestContext, type TestContext } from '../support/context.ts';
+import { until } from '../support/faults.ts';
 import { startTestServer, type TestServer } from '../support/server.ts';
 
 const test = suite('observability/metrics');
@@ -86,14 +87,15 @@ test('logs are JSON lines with request and socket ids, and never carry a token',
   sockets.push(socket);
   await fetch(`${server.url}/admin/overview`, { headers: { authorization: `Bearer ${guest.accessToken}` } });
   await scrape(authorized);
-  await new Promise((r) => setTimeout(r, 300));
-  const lines = server
-    .output()
-    .split('\n')
-    .filter((l) => l.startsWith('{'));
-  const parsed = lines.map((l) => JSON.parse(l) as Record<string, unknown>);
-  assert.ok(parsed.some((l) => l.msg === 'request' && typeof l.reqId === 'string' && l.path === '/admin/overview'), 'request logged with its id');
-  assert.ok(parsed.some((l) => l.msg === 'socket connected' && l.socketId === socket.id), 'socket logged with its id');
+  const parsed = () =>
+    server
+      .output()
+      .split('\n')
+      .filter((l) => l.startsWith('{'))
+      .map((l) => JSON.parse(l) as Record<string, unknown>);
+  // Wait for the lines (written as the request and the connection complete), not for a fixed time.
+  await until(() => parsed().some((l) => l.msg === 'request' && typeof l.reqId === 'string' && l.path === '/admin/overview'), 'the request logged with its id');
+  await until(() => parsed().some((l) => l.msg === 'socket connected' && l.socketId === socket.id), 'the socket logged with its id');
   const output = server.output();
   for (const secret of [guest.accessToken, guest.refreshToken, METRICS_TOKEN]) assert.not.ok(output.includes(secret), 'a secret reached the logs');
 });

@@ -5,6 +5,7 @@ import type { RoomView } from '../../shared/schemas.ts';
 import { signInGuest, signUp } from '../support/auth.ts';
 import { connect, nextEvent, request, type TestSocket } from '../support/client.ts';
 import { createTestContext, type TestContext } from '../support/context.ts';
+import { until } from '../support/faults.ts';
 import { startTestServer, type TestServer } from '../support/server.ts';
 
 const test = suite('rooms/presence-e2e');
@@ -84,6 +85,10 @@ test('presence loses the members of a node killed with -9 within the heartbeat w
   data(await request(tab2, 'room:join', { pin: room.pin }));
   await online;
   assert.is(await ctx.redis().hget(`${ctx.keyPrefix}room:{${room.id}}:presence:users`, mia.user.id), '2', 'two tabs, one user');
+  // The node id of b, from the presence entry of one of Mia's sockets (fields are `<node>|<socket id>`).
+  const nodeB = Object.keys(await ctx.redis().hgetall(`${ctx.keyPrefix}room:{${room.id}}:presence:sockets`))
+    .find((f) => f.endsWith(`|${tab1.id}`))!
+    .split('|')[0]!;
 
   const changes: boolean[] = [];
   hostSocket.on('room:presence', (p) => p.changes.filter((c) => c.userId === mia.user.id).forEach((c) => changes.push(c.online)));
@@ -93,16 +98,25 @@ test('presence loses the members of a node killed with -9 within the heartbeat w
   await offline;
   const elapsed = Date.now() - killedAt;
   console.log(`  killed node's member offline after ${elapsed} ms (timeout ${NODE_TIMEOUT_MS} ms, heartbeat ${HEARTBEAT_MS} ms)`);
-  await new Promise((r) => setTimeout(r, 3 * HEARTBEAT_MS));
+  // Announcements come from the purge of the dead node; once no node lists it any more,
+  // none can follow. A later presence change (a new member on the survivor) then marks the end.
+  await until(async () => (await ctx.redis().zscore(`${ctx.keyPrefix}{presence}:nodes`, nodeB)) === null, 'the dead node to be purged', NODE_TIMEOUT_MS + SLACK_MS);
+  const marker = await signInGuest(a.url, 'Marker');
+  const markerSeen = nextEvent(hostSocket, 'room:presence', (p) => p.changes.some((c) => c.userId === marker.user.id));
+  data(await request(await open(a.url, marker.accessToken), 'room:join', { pin: room.pin }));
+  await markerSeen;
   assert.equal(changes, [false], 'announced offline once');
   assert.is(await ctx.redis().hget(`${ctx.keyPrefix}room:{${room.id}}:presence:users`, mia.user.id), null);
-  assert.is(await ctx.redis().hlen(`${ctx.keyPrefix}room:{${room.id}}:presence:sockets`), 1, 'only the host socket is left');
+  const fields = Object.keys(await ctx.redis().hgetall(`${ctx.keyPrefix}room:{${room.id}}:presence:sockets`));
+  assert.equal(fields.filter((f) => f.startsWith(`${nodeB}|`)), [], 'no socket of the dead node is left');
+  assert.is(fields.length, 2, 'the host\'s and the marker\'s sockets are');
   const members = data(await request(hostSocket, 'room:join', { pin: room.pin })).members;
   assert.equal(
     members.map((m) => [m.name, m.online]),
     [
       ['Host', true],
       ['Mia', false],
+      ['Marker', true],
     ],
   );
 });

@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import type { Redis } from 'ioredis';
+import { Redis } from 'ioredis';
 import { sql } from 'kysely';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
@@ -19,6 +19,16 @@ import { createQueryCounter, type QueryCounter } from '../support/query-counter.
 import { freePort, startRedisServer, type OwnedRedis } from '../support/redis-server.ts';
 
 const test = suite('cache/faults');
+/**
+ * How long past its TTL an entry may be served stale. It must exceed the TTL's
+ * jitter (±10% of 300 s) for one clock to be past every jittered TTL and
+ * within every stale window: `pastTtl()` is that clock, `pastStale()` one past
+ * every window. (With 60 s, past 330 s and within 270 + 60 s cannot both hold:
+ * about one read in sixty fell outside.)
+ */
+const HARD_STALE_SECONDS = 600;
+const pastTtl = () => Date.now() + ctx.config.cache.userTtlSeconds * 1100 + 1000;
+const pastStale = () => pastTtl() + HARD_STALE_SECONDS * 1000;
 const logger = createLogger({ log: { level: 'silent' }, env: 'test' });
 let ctx: TestContext;
 let counter: QueryCounter;
@@ -28,7 +38,7 @@ const clients: Redis[] = [];
 const dbs: Db[] = [];
 
 test.before(async () => {
-  ctx = createTestContext({ REDIS_COMMAND_TIMEOUT_MS: '300', CACHE_HARD_STALE_SECONDS: '60' });
+  ctx = createTestContext({ REDIS_COMMAND_TIMEOUT_MS: '300', CACHE_HARD_STALE_SECONDS: String(HARD_STALE_SECONDS) });
   await ctx.migrate();
   counter = createQueryCounter();
   db = ctx.db().withPlugin(counter.plugin);
@@ -67,7 +77,15 @@ async function waitFor(check: () => boolean | Promise<boolean>, what: string, ti
   }
 }
 
-test('with Redis stopped, reads are answered from PostgreSQL, counted, and caching resumes when it is back', async () => {
+/** Read `id` through `loader` until its entry is in Redis: the precondition of a stale read, checked rather than assumed. */
+async function cachedBy(loader: { get(id: string): Promise<unknown> }, redis: Redis, id: string): Promise<void> {
+  await waitFor(async () => {
+    await loader.get(id);
+    return (await redis.exists(createKeys(ctx.keyPrefix).cache('user', id))) === 1;
+  }, `user ${id} to be cached`);
+}
+
+test('with Redis stopped, reads are answered from PostgreSQL, counted; when it comes back with its data the invalidation made meanwhile is retried and caching resumes', async () => {
   owned = await startRedisServer();
   const config = ctx.configWith({ REDIS_URL: owned.url });
   const redis = await redisClient(config);
@@ -77,6 +95,11 @@ test('with Redis stopped, reads are answered from PostgreSQL, counted, and cachi
   assert.is((await users.get(id)).value?.name, 'Before outage');
   assert.ok(await redis.exists(createKeys(ctx.keyPrefix).cache('user', id)));
 
+  // Redis goes down with its data on disk: the cached 'Before outage' comes back with it.
+  const admin = new Redis(owned.url, { maxRetriesPerRequest: 1 });
+  await admin.set(`${ctx.keyPrefix}survivor`, 'yes');
+  await admin.save();
+  admin.disconnect();
   await owned.kill();
   counter.reset();
   const started = Date.now();
@@ -94,11 +117,15 @@ test('with Redis stopped, reads are answered from PostgreSQL, counted, and cachi
   assert.equal([...many.values()].map((l) => l.value?.name), ['During outage']);
 
   await owned.start();
+  assert.is(await redis.get(`${ctx.keyPrefix}survivor`), 'yes', 'Redis came back with its data');
   await waitFor(() => redis.status === 'ready', 'the client to reconnect');
+  // The entry Redis came back with is the one from before the write; the
+  // invalidation retried on reconnect removes it, so it is never served.
   await waitFor(async () => {
-    await users.get(id);
-    return (await redis.exists(createKeys(ctx.keyPrefix).cache('user', id))) === 1;
-  }, 'the entry to be cached again');
+    assert.is((await users.get(id)).value?.name, 'During outage', 'never the entry from before the outage');
+    const cached = await redis.get(createKeys(ctx.keyPrefix).cache('user', id));
+    return cached !== null && cached.includes('During outage');
+  }, 'the new value to be cached');
   counter.reset();
   assert.is((await users.get(id)).value?.name, 'During outage');
   assert.is(counter.countFrom('users'), 0, 'a hit again');
@@ -128,16 +155,15 @@ test('with PostgreSQL unreachable, an expired entry is served marked stale, and 
   const metrics = createMetrics();
   const healthy = createUserProfileLoader(deps(redis, metrics));
   const id = await insertUser(db, 'Cached');
-  await healthy.get(id);
+  await cachedBy(healthy, redis, id);
   const dead = await deadDb();
-  const ttlMs = ctx.config.cache.userTtlSeconds * 1000;
 
   // Within its TTL the entry is simply a hit: PostgreSQL is not needed.
   const now = createUserProfileLoader(deps(redis, metrics, { db: dead }));
   assert.equal((await now.get(id)).stale, false);
 
   // Past its TTL (the clock moved on), within the hard staleness: stale, and said so.
-  const later = createUserProfileLoader(deps(redis, metrics, { db: dead, now: () => Date.now() + ttlMs * 1.1 + 1000 }));
+  const later = createUserProfileLoader(deps(redis, metrics, { db: dead, now: pastTtl }));
   const stale = await later.get(id);
   assert.equal(stale, { value: { ...stale.value!, name: 'Cached' }, stale: true });
   assert.is(await counterValue(metrics.cache.stale, { loader: 'user' }), 1);
@@ -149,7 +175,7 @@ test('with PostgreSQL unreachable, an expired entry is served marked stale, and 
   assert.equal((await later.getMany([id])).get(id)?.stale, true);
 
   // Past the hard staleness: nothing may be served.
-  const muchLater = createUserProfileLoader(deps(redis, metrics, { db: dead, now: () => Date.now() + ttlMs * 1.1 + 61_000 }));
+  const muchLater = createUserProfileLoader(deps(redis, metrics, { db: dead, now: pastStale }));
   await rejectsWithCode(() => muchLater.get(id), 'unavailable');
 });
 
@@ -167,12 +193,12 @@ test('with PostgreSQL terminated mid-session and unreachable, cached reads degra
   const handle = createDb(config, logger);
   dbs.push(handle.db);
   const users = createUserProfileLoader(deps(redis, createMetrics(), { db: handle.db }));
-  await users.get(id);
+  await cachedBy(users, redis, id);
   // Kill every backend of the database but this query's own (the loader's pool included)...
   await sql`select pg_terminate_backend(pid) from pg_stat_activity where datname = current_database() and pid <> pg_backend_pid()`.execute(db);
   // ...and make the pool's reconnects land on a closed port, as when the server is gone.
   (handle.pool.options as { connectionString?: string }).connectionString = `postgres://postgres@127.0.0.1:${await freePort()}/pinroom_gone`;
-  const later = createUserProfileLoader(deps(redis, createMetrics(), { db: handle.db, now: () => Date.now() + ctx.config.cache.userTtlSeconds * 1100 + 1000 }));
+  const later = createUserProfileLoader(deps(redis, createMetrics(), { db: handle.db, now: pastTtl }));
   const read = await later.get(id);
   assert.is(read.stale, true);
   assert.is(read.value?.name, 'Terminated');

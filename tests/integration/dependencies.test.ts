@@ -7,9 +7,10 @@
  * - `npm audit --omit=dev --audit-level=high --json`: no high or critical
  *   advisory in production dependencies. Three outcomes, each named in the
  *   test output: CLEAN (passes), FINDINGS (fails, listing them) and
- *   UNREACHABLE (the advisory endpoint did not answer, e.g. a registry mirror
- *   that refuses the bulk advisory POST with 405): that is not a verdict, so
- *   the test says so in its name and output instead of passing it off as clean.
+ *   NOT RUN (the advisory endpoint did not answer, e.g. a registry that
+ *   refuses the bulk advisory POST with 405, as the one this project's
+ *   machines reach does): no test is registered, so nothing counts as passed,
+ *   and the file prints a `NOT RUN:` line that the test command lists.
  */
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
@@ -99,11 +100,9 @@ async function audit(): Promise<AuditOutcome> {
 
 const outcome = await audit();
 if (outcome.kind === 'unreachable') {
-  test(`npm audit: UNREACHABLE, no verdict (${outcome.reason}); not counted as clean`, () => {
-    console.log(`  npm audit outcome: UNREACHABLE: ${outcome.reason}`);
-    console.log('  The advisory endpoint did not answer, so no claim is made about advisories; run `npm audit --omit=dev` where it does.');
-    assert.is(outcome.kind, 'unreachable');
-  });
+  // No test is registered: a check that could not run is not a pass. The test
+  // command lists this line under "Not run" above its closing line.
+  process.stdout.write(`\nNOT RUN: npm audit (the advisory endpoint did not answer: ${outcome.reason}); run \`npm audit --omit=dev\` where it does\n`);
 } else {
   test('npm audit: no high or critical advisory in production dependencies', () => {
     if (outcome.kind === 'findings') {

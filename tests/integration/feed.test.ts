@@ -59,9 +59,9 @@ interface Node {
   blocking: Redis;
 }
 
-async function startNode(config: Config, options: { readCount?: number } = {}): Promise<Node> {
+async function startNode(config: Config, options: { readCount?: number } = {}, blockingName?: string): Promise<Node> {
   const redis = createRedisClient(config, logger, 'command');
-  const blocking = createRedisClient(config, logger, 'blocking');
+  const blocking = createRedisClient(config, logger, 'blocking', blockingName ? { connectionName: blockingName } : {});
   await Promise.all([connectRedis(redis, config), connectRedis(blocking, config)]);
   const store = createFeedStore({ redis, scripts: createScripts(redis), keys: createKeys(config.redis.keyPrefix), config });
   const relay = createFeedRelay({ store, redis, blocking, archive: createActivityRepository(ctx.db()), replayMax: config.feed.replayMax, logger, ...options });
@@ -273,19 +273,44 @@ for (const busy of [false, true]) {
 
 test('a dropped blocking connection delays delivery but loses nothing', async () => {
   const config = ctx.configWith({ FEED_ROOM_MAXLEN: '100000' });
-  const node = await startNode(config);
+  // The tail's connection carries a name of its own, so it can be found and killed from outside.
+  const tailName = `feed-test-tail-${randomUUID().slice(0, 8)}`;
+  const node = await startNode(config, {}, tailName);
   const writer = await startNode(config);
   const roomId = randomUUID();
   const c = collector();
   await node.relay.subscribe({ kind: 'room', roomId }, undefined, c.sink);
-  const writing = numbered(writer.store, roomId, 200);
-  for (let i = 0; i < 3; i++) {
-    await new Promise((r) => setTimeout(r, 40));
-    const id = Number(await node.blocking.client('ID').catch(() => 0));
-    if (id) await writer.redis.client('KILL', 'ID', String(id)).catch(() => undefined);
+
+  /** Kill the tail's current connection: resolves 1 when one was killed, 0 when none was open. */
+  const killTail = async (): Promise<number> => {
+    const list = String(await writer.redis.client('LIST'));
+    const id = /(?:^|\n)id=(\d+) [^\n]*\bname=(\S+)/g;
+    for (const m of list.matchAll(id)) if (m[2] === tailName) return Number(await writer.redis.client('KILL', 'ID', m[1]!));
+    return 0;
+  };
+
+  // Appends run until three kills, each made once more entries were delivered after the previous one.
+  const ids: string[] = [];
+  let kills = 0;
+  let stopAt = Infinity;
+  const appends = (async () => {
+    for (let i = 0; i < stopAt; i++) {
+      ids.push((await writer.store.append({ roomId, type: 'chat.message', actor, payload: { text: `#${i}` } })).id);
+      await new Promise((r) => setImmediate(r));
+    }
+  })();
+  try {
+    for (let attempt = 0; kills < 3 && attempt < 30; attempt++) {
+      const delivered = c.entries.length;
+      await until(() => c.entries.length >= delivered + 20, `delivery to go on after ${kills} kills`);
+      kills += await killTail();
+    }
+  } finally {
+    stopAt = ids.length + 50; // and some more after the last kill
+    await appends;
   }
-  const ids = await writing;
-  await c.waitFor(200);
+  assert.is(kills, 3, 'three connections of the tail were killed');
+  await c.waitFor(ids.length);
   assert.equal(c.entries.map((e) => e.id), ids);
 });
 

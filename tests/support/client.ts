@@ -86,3 +86,15 @@ export function disconnected(socket: TestSocket, timeoutMs = 5000): Promise<stri
     });
   });
 }
+
+/**
+ * Resolve once everything the server had sent `socket` before this call has
+ * arrived: an acked round trip (`feed:unsubscribe` of a room the socket does
+ * not follow, a no-op any signed-in socket may send), whose answer travels the
+ * same connection after them. The marker that ends a negative check ("no
+ * echo", "no entry after the kick") instead of a time window.
+ */
+export async function flushed(socket: TestSocket, timeoutMs = 15_000): Promise<void> {
+  const ack = await request(socket, 'feed:unsubscribe', { roomId: crypto.randomUUID() }, timeoutMs);
+  if (!ack.ok) throw new Error(`round trip refused: ${ack.error.code}`);
+}

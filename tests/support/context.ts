@@ -3,7 +3,6 @@
  * and a fresh key prefix for each context, both removed by `cleanup()`.
  * Tests build their own config from an env map; they never mutate process.env.
  */
-import { randomBytes } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
@@ -12,9 +11,9 @@ import { loadConfig, type Config } from '../../server/config.ts';
 import { createDb, dropDatabase, ensureDatabase, type Db } from '../../server/db/database.ts';
 import { migrateToLatest } from '../../server/db/migrate.ts';
 import { createLogger } from '../../server/logger.ts';
+import { BASE_PG_URL, BASE_REDIS_URL, databaseNameOf, deleteByPrefix, keyPrefixOf, newTestId } from './leftovers.ts';
 
-export const BASE_REDIS_URL = process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379';
-export const BASE_PG_URL = process.env.TEST_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
+export { BASE_PG_URL, BASE_REDIS_URL, deleteByPrefix };
 
 /**
  * The per-user limits (events, publishes, signals) raised out of the way, for
@@ -48,11 +47,12 @@ export interface TestContext {
 }
 
 export function createTestContext(overrides: Record<string, string> = {}): TestContext {
-  const id = randomBytes(5).toString('hex');
+  // Named after the runner's tag for this file, so tests/run.ts can remove them if the file is killed.
+  const id = newTestId();
   const url = new URL(BASE_PG_URL);
-  url.pathname = `/pinroom_test_${id}`;
+  url.pathname = `/${databaseNameOf(id)}`;
   const databaseUrl = url.toString();
-  const keyPrefix = `pinroom:test:${id}:`;
+  const keyPrefix = keyPrefixOf(id);
   const env: Record<string, string> = {
     NODE_ENV: 'test',
     LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? 'silent',
@@ -85,7 +85,10 @@ export function createTestContext(overrides: Record<string, string> = {}): TestC
       return db;
     },
     redis() {
-      redis ??= new Redis(config.redis.url, { maxRetriesPerRequest: 1 });
+      if (!redis) {
+        redis = new Redis(config.redis.url, { maxRetriesPerRequest: 1 });
+        redis.on('error', () => undefined); // a test that stops Redis sees failures through its commands
+      }
       return redis;
     },
     configWith(more) {
@@ -102,19 +105,6 @@ export function createTestContext(overrides: Record<string, string> = {}): TestC
       await dropDatabase(databaseUrl);
     },
   };
-}
-
-/** UNLINK every key that starts with `prefix`, in SCAN batches. */
-export async function deleteByPrefix(redis: Redis, prefix: string): Promise<number> {
-  let cursor = '0';
-  let deleted = 0;
-  const pattern = `${prefix.replace(/[*?[\]\\]/g, '\\$&')}*`;
-  do {
-    const [next, keys] = await redis.scan(cursor, 'MATCH', pattern, 'COUNT', 1000);
-    cursor = next;
-    if (keys.length > 0) deleted += await redis.unlink(...keys);
-  } while (cursor !== '0');
-  return deleted;
 }
 
 export { Kysely };

@@ -32,14 +32,14 @@ export async function until(check: () => boolean | Promise<boolean>, what: strin
 
 /**
  * Three pinroom nodes on one fresh database and key prefix, with the per-address
- * limits raised for a test's load (plus `env`). `track` registers a client
+ * limits raised for a test's load (plus `env`, and `perNode[i]` for node i). `track` registers a client
  * socket; `stop` closes the tracked sockets, the nodes and the context.
  */
-export async function startThreeNodes(env: Record<string, string> = {}) {
+export async function startThreeNodes(env: Record<string, string> = {}, perNode: Record<string, string>[] = []) {
   const ctx: TestContext = createTestContext();
   await ctx.migrate();
   const nodeEnv = { ...ctx.env, ...RAISED_USER_LIMITS, SOCKET_EVENTS_PER_SECOND: '10000', AUTH_RATE_GUEST_IP: '1000/60', AUTH_RATE_REGISTER_IP: '1000/60', ...env };
-  const nodes = await Promise.all([startTestServer(nodeEnv), startTestServer(nodeEnv), startTestServer(nodeEnv)]);
+  const nodes = await Promise.all([0, 1, 2].map((i) => startTestServer({ ...nodeEnv, ...perNode[i] })));
   const sockets: TestSocket[] = [];
   return {
     ctx,
@@ -72,6 +72,17 @@ export async function readiness(url: string): Promise<number> {
     return res.status;
   } catch {
     return 0;
+  }
+}
+
+/** `GET /readyz`: its HTTP status and the body's `status` (`ready`, `draining`, `unavailable`), or `[0, 'no answer']`. */
+export async function readyz(url: string): Promise<[number, string]> {
+  try {
+    const res = await fetch(`${url}/readyz`, { signal: AbortSignal.timeout(5000) });
+    const body = (await res.json().catch(() => ({}))) as { status?: string };
+    return [res.status, body.status ?? ''];
+  } catch {
+    return [0, 'no answer'];
   }
 }
 

@@ -17,7 +17,7 @@ export interface RawSocket {
   /** Engine.IO session id. */
   sid: string;
   send(data: string | Buffer): void;
-  /** Resolve the next frame (already received or future) that matches `filter`. */
+  /** Resolve the next frame (already received or future) that matches `filter`; rejects if the connection closes first. */
   next(filter?: (frame: string | Buffer) => boolean, timeoutMs?: number): Promise<string | Buffer>;
   /** Resolves when the connection closes. */
   closed: Promise<{ code: number; reason: string }>;
@@ -50,11 +50,14 @@ export async function openRawSocket(url: string, options: RawOptions = {}): Prom
   const headers = { ...(options.headers ?? {}) };
   const ws = new WebSocket(engineUrl(url), { headers, ...(options.origin ? { origin: options.origin } : {}), maxPayload: 100 * 1024 * 1024 });
   const frames: (string | Buffer)[] = [];
-  const waiters: { filter: (f: string | Buffer) => boolean; resolve: (f: string | Buffer) => void }[] = [];
+  const waiters: { filter: (f: string | Buffer) => boolean; resolve: (f: string | Buffer) => void; reject: (err: Error) => void }[] = [];
   let open = false;
+  let hasClosed = false;
   const closed = new Promise<{ code: number; reason: string }>((resolve) => {
     ws.on('close', (code, reason) => {
       open = false;
+      hasClosed = true;
+      for (const w of waiters.splice(0)) w.reject(new Error(`connection closed (${code}) before a matching frame`));
       resolve({ code, reason: reason.toString() });
     });
   });
@@ -100,6 +103,7 @@ export async function openRawSocket(url: string, options: RawOptions = {}): Prom
       frames.splice(frames.indexOf(seen), 1);
       return Promise.resolve(seen);
     }
+    if (hasClosed) return Promise.reject(new Error('connection closed before a matching frame'));
     return new Promise<string | Buffer>((resolve, reject) => {
       const waiter = {
         filter,
@@ -107,6 +111,10 @@ export async function openRawSocket(url: string, options: RawOptions = {}): Prom
           clearTimeout(timer);
           frames.splice(frames.indexOf(f), 1);
           resolve(f);
+        },
+        reject: (err: Error) => {
+          clearTimeout(timer);
+          reject(err);
         },
       };
       const timer = setTimeout(() => {

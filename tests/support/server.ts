@@ -13,7 +13,7 @@ export interface TestServer {
   process: ChildProcess;
   /** Everything the process printed so far. */
   output(): string;
-  /** Send a signal and wait for the exit; resolves the exit code (or the signal name). */
+  /** Send a signal and wait for the exit (and the output); resolves the exit code (or the signal name). */
   stop(signal?: NodeJS.Signals): Promise<number | string>;
   /** SIGKILL, as a crash. */
   kill(): Promise<void>;
@@ -46,6 +46,10 @@ export async function startTestServer(env: Record<string, string>, options: Star
   child.stdout!.on('data', onData);
   child.stderr!.on('data', onData);
   const exited = once(child, 'exit');
+  // Output can still be in the pipes at 'exit'; 'close' comes once they are drained (bounded:
+  // a child left running, a worker the primary could not stop, may hold them open).
+  const drained = once(child, 'close');
+  const outputComplete = () => Promise.race([drained, new Promise((r) => setTimeout(r, 2000).unref())]);
 
   const deadline = new Promise<never>((_, reject) => setTimeout(() => reject(new Error(`server did not start within ${timeoutMs} ms:\n${output}`)), timeoutMs).unref());
   const early = exited.then(([code]) => {
@@ -67,6 +71,7 @@ export async function startTestServer(env: Record<string, string>, options: Star
       if (child.exitCode !== null || child.signalCode !== null) return child.exitCode ?? child.signalCode!;
       child.kill(signal);
       const [code, sig] = (await exited) as [number | null, NodeJS.Signals | null];
+      await outputComplete();
       return code ?? sig!;
     },
     async kill() {

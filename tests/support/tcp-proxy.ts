@@ -2,6 +2,10 @@
  * A TCP proxy between a client and a real server (Redis, PostgreSQL) that a
  * test can cut (reset every connection, refuse new ones) or stall (accept and
  * hold bytes without forwarding), to inject network faults for real.
+ *
+ * A fault applies to every connection, including the ones opened while it
+ * lasts: a client that reconnects during a stall is held like the others, and
+ * one that connects during a cut is reset at once.
  */
 import { once } from 'node:events';
 import { createConnection, createServer, type Socket } from 'node:net';
@@ -12,37 +16,66 @@ export interface TcpProxy {
   url(target: string): string;
   /** Destroy every open connection and refuse new ones until `restore`. */
   cut(): void;
-  /** Keep connections open but forward nothing until `restore` (buffered bytes then flow). */
+  /** Keep connections (open and new) open but forward nothing until `restore` (held bytes then flow). */
   stall(): void;
   /** Back to forwarding. */
   restore(): void;
+  /** Local ports of the proxy's open connections to the target (what the target sees as client ports). */
+  upstreamPorts(): number[];
+  /** Connections accepted so far, and how many of them were accepted during a stall or a cut. */
+  readonly accepted: { total: number; duringStall: number; duringCut: number };
   close(): Promise<void>;
+}
+
+interface Pair {
+  client: Socket;
+  upstream: Socket;
+  flowing: boolean;
 }
 
 export async function startTcpProxy(targetHost: string, targetPort: number): Promise<TcpProxy> {
   let mode: 'open' | 'cut' | 'stall' = 'open';
-  const pairs = new Set<[Socket, Socket]>();
+  const pairs = new Set<Pair>();
+  const accepted = { total: 0, duringStall: 0, duringCut: 0 };
+
+  // Forwarding is `pipe()` while open; a stall unpipes and pauses both sides, so
+  // bytes stay buffered here (pipe() would resume a merely paused socket).
+  const flow = (pair: Pair) => {
+    if (pair.flowing) return;
+    pair.flowing = true;
+    pair.client.pipe(pair.upstream);
+    pair.upstream.pipe(pair.client);
+  };
+  const hold = (pair: Pair) => {
+    pair.flowing = false;
+    pair.client.unpipe(pair.upstream);
+    pair.upstream.unpipe(pair.client);
+    pair.client.pause();
+    pair.upstream.pause();
+  };
+  const destroy = (pair: Pair) => {
+    pair.client.destroy();
+    pair.upstream.destroy();
+    pairs.delete(pair);
+  };
+
   const server = createServer((client) => {
+    accepted.total++;
     if (mode === 'cut') {
+      accepted.duringCut++;
       client.destroy();
       return;
     }
+    if (mode === 'stall') accepted.duringStall++;
+    client.pause();
     const upstream = createConnection({ host: targetHost, port: targetPort });
-    const pair: [Socket, Socket] = [client, upstream];
+    upstream.pause();
+    const pair: Pair = { client, upstream, flowing: false };
     pairs.add(pair);
-    const end = () => {
-      client.destroy();
-      upstream.destroy();
-      pairs.delete(pair);
-    };
+    const end = () => destroy(pair);
     client.on('error', end).on('close', end);
     upstream.on('error', end).on('close', end);
-    if (mode === 'stall') {
-      client.pause();
-      upstream.pause();
-    }
-    client.pipe(upstream);
-    upstream.pipe(client);
+    if (mode === 'open') flow(pair);
   });
   server.listen(0, '127.0.0.1');
   await once(server, 'listening');
@@ -50,6 +83,7 @@ export async function startTcpProxy(targetHost: string, targetPort: number): Pro
 
   return {
     port,
+    accepted,
     url(target) {
       const u = new URL(target);
       u.hostname = '127.0.0.1';
@@ -58,32 +92,21 @@ export async function startTcpProxy(targetHost: string, targetPort: number): Pro
     },
     cut() {
       mode = 'cut';
-      for (const [a, b] of pairs) {
-        a.destroy();
-        b.destroy();
-      }
-      pairs.clear();
+      for (const pair of [...pairs]) destroy(pair);
     },
     stall() {
       mode = 'stall';
-      for (const [a, b] of pairs) {
-        a.pause();
-        b.pause();
-      }
+      for (const pair of pairs) hold(pair);
     },
     restore() {
       mode = 'open';
-      for (const [a, b] of pairs) {
-        a.resume();
-        b.resume();
-      }
+      for (const pair of pairs) flow(pair);
+    },
+    upstreamPorts() {
+      return [...pairs].map((p) => p.upstream.localPort).filter((p): p is number => typeof p === 'number');
     },
     async close() {
-      for (const [a, b] of pairs) {
-        a.destroy();
-        b.destroy();
-      }
-      pairs.clear();
+      for (const pair of [...pairs]) destroy(pair);
       await new Promise<void>((resolve) => server.close(() => resolve()));
     },
   };

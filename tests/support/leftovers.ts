@@ -1,0 +1,88 @@
+/**
+ * Names of what a test file creates on the shared services, so the test
+ * command can find and remove what a killed file left behind.
+ *
+ * tests/run.ts gives each file's process a tag (`PINROOM_TEST_TAG`, six hex
+ * digits). Every test database (`pinroom_test_<tag>_<id>`), key prefix
+ * (`pinroom:test:<tag>_<id>:`) and owned redis-server folder
+ * (`<tmp>/pinroom-redis-<tag>-*`) of that file carries it, and
+ * `removeLeftovers(tag)` drops them all once the file's process group is gone.
+ */
+import { randomBytes } from 'node:crypto';
+import { readdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Redis } from 'ioredis';
+import pg from 'pg';
+
+export const TEST_TAG_ENV = 'PINROOM_TEST_TAG';
+export const BASE_REDIS_URL = process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379';
+export const BASE_PG_URL = process.env.TEST_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
+
+/** This process's tag: the runner's, or `untagged` when a file runs on its own. */
+export function testTag(): string {
+  const tag = process.env[TEST_TAG_ENV];
+  return tag && /^[0-9a-f]{6}$/.test(tag) ? tag : 'untagged';
+}
+
+/** A fresh id for one test context, starting with this process's tag. */
+export function newTestId(): string {
+  return `${testTag()}_${randomBytes(5).toString('hex')}`;
+}
+
+export const databaseNameOf = (id: string) => `pinroom_test_${id}`;
+export const keyPrefixOf = (id: string) => `pinroom:test:${id}:`;
+/** Prefix of an owned redis-server's temp folder name. */
+export const redisDirPrefix = () => `pinroom-redis-${testTag()}-`;
+
+/** UNLINK every key that starts with `prefix`, in SCAN batches; resolves how many. */
+export async function deleteByPrefix(redis: Redis, prefix: string): Promise<number> {
+  let cursor = '0';
+  let deleted = 0;
+  const pattern = `${prefix.replace(/[*?[\]\\]/g, '\\$&')}*`;
+  do {
+    const [next, keys] = await redis.scan(cursor, 'MATCH', pattern, 'COUNT', 1000);
+    cursor = next;
+    if (keys.length > 0) deleted += await redis.unlink(...keys);
+  } while (cursor !== '0');
+  return deleted;
+}
+
+export interface Leftovers {
+  databases: string[];
+  keys: number;
+  folders: string[];
+}
+
+/** Drop the databases, keys and redis-server folders carrying `tag`. */
+export async function removeLeftovers(tag: string): Promise<Leftovers> {
+  if (!/^[0-9a-f]{6}$/.test(tag)) throw new Error(`not a test tag: ${tag}`);
+  const found: Leftovers = { databases: [], keys: 0, folders: [] };
+
+  const client = new pg.Client({ connectionString: BASE_PG_URL });
+  await client.connect();
+  try {
+    const { rows } = await client.query<{ datname: string }>(`select datname from pg_database where datname like $1`, [`pinroom\\_test\\_${tag}\\_%`]);
+    for (const { datname } of rows) {
+      await client.query(`drop database if exists "${datname.replaceAll('"', '""')}" with (force)`);
+      found.databases.push(datname);
+    }
+  } finally {
+    await client.end();
+  }
+
+  const redis = new Redis(BASE_REDIS_URL, { maxRetriesPerRequest: 1, lazyConnect: true });
+  try {
+    await redis.connect();
+    found.keys = await deleteByPrefix(redis, `pinroom:test:${tag}_`);
+  } finally {
+    redis.disconnect();
+  }
+
+  for (const name of readdirSync(tmpdir())) {
+    if (!name.startsWith(`pinroom-redis-${tag}-`)) continue;
+    rmSync(join(tmpdir(), name), { recursive: true, force: true });
+    found.folders.push(name);
+  }
+  return found;
+}
