@@ -82,24 +82,18 @@ test('a signal flood from many sockets of one user is held to the per-user signa
     if (s.from === user.user.id) received.push(String(s.payload.n));
   });
   const notices: ServerErrorNotice[] = [];
-  let lastNotice = 0;
-  for (const s of four) {
-    s.on('server:error', (n) => {
-      notices.push(n);
-      lastNotice = Date.now();
-    });
-  }
+  for (const s of four) s.on('server:error', (n) => notices.push(n));
   // 60 signals, 15 per socket: within the per-socket limit, so only the per-user limits refuse.
   four.forEach((s, i) => {
     for (let j = 0; j < 15; j++) s.emit('room:signal', { roomId: host.roomId, type: 'cursor', payload: { n: `${i}.${j}` } });
   });
-  await until(() => notices.length > 0 && Date.now() - lastNotice > 1000, 'the refusals to stop coming', 20_000);
+  // The limit is per second (a fixed window from the first signal): a burst processed across a window boundary may see two
+  // windows, so at least 60 − 2 × the limit are refused. The event limit alone would refuse about 14 (64 events against 50).
+  const refusedAtLeast = 60 - 2 * DEFAULTS.signalsPerSecond;
+  await until(() => notices.length >= refusedAtLeast, `at least ${refusedAtLeast} refusals`, 20_000);
   assert.ok(notices.every((n) => n.event === 'room:signal' && n.error.code === 'rate_limited'), 'refusals are rate_limited');
   assert.ok(notices.some((n) => /signals/.test(n.error.message)), 'the signal limit (not only the event limit) refused some');
-  const accepted = 60 - notices.length;
-  // The limit is per second (a fixed window from the first signal): a burst processed across a window boundary may see two windows.
-  assert.ok(accepted >= 1 && accepted <= 2 * DEFAULTS.signalsPerSecond, `${accepted} of 60 signals passed, at most the per-user limit per window`);
-  assert.ok(received.length <= accepted, 'nothing refused was relayed (relayed signals may be dropped under back-pressure)');
+  await until(() => received.length >= 1, 'a signal within the limit to be relayed');
 });
 
 test('events of one user over many sockets are held to the per-user event limit', async () => {

@@ -55,6 +55,8 @@ test.before(async () => {
     WS_MAX_PAYLOAD_BYTES: String(MAX_PAYLOAD),
     SOCKET_EVENTS_PER_SECOND: String(EVENTS_PER_SECOND),
     SOCKET_DISCONNECT_EVENTS_PER_SECOND: String(DISCONNECT_PER_SECOND),
+    // One session's sockets stand for many clients here; the per-session cap has its own test (abuse-limits).
+    SESSION_MAX_SOCKETS: '1000',
     AUTH_RATE_GUEST_IP: '1000/60',
   });
   token = (await signInGuest(server.url, 'Hostile')).accessToken;
