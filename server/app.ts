@@ -85,6 +85,9 @@ export function createApp(config: Config, options: AppOptions = {}): App {
 
   // ---- connections (lazy: nothing connects before start())
   const redis = createRedisClient(config, logger, 'command');
+  // Commands of the membership path (join, leave, presence, guess limits) on their own connection,
+  // so that a join never waits in line behind a burst of feed appends.
+  const roomsRedis = createRedisClient(config, logger, 'rooms');
   const redisSub = createRedisClient(config, logger, 'subscriber');
   // The feed's blocking reads (XREAD BLOCK, XREADGROUP BLOCK) each get their own connection.
   const feedTail = createRedisClient(config, logger, 'blocking', { connectionName: 'pinroom:feed-tail' });
@@ -93,6 +96,7 @@ export function createApp(config: Config, options: AppOptions = {}): App {
   // Operator view: latency histograms, socket and event counters (server/observability).
   const instruments = createInstruments({ registry: metrics.registry });
   instruments.observeRedis(redis);
+  instruments.observeRedis(roomsRedis);
   const { db, pool } = createDb(config, logger, { plugins: [instruments.pgPlugin] });
   const scripts = createScripts(redis);
   // Internal errors and dependency transitions, rate-limited into the system log (written through the feed, below).
@@ -197,8 +201,8 @@ export function createApp(config: Config, options: AppOptions = {}): App {
   const rooms = createRoomService({
     config: config.rooms,
     db,
-    redis,
-    scripts,
+    redis: roomsRedis,
+    scripts: createScripts(roomsRedis),
     keys,
     logger,
     rooms: loaders.rooms,
@@ -230,7 +234,7 @@ export function createApp(config: Config, options: AppOptions = {}): App {
   let stopping: Promise<void> | undefined;
 
   async function closeConnections(): Promise<void> {
-    await Promise.allSettled([closeRedis(redis), closeRedis(redisSub), db.destroy()]);
+    await Promise.allSettled([closeRedis(redis), closeRedis(roomsRedis), closeRedis(redisSub), db.destroy()]);
     // Blocking connections: a pending XREAD would hold QUIT back.
     feedTail.disconnect();
     feedArchive.disconnect();
@@ -256,7 +260,13 @@ export function createApp(config: Config, options: AppOptions = {}): App {
       try {
         signingKeys = await loadSigningKeys(config.auth, config.env);
         logger.info({ kid: signingKeys.currentKid, source: signingKeys.source, verifyKeys: signingKeys.jwks.keys.length }, 'access-token keys loaded');
-        await Promise.all([connectRedis(redis, config), connectRedis(redisSub, config), connectRedis(feedTail, config), connectRedis(feedArchive, config)]);
+        await Promise.all([
+          connectRedis(redis, config),
+          connectRedis(roomsRedis, config),
+          connectRedis(redisSub, config),
+          connectRedis(feedTail, config),
+          connectRedis(feedArchive, config),
+        ]);
         if (config.db.createIfMissing) await ensureDatabase(config);
         await connectDb(db, config);
         await migrateToLatest(db, logger);

@@ -255,6 +255,14 @@ export interface RoomsConfig {
   presenceHeartbeatMs: number;
   /** A node silent this long is dead: its members go offline (within one more heartbeat), in ms. @default 15000 */
   presenceNodeTimeoutMs: number;
+  /** Presence changes of one room are coalesced over this window into one `room:presence`, in ms. @default 100 */
+  presenceBatchMs: number;
+  /**
+   * Users online above which members get presence counts only (the host still
+   * gets every change), and members above which joins and leaves are recorded
+   * as one aggregated feed entry per window. @default 200
+   */
+  rosterBroadcastMax: number;
 }
 
 export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
@@ -442,6 +450,8 @@ export const VARIABLES = {
   ROOM_HOST_GRACE_MS: { default: '60000', doc: 'Time a host who dropped has to come back before the room ends by itself, ms.', schema: int(100, 86_400_000) },
   ROOM_SWEEP_INTERVAL_MS: { default: '1000', doc: 'How often every node looks for rooms whose host grace ran out, ms.', schema: int(50, 60_000) },
   PRESENCE_HEARTBEAT_MS: { default: '5000', doc: 'How often a node refreshes its presence heartbeat, sweeps dead nodes and renews its rooms\' PINs, ms.', schema: int(50, 60_000) },
+  PRESENCE_BATCH_MS: { default: '100', doc: 'Presence changes of one room are coalesced over this window into one `room:presence` per node, ms. In rooms above `ROOM_ROSTER_BROADCAST_MAX` the counts for members, and the aggregated membership entries, go out once per this × ⌈size / `ROOM_ROSTER_BROADCAST_MAX`⌉. See docs/rooms.md.', schema: int(10, 10_000) },
+  ROOM_ROSTER_BROADCAST_MAX: { default: '200', doc: 'Room size (users online, for presence; members, for the feed) above which members get presence counts only (the host still gets every change) and joins and leaves become one aggregated feed entry (`members.joined`, `members.left`) per window.', schema: int(1, 100_000) },
   PRESENCE_NODE_TIMEOUT_MS: { default: '15000', doc: 'A node silent this long is dead; its members go offline within this plus one heartbeat, ms. At least twice the heartbeat.', schema: int(100, 120_000) },
   FEED_ROOM_MAXLEN: { default: '10000', doc: 'Approximate cap of one room\'s feed stream (`XADD MAXLEN ~`), entries; older entries are served from the PostgreSQL archive.', schema: int(10, 10_000_000) },
   FEED_ROOM_TTL_SECONDS: { default: '604800', doc: 'A room\'s feed stream and epoch expire after this long without an entry, seconds.', schema: int(60, 366 * 86_400) },
@@ -561,6 +571,8 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>> = p
       sweepIntervalMs: v.ROOM_SWEEP_INTERVAL_MS!,
       presenceHeartbeatMs: v.PRESENCE_HEARTBEAT_MS!,
       presenceNodeTimeoutMs: v.PRESENCE_NODE_TIMEOUT_MS!,
+      presenceBatchMs: v.PRESENCE_BATCH_MS!,
+      rosterBroadcastMax: v.ROOM_ROSTER_BROADCAST_MAX!,
     },
     auth: {
       issuer: v.AUTH_ISSUER!,

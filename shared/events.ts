@@ -22,6 +22,8 @@ import type {
   RoomKickPayload,
   RoomKicked,
   RoomLockPayload,
+  RoomMembersPage,
+  RoomMembersPayload,
   RoomPresence,
   RoomRefPayload,
   RoomSignal,
@@ -35,6 +37,7 @@ export const ClientEvent = {
   RoomCreate: 'room:create',
   RoomJoin: 'room:join',
   RoomLeave: 'room:leave',
+  RoomMembers: 'room:members',
   RoomStart: 'room:start',
   RoomLock: 'room:lock',
   RoomKick: 'room:kick',
@@ -75,6 +78,7 @@ export interface ClientToServerEvents {
   'room:create': Acked<RoomCreatePayload, { room: RoomView }>;
   'room:join': Acked<RoomJoinPayload, RoomJoined>;
   'room:leave': Acked<RoomRefPayload, Record<string, never>>;
+  'room:members': Acked<RoomMembersPayload, RoomMembersPage>;
   'room:start': Acked<RoomRefPayload, { room: RoomView }>;
   'room:lock': Acked<RoomLockPayload, { room: RoomView }>;
   'room:kick': Acked<RoomKickPayload, Record<string, never>>;

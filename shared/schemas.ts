@@ -6,8 +6,8 @@
  */
 import * as z from 'zod';
 
-/** Protocol version; bumped on any incompatible change. */
-export const PROTOCOL_VERSION = 1;
+/** Protocol version; bumped on any incompatible change. 2: `room:join` answers one page of members (none on a rejoin), `room:members` pages, `room:presence` carries `online`. */
+export const PROTOCOL_VERSION = 2;
 
 /** Fixed bounds of the protocol. Server-side rate and size limits that operators tune live in the server config. */
 export const Limits = {
@@ -32,6 +32,10 @@ export const Limits = {
   reactionMax: 16,
   clientMsgIdMax: 64,
   historyPageMax: 100,
+  /** Members in one `room:members` page, and at most in the `room:join` answer. */
+  membersPageMax: 100,
+  /** Users named in one aggregated membership entry (`members.joined`, `members.left`); `count` has them all. */
+  membersEntryUsers: 20,
   /** Bytes of an access or refresh token string. */
   tokenMax: 4_096,
 } as const;
@@ -189,6 +193,15 @@ export const RoomCreatePayload = z
   })
   .strict();
 export const RoomJoinPayload = z.object({ pin: Pin }).strict();
+/** An opaque position in a room's member list (`nextAfter` of the previous page). */
+export const MembersCursor = z.string().regex(/^[0-9]{1,19}$/, 'a cursor from nextAfter');
+export const RoomMembersPayload = z
+  .object({
+    roomId: Id,
+    after: MembersCursor.optional(),
+    limit: z.number().int().min(1).max(Limits.membersPageMax).optional(),
+  })
+  .strict();
 export const RoomRefPayload = z.object({ roomId: Id }).strict();
 export const RoomLockPayload = z.object({ roomId: Id, locked: z.boolean() }).strict();
 export const RoomKickPayload = z
@@ -204,15 +217,41 @@ export const RoomSignalPayload = z
 
 export interface RoomJoined {
   room: RoomView;
-  members: MemberView[];
   role: MemberRole;
+  /** Members holding a seat (joined and not left, online or not), the joiner included. */
+  memberCount: number;
+  /** Users online in the room (one or more sockets, on any node), the joiner included. */
+  online: number;
+  /**
+   * True when the user already was a member (another tab, a reconnect, a
+   * node restart): nothing was recorded and `members` is absent; page with
+   * `room:members` if the list is needed.
+   */
+  rejoined: boolean;
+  /** The first page of members in join order (at most `Limits.membersPageMax`); absent on a rejoin. */
+  members?: MemberView[];
+  /** Present when more members follow `members`: pass it as `after` to `room:members`. */
+  nextAfter?: string;
   feed?: FeedPosition;
 }
 
-/** `room:presence`: members whose online state changed. */
+/** `room:members`: one page of a room's members, in join order. */
+export interface RoomMembersPage {
+  members: MemberView[];
+  /** Pass as `after` for the next page; absent on the last page. */
+  nextAfter?: string;
+}
+
+/**
+ * `room:presence`: members whose online state changed (coalesced over
+ * `PRESENCE_BATCH_MS`, each with its state when sent), and how many users are
+ * online. In rooms with more than `ROOM_ROSTER_BROADCAST_MAX` users online,
+ * members get `changes: []` (counts only); the host always gets the changes.
+ */
 export interface RoomPresence {
   roomId: string;
   changes: MemberView[];
+  online: number;
 }
 
 export interface RoomKicked {
@@ -258,12 +297,24 @@ export const ServerFeedType = z.enum([
   'room.created',
   'member.joined',
   'member.left',
+  'members.joined',
+  'members.left',
   'member.kicked',
   'room.started',
   'room.locked',
   'room.ended',
 ]);
 export type ServerFeedType = z.infer<typeof ServerFeedType>;
+
+/**
+ * Payload of `members.joined` / `members.left`: the members who joined (or
+ * left) a big room within one window, the first `Limits.membersEntryUsers`
+ * by name and how many in all.
+ */
+export interface MembersEntryPayload {
+  users: FeedActor[];
+  count: number;
+}
 
 /** Largest value of PostgreSQL `bigint` (the archive's `id_ms`, `id_seq`); Redis allows up to 2^64-1, so this is the tighter bound. */
 const MAX_ID_PART = 9_223_372_036_854_775_807n;
@@ -370,6 +421,7 @@ export type RefreshBody = z.infer<typeof RefreshBody>;
 export type AuthRefreshPayload = z.infer<typeof AuthRefreshPayload>;
 export type RoomCreatePayload = z.infer<typeof RoomCreatePayload>;
 export type RoomJoinPayload = z.infer<typeof RoomJoinPayload>;
+export type RoomMembersPayload = z.infer<typeof RoomMembersPayload>;
 export type RoomRefPayload = z.infer<typeof RoomRefPayload>;
 export type RoomLockPayload = z.infer<typeof RoomLockPayload>;
 export type RoomKickPayload = z.infer<typeof RoomKickPayload>;

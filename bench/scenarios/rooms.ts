@@ -233,6 +233,7 @@ const scenario: Scenario = async (): Promise<BenchResult> => {
       baseline: bare.churnPerSecond,
       baselineName,
       ratio: round2(pinroom.churnPerSecond / bare.churnPerSecond),
+      goal: { text: '≥ 0.5', met: pinroom.churnPerSecond / bare.churnPerSecond >= 0.5 },
       note: 'pinroom: room:leave, room:join by PIN (presence, feed entries, PIN lookup) and feed:subscribe; bare: socket.leave/join',
     },
   ];

@@ -3,7 +3,7 @@
  * `pinroom-client.ts`; forms are checked with the same schemas the server uses.
  */
 import { DisplayName, Password, Pin, RoomCreatePayload, Username, type FeedEntry, type MemberView, type RoomView } from '../../shared/schemas.ts';
-import { compareIds, createPinroomClient, PinroomError, type ConnectionState } from './pinroom-client.ts';
+import { compareIds, createPinroomClient, PinroomError, type ConnectionState, type Roster } from './pinroom-client.ts';
 
 const client = createPinroomClient();
 Object.assign(globalThis, { pinroom: client }); // handy in the console
@@ -165,7 +165,8 @@ async function enterRoom(pin: string): Promise<void> {
   sessionStorage.setItem(ROOM_KEY, pin);
   resetFeed();
   renderRoom(joined.room);
-  renderMembers(joined.members);
+  shownMembers = MEMBERS_STEP;
+  renderMembers(client.roster);
   show('room');
   await loadOlder();
 }
@@ -186,11 +187,16 @@ function renderRoom(room: RoomView): void {
   lock.setAttribute('aria-pressed', String(room.locked));
 }
 
-function renderMembers(members: MemberView[]): void {
+/** Members drawn at once: a room of thousands shows the first ones and its counts. */
+const MEMBERS_STEP = 100;
+let shownMembers = MEMBERS_STEP;
+
+function renderMembers(roster: Roster): void {
+  const { members, online, memberCount, hasMore } = roster;
   const list = $('member-list');
   list.replaceChildren();
   const sorted = [...members].sort((a, b) => Number(b.online) - Number(a.online) || (a.role === 'host' ? -1 : b.role === 'host' ? 1 : a.name.localeCompare(b.name)));
-  for (const member of sorted) {
+  for (const member of sorted.slice(0, shownMembers)) {
     const li = document.createElement('li');
     li.className = member.online ? 'online' : 'offline';
     li.dataset.userId = member.userId;
@@ -217,8 +223,19 @@ function renderMembers(members: MemberView[]): void {
     }
     list.append(li);
   }
-  $('member-count').textContent = `(${members.filter((m) => m.online).length} online)`;
+  $('member-count').textContent = `(${online} online)`;
+  const shown = Math.min(sorted.length, shownMembers);
+  const total = Math.max(memberCount, sorted.length);
+  $('member-more').hidden = shown >= total && !hasMore;
+  $('member-more-text').textContent = `Showing ${shown} of ${total}`;
 }
+
+$('btn-more-members').addEventListener('click', () => {
+  shownMembers += MEMBERS_STEP;
+  const roster = client.roster;
+  if (roster.members.length < shownMembers && roster.hasMore) client.loadMoreMembers().catch((err: unknown) => banner(messageOf(err)));
+  else renderMembers(roster);
+});
 
 function describeEntry(entry: FeedEntry): { text: string; kind: string } {
   const who = entry.actor?.name ?? 'pinroom';
@@ -234,6 +251,9 @@ function describeEntry(entry: FeedEntry): { text: string; kind: string } {
       return { text: `${String(p.name ?? who)} joined`, kind: 'event' };
     case 'member.left':
       return { text: `${String(p.name ?? who)} left`, kind: 'event' };
+    case 'members.joined':
+    case 'members.left':
+      return { text: describeCrowd(p as { users?: { name: string }[]; count?: number }, entry.type === 'members.joined' ? 'joined' : 'left'), kind: 'event' };
     case 'member.kicked':
       return { text: `${String(p.name ?? 'Someone')} was removed by the host`, kind: 'event' };
     case 'room.started':
@@ -245,6 +265,14 @@ function describeEntry(entry: FeedEntry): { text: string; kind: string } {
     default:
       return { text: `${who}: ${entry.type.replace(/^host\./, '')}`, kind: 'event' };
   }
+}
+
+/** "Ann, Bo and 38 others joined" for an aggregated membership entry of a big room. */
+function describeCrowd(p: { users?: { name: string }[]; count?: number }, verb: string): string {
+  const names = (p.users ?? []).slice(0, 3).map((u) => u.name);
+  const others = (p.count ?? names.length) - names.length;
+  if (others <= 0) return `${names.join(', ').replace(/, ([^,]*)$/, ' and $1')} ${verb}`;
+  return `${names.join(', ')} and ${others} ${others === 1 ? 'other' : 'others'} ${verb}`;
 }
 
 function entryElement(entry: FeedEntry): HTMLLIElement {
@@ -322,7 +350,7 @@ client.on('reset', () => {
   resetFeed();
   void loadOlder();
 });
-client.on('presence', (members) => renderMembers(members));
+client.on('presence', (roster) => renderMembers(roster));
 client.on('room', (room) => renderRoom(room));
 client.on('kicked', (event) => {
   sessionStorage.removeItem(ROOM_KEY);

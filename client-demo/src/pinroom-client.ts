@@ -13,6 +13,11 @@
  * - reconnects: after a reconnect it rejoins its room and resumes the feed from
  *   the last entry it saw; entries are delivered to the app once each, in order
  *   (a second guard on top of the server's guarantee);
+ * - the member list: the first page comes with the join (or, on a rejoin, from
+ *   `room:members`), further pages on demand; `room:presence` keeps it and the
+ *   online count current (in big rooms members get counts only, the host
+ *   every change); presence that arrives while a join is in flight is applied
+ *   after the join's snapshot, not lost;
  * - errors: every failure is a `PinroomError` with a wire code and a message for people.
  */
 import { io, type Socket } from 'socket.io-client';
@@ -26,6 +31,7 @@ import type {
   RoomEnded,
   RoomJoined,
   RoomKicked,
+  RoomMembersPage,
   RoomPresence,
   RoomView,
   SessionResponse,
@@ -105,12 +111,25 @@ export interface ClientEvents {
   entry: (entry: FeedEntry, live: boolean) => void;
   /** The feed was reset (on `recovered: false`): drop what is shown and reload history. */
   reset: () => void;
-  presence: (members: MemberView[]) => void;
+  /** The member list or the counts changed. */
+  presence: (roster: Roster) => void;
   room: (room: RoomView) => void;
   kicked: (event: RoomKicked) => void;
   ended: (event: RoomEnded) => void;
   /** The session ended (logout, revocation, expired refresh token). */
   signedOut: (reason: ErrorCode | 'logout') => void;
+}
+
+/** What the client knows of the room's members. */
+export interface Roster {
+  /** Members known here: the pages loaded so far, and everyone whose presence changed since. */
+  members: MemberView[];
+  /** Users online in the room now (kept current by `room:presence`). */
+  online: number;
+  /** Members holding a seat, as of the join (online or not). */
+  memberCount: number;
+  /** More members can be loaded with `loadMoreMembers()`. */
+  hasMore: boolean;
 }
 
 interface KeyValueStore {
@@ -160,9 +179,21 @@ export function createPinroomClient(options: PinroomClientOptions = {}) {
   let state: ConnectionState = { status: 'offline' };
   let refreshing: Promise<void> | null = null;
 
-  /** The room this client is in, and the last feed position it has shown. */
-  let current: { room: RoomView; role: MemberView['role']; epoch: string | null; lastId: string | null; members: Map<string, MemberView> } | null = null;
+  /** The room this client is in, the last feed position it has shown, and what it knows of the members. */
+  let current: {
+    room: RoomView;
+    role: MemberView['role'];
+    epoch: string | null;
+    lastId: string | null;
+    members: Map<string, MemberView>;
+    online: number;
+    memberCount: number;
+    /** Cursor of the next member page; null when every member is loaded. */
+    nextAfter: string | null;
+  } | null = null;
   let everConnected = false;
+  /** `room:presence` that arrived while a `room:join` was in flight: applied after its snapshot. */
+  let heldPresence: RoomPresence[] | null = null;
 
   const setState = (next: ConnectionState) => {
     state = next;
@@ -313,10 +344,48 @@ export function createPinroomClient(options: PinroomClientOptions = {}) {
     }
   }
 
-  function applyPresence(changes: MemberView[]): void {
-    if (!current) return;
-    for (const member of changes) current.members.set(member.userId, member);
-    emit('presence', [...current.members.values()]);
+  function roster(): Roster {
+    if (!current) return { members: [], online: 0, memberCount: 0, hasMore: false };
+    return { members: [...current.members.values()], online: current.online, memberCount: current.memberCount, hasMore: current.nextAfter !== null };
+  }
+
+  function applyPresence(event: RoomPresence): void {
+    if (!current || event.roomId !== current.room.id) return;
+    for (const member of event.changes) current.members.set(member.userId, member);
+    current.online = event.online;
+    emit('presence', roster());
+  }
+
+  /**
+   * `room:join`, then the room's state from its answer: the first member page
+   * (read with `room:members` after a rejoin, whose answer carries none), the
+   * counts, and the presence that arrived meanwhile.
+   */
+  async function joinAndLoad(pin: string, previous: { epoch: string | null; lastId: string | null } | null): Promise<RoomJoined> {
+    heldPresence = [];
+    let joined: RoomJoined;
+    try {
+      joined = (await request('room:join', { pin })) as RoomJoined;
+      let page: RoomMembersPage | undefined = joined.members ? { members: joined.members, ...(joined.nextAfter ? { nextAfter: joined.nextAfter } : {}) } : undefined;
+      page ??= (await request('room:members', { roomId: joined.room.id })) as RoomMembersPage;
+      current = {
+        room: joined.room,
+        role: joined.role,
+        epoch: previous ? previous.epoch : (joined.feed?.epoch ?? null),
+        lastId: previous ? previous.lastId : (joined.feed?.lastId ?? null),
+        members: new Map(page.members.map((m) => [m.userId, m])),
+        online: joined.online,
+        memberCount: joined.memberCount,
+        nextAfter: page.nextAfter ?? null,
+      };
+    } finally {
+      const held = heldPresence;
+      heldPresence = null;
+      for (const event of held) applyPresence(event);
+    }
+    emit('room', joined.room);
+    emit('presence', roster());
+    return joined;
   }
 
   function connectSocket(): Promise<void> {
@@ -333,7 +402,8 @@ export function createPinroomClient(options: PinroomClientOptions = {}) {
 
     s.on('feed:entry', (entry) => deliver(entry, true));
     s.on('room:presence', (event: RoomPresence) => {
-      if (current && event.roomId === current.room.id) applyPresence(event.changes);
+      if (heldPresence) heldPresence.push(event);
+      else applyPresence(event);
     });
     s.on('room:updated', ({ room }) => {
       if (current && room.id === current.room.id) {
@@ -392,12 +462,7 @@ export function createPinroomClient(options: PinroomClientOptions = {}) {
         void (async () => {
           if (!current) return setState({ status: 'connected' });
           try {
-            const joined = (await request('room:join', { pin: current.room.pin })) as RoomJoined;
-            if (!current) return;
-            current.room = joined.room;
-            current.members = new Map(joined.members.map((m) => [m.userId, m]));
-            emit('room', joined.room);
-            emit('presence', joined.members);
+            await joinAndLoad(current.room.pin, { epoch: current.epoch, lastId: current.lastId });
             await subscribeFeed(true);
           } catch (err) {
             if (err instanceof PinroomError && ['room_not_found', 'banned', 'conflict'].includes(err.code)) {
@@ -484,16 +549,14 @@ export function createPinroomClient(options: PinroomClientOptions = {}) {
       return room;
     },
 
+    /** The member list and counts as this client knows them. */
+    get roster(): Roster {
+      return roster();
+    },
+
     /** Join by PIN, then subscribe to the room's feed from the position the join returned. */
     async joinRoom(pin: string): Promise<RoomJoined> {
-      const joined = (await request('room:join', { pin })) as RoomJoined;
-      current = {
-        room: joined.room,
-        role: joined.role,
-        epoch: joined.feed?.epoch ?? null,
-        lastId: joined.feed?.lastId ?? null,
-        members: new Map(joined.members.map((m) => [m.userId, m])),
-      };
+      const joined = await joinAndLoad(pin, null);
       if (joined.feed) {
         const { epoch, lastId } = joined.feed;
         const result = (await request('feed:subscribe', { roomId: joined.room.id, since: { epoch, id: lastId } })) as { epoch: string; recovered: boolean };
@@ -502,6 +565,19 @@ export function createPinroomClient(options: PinroomClientOptions = {}) {
         await subscribeFeed(false);
       }
       return joined;
+    },
+
+    /** Load the next page of members (big rooms); resolves the roster. */
+    async loadMoreMembers(): Promise<Roster> {
+      if (!current || current.nextAfter === null) return roster();
+      const roomId = current.room.id;
+      const page = (await request('room:members', { roomId, after: current.nextAfter })) as RoomMembersPage;
+      if (!current || current.room.id !== roomId) return roster();
+      // Presence seen since is newer than the page: keep it.
+      for (const member of page.members) if (!current.members.has(member.userId)) current.members.set(member.userId, member);
+      current.nextAfter = page.nextAfter ?? null;
+      emit('presence', roster());
+      return roster();
     },
 
     async leaveRoom(): Promise<void> {

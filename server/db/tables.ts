@@ -26,6 +26,8 @@ export interface RoomsTable {
   status: ColumnType<'lobby' | 'live' | 'ended', 'lobby' | 'live' | 'ended' | undefined>;
   locked: ColumnType<boolean, boolean | undefined, boolean>;
   max_members: number;
+  /** Members holding a seat (left_at null), kept by every membership write under the room's row lock. */
+  member_count: Generated<number>;
   created_at: Generated<Date>;
   ended_at: NullableTimestamp;
 }
@@ -37,6 +39,8 @@ export interface RoomMembersTable {
   joined_at: Timestamp;
   left_at: NullableTimestamp;
   banned_until: NullableTimestamp;
+  /** Join order (a new value on every (re)join): the key of member pages. bigint arrives as a string. */
+  seq: Generated<string>;
 }
 
 export interface ActivityTable {

@@ -3,7 +3,9 @@
  * once, for every socket (`handle`, `volatile`, `onDisconnect`); `attach`
  * gives a socket one shared listener for its inbound events and one for its
  * disconnect, so an idle connection holds no closure per event (memory per
- * socket, and nothing to build per handshake).
+ * socket, and nothing to build per handshake). The disconnect hooks run on
+ * Socket.IO's `disconnecting`, while the socket is still in its groups (the
+ * rooms feature reads them; nothing needs to run after they are left).
  *
  * For each inbound event the router runs `admit` (the flood limit, which
  * sees every event, known or not), validates the payload against its shared
@@ -113,7 +115,7 @@ export function createEventRouter({ logger, guards = [], hooks = {}, admit }: { 
     void (route.acked ? acked : volatile)(this, event as string, route, args);
   }
 
-  function onDisconnect(this: PinroomSocket, reason: string): void {
+  function onDisconnecting(this: PinroomSocket, reason: string): void {
     for (const hook of disconnectHooks) {
       try {
         hook(this, reason);
@@ -156,7 +158,10 @@ export function createEventRouter({ logger, guards = [], hooks = {}, admit }: { 
       register(event, { acked: false, schema, run: run as Route['run'] });
     },
 
-    /** Run `hook` when any socket disconnects, in the order registered. It must not throw. */
+    /**
+     * Run `hook` when any socket disconnects, in the order registered, while
+     * it is still in its groups (`socket.rooms`). It must not throw.
+     */
     onDisconnect(hook: (socket: PinroomSocket, reason: string) => void): void {
       disconnectHooks.push(hook);
     },
@@ -164,7 +169,7 @@ export function createEventRouter({ logger, guards = [], hooks = {}, admit }: { 
     /** Route a connected socket's events: call once per socket, in the connection listener. */
     attach(socket: PinroomSocket): void {
       socket.onAny(onInbound as never);
-      socket.on('disconnect', onDisconnect as never);
+      socket.on('disconnecting', onDisconnecting as never);
       socket.on('error' as never, ignoreInboundError as never);
     },
   };

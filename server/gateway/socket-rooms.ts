@@ -7,8 +7,10 @@ export const socketRooms = {
   user: (userId: string) => `user:${userId}`,
   /** Every socket of one session (refresh-token family), on every node. */
   session: (sessionId: string) => `session:${sessionId}`,
-  /** Every member socket of a pinroom room. */
+  /** Every member socket of a pinroom room (the host's included). */
   room: (roomId: string) => `room:${roomId}`,
+  /** The host's sockets in a pinroom room (they get every presence change, also in big rooms). */
+  roomHost: (roomId: string) => `host:${roomId}`,
   /** Subscribers of a room's live feed. */
   feed: (roomId: string) => `feed:${roomId}`,
   /** Subscribers of the global or system feed. */

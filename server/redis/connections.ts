@@ -2,7 +2,9 @@
  * Redis connections. pinroom keeps separate connections by role: one for
  * commands, one for the adapter's subscriptions, and (for the feed) one for
  * blocking reads, because a subscribed or blocked connection cannot serve
- * anything else. Clients connect lazily: `connectRedis` is called by `start()`.
+ * anything else; and one for the rooms feature's membership path (joins,
+ * leaves, presence, PIN-guess limits), whose commands would otherwise wait
+ * in line behind every feed append queued on the command connection. Clients connect lazily: `connectRedis` is called by `start()`.
  */
 import { Redis, type RedisOptions } from 'ioredis';
 import type { Logger } from 'pino';

@@ -50,7 +50,7 @@ export function createKeys(prefix: string) {
     room,
     /** Presence of a room: hash `<nodeId>|<socketId>` → user id, one field per member socket. */
     roomSockets: (roomId: string) => `${room(roomId)}:presence:sockets`,
-    /** Presence of a room: hash user id → number of that user's sockets in `roomSockets` (online when > 0). */
+    /** Presence of a room: hash user id → that user's fields in `roomSockets`, space-separated; a user is online while they have a field here. */
     roomUsers: (roomId: string) => `${room(roomId)}:presence:users`,
     /** When the host's grace period ends, ms since the epoch; exists only while the host is offline. */
     roomHostDeadline: (roomId: string) => `${room(roomId)}:host-deadline`,
@@ -60,6 +60,13 @@ export function createKeys(prefix: string) {
     presenceNodes: `${prefix}{presence}:nodes`,
     /** Dead node incarnations being purged: sorted set id → end of the purging sweeper's lease, ms. */
     presenceNodesPurging: `${prefix}{presence}:purging`,
+    /**
+     * Set of rooms a user joined and did not leave, as far as this node saw: a
+     * hint that picks the rejoin fast path of `room:join` (PostgreSQL still
+     * decides). Written by every join, trimmed by leaves and kicks; expires a
+     * day after the user's last join.
+     */
+    userRooms: (userId: string) => `${prefix}user:{${userId}}:rooms`,
     /** Rooms in which a node incarnation has (or had) member sockets, for the purge after it dies. */
     presenceNodeRooms: (nodeId: string) => `${prefix}{presence}:node:${nodeId}:rooms`,
 

@@ -10,7 +10,7 @@ import type { Redis, ChainableCommander } from 'ioredis';
 
 /** Every script in `lua/`, by file name without `.lua`. */
 export const SCRIPT_NAMES = ['compare-and-delete', 'refresh-issue', 'refresh-rotate', 'refresh-revoke', 'cache-lease', 'cache-fill', 'cache-invalidate',
-  'pin-release', 'pin-renew', 'presence-join', 'presence-leave', 'presence-remove-user', 'presence-purge-node', 'presence-host-claim',
+  'pin-release', 'pin-renew', 'room-join-probe', 'presence-join', 'presence-leave', 'presence-remove-user', 'presence-purge-node', 'presence-host-claim',
   'presence-node-forget', 'presence-node-purged', 'presence-zrem-stale',
   'feed-append', 'feed-log', 'feed-position', 'session-states', 'login-attempt', 'refresh-discard'] as const;
 export type ScriptName = (typeof SCRIPT_NAMES)[number];

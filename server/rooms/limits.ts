@@ -68,6 +68,19 @@ export function createRoomLimits({ redis, keys, config }: { redis: Redis; keys: 
       await Promise.allSettled(checks(who).map(([l, key]) => l.reward(key, 1)));
     },
 
+    /**
+     * One PIN guess, the only way the rooms feature uses the limits above:
+     * charged before `lookup` looks at the PIN, refunded when `lookup` found
+     * the room (anything but null). Throws `rate_limited` without calling
+     * `lookup` when over the limit or blocked.
+     */
+    async guess<T>(who: Guesser, lookup: () => Promise<T | null>): Promise<T | null> {
+      await this.chargeGuess(who);
+      const found = await lookup();
+      if (found !== null) await this.refundGuess(who);
+      return found;
+    },
+
     /** Count one room creation by `userId`; throws `rate_limited` past the limit. */
     async creation(userId: string): Promise<void> {
       try {

@@ -96,6 +96,21 @@ export function createPinStore({ redis, scripts, keys, config, logger, draw = dr
       throw new AppError(ErrorCode.PinUnavailable, 'No free PIN right now; try again shortly');
     },
 
+    /**
+     * The first step of `room:join` (one script): the room a PIN names (null
+     * when unclaimed or quarantined), and whether the user's rejoin hint holds
+     * that room. Costs the same for a right and a wrong PIN.
+     */
+    async probe(pin: string, userId: string): Promise<{ roomId: string | null; hinted: boolean }> {
+      let result: [string | null, number];
+      try {
+        result = await scripts.run<[string | null, number]>('room-join-probe', [keys.pin(pin), keys.userRooms(userId)]);
+      } catch (err) {
+        throw unavailable('Redis (PIN lookup)', err);
+      }
+      return { roomId: result[0] || null, hinted: result[1] === 1 };
+    },
+
     /** The room a PIN names, or null (never claimed, expired, or quarantined after its room ended). */
     async resolve(pin: string): Promise<string | null> {
       let value: string | null;

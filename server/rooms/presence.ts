@@ -2,10 +2,18 @@
  * Who is online in each room, across every node, in Redis.
  *
  * Per room, `roomSockets` holds one field per member socket
- * (`<node incarnation>|<socket id>` → user id) and `roomUsers` the number of
- * sockets per user: a user is online while that number is above zero, so
- * several tabs count once. Every change goes through one Lua script, which
- * reports the online/offline transitions to announce.
+ * (`<node incarnation>|<socket id>` → user id) and `roomUsers` one field per
+ * user online, whose value lists that user's socket fields: several tabs count
+ * once, and removing a user (leave, kick) costs O(their sockets), never O(the
+ * room). Every change goes through one Lua script, which reports the
+ * online/offline transitions to announce.
+ *
+ * Cost per event: a socket joining is one script call (`presence-join`, which
+ * also records the room in this node's room set and in the user's rejoin
+ * hint); a socket closing is one `presence-leave` per room it was in; a leave
+ * or kick is one `presence-remove-user`. None reads the room's other members.
+ * Per node, a member socket costs one small object here (its room, user id and
+ * name, shared with the socket's own strings) and one map entry.
  *
  * Nodes: each process runs under an *incarnation* id and heartbeats it into
  * `presenceNodes`. A node silent for `presenceNodeTimeoutMs` is declared dead
@@ -15,6 +23,11 @@
  * one heartbeat. A node that finds itself declared dead (a long pause) takes a
  * fresh incarnation and registers its sockets again, so a late purge of the
  * old incarnation can never remove them.
+ *
+ * Local bookkeeping follows the Socket.IO groups: whenever a socket leaves a
+ * room's group on this node (a leave or kick made on any node, the room's end),
+ * `forget` drops it here, so a re-registration never brings back someone who
+ * is gone.
  *
  * Host grace: when a host's last socket goes, the scripts write the room's
  * `roomHostDeadline`; `hostDeadlines` indexes it for the sweeper that every
@@ -41,16 +54,27 @@ export interface PresenceDeps {
   now?: () => number;
 }
 
-/** A user whose online state changed in a room. */
+/** A user whose online state changed in a room; `name` when this node knows it. */
 export interface PresenceTransition {
   roomId: string;
   userId: string;
   online: boolean;
+  name?: string;
 }
 
-interface LocalMembership {
-  userId: string;
-  hostId: string;
+/** A room with member sockets on this node. */
+interface LocalRoom {
+  readonly id: string;
+  readonly hostId: string;
+  sockets: number;
+}
+
+/** One room a local socket is present in; a socket in several rooms has a chain. */
+interface Membership {
+  readonly room: LocalRoom;
+  readonly userId: string;
+  readonly name: string;
+  next: Membership | undefined;
 }
 
 /** Longest time one node holds a claimed purge or grace deadline before another may take it over, ms. */
@@ -59,30 +83,52 @@ const LEASE_FLOOR_MS = 10_000;
 const DEAD_NODES_PER_SWEEP = 10;
 /** Grace deadlines handled per sweep. */
 const DEADLINES_PER_SWEEP = 100;
-/** TTL of bookkeeping keys that only a crash could leave behind, seconds. */
+/** TTL of bookkeeping keys that only a crash could leave behind, and of users' rejoin hints, seconds. */
 const BOOKKEEPING_TTL_SECONDS = 86_400;
 
 export function createPresence({ redis, scripts, keys, config, logger, now = Date.now }: PresenceDeps) {
   let incarnation = randomUUID();
   let beaten = false;
+  /** Rooms with sockets on this node. */
+  const rooms = new Map<string, LocalRoom>();
   /** Sockets of this node and the rooms they are present in. */
-  const local = new Map<string, Map<string, LocalMembership>>();
+  const bySocket = new Map<string, Membership>();
   const presenceTtl = Math.max(config.pinTtlSeconds, Math.ceil(config.presenceNodeTimeoutMs / 1000) * 4);
   const deadlineTtl = Math.ceil(config.hostGraceMs / 1000) + BOOKKEEPING_TTL_SECONDS;
   const leaseMs = Math.max(LEASE_FLOOR_MS, config.presenceNodeTimeoutMs, config.sweepIntervalMs * 5);
   const roomKeys = (roomId: string) => [keys.roomSockets(roomId), keys.roomUsers(roomId), keys.roomHostDeadline(roomId)];
   const field = (socketId: string) => `${incarnation}|${socketId}`;
 
-  async function register(roomId: string, socketId: string, m: LocalMembership): Promise<{ online: boolean; hostBack: boolean }> {
-    const nodeRooms = keys.presenceNodeRooms(incarnation);
-    // The node's room list is written first, so a purge after a crash always finds the room.
-    await redis.pipeline().sadd(nodeRooms, roomId).expire(nodeRooms, BOOKKEEPING_TTL_SECONDS).exec();
-    const [online, hostBack] = await scripts.run<[number, number]>('presence-join', roomKeys(roomId), [field(socketId), m.userId, m.hostId, presenceTtl]);
-    return { online: online === 1, hostBack: hostBack === 1 };
+  async function register(socketId: string, m: Membership): Promise<{ online: boolean; hostBack: boolean; count: number }> {
+    const { room } = m;
+    const [online, hostBack, count] = await scripts.run<[number, number, number]>(
+      'presence-join',
+      [...roomKeys(room.id), keys.presenceNodeRooms(incarnation), keys.userRooms(m.userId)],
+      [field(socketId), m.userId, room.hostId, presenceTtl, room.id, BOOKKEEPING_TTL_SECONDS],
+    );
+    return { online: online === 1, hostBack: hostBack === 1, count };
   }
 
-  async function indexDeadline(roomId: string, deadline: number): Promise<void> {
-    await redis.zadd(keys.hostDeadlines, deadline, roomId);
+  /** Unlink the membership of `socketId` in `roomId`; returns it, or undefined when there was none. */
+  function unlink(socketId: string, roomId: string): Membership | undefined {
+    let previous: Membership | undefined;
+    for (let m = bySocket.get(socketId); m; previous = m, m = m.next) {
+      if (m.room.id !== roomId) continue;
+      if (previous) previous.next = m.next;
+      else if (m.next) bySocket.set(socketId, m.next);
+      else bySocket.delete(socketId);
+      if (--m.room.sockets === 0 && rooms.get(roomId) === m.room) rooms.delete(roomId);
+      return m;
+    }
+    return undefined;
+  }
+
+  async function leaveOne(socketId: string, m: Membership): Promise<PresenceTransition | null> {
+    const { room } = m;
+    const deadline = now() + config.hostGraceMs;
+    if (m.userId === room.hostId) await redis.zadd(keys.hostDeadlines, deadline, room.id);
+    const [userId, offline] = await scripts.run<[string | null, number, number]>('presence-leave', roomKeys(room.id), [field(socketId), room.hostId, deadline, deadlineTtl]);
+    return userId && offline === 1 ? { roomId: room.id, userId, online: false, name: m.name } : null;
   }
 
   /** Purge every socket of incarnation `nodeId` from its rooms. */
@@ -107,67 +153,71 @@ export function createPresence({ redis, scripts, keys, config, logger, now = Dat
       return incarnation;
     },
 
-    /** Count a socket as present; `online` when its user just came online, `hostBack` when a host grace was cancelled. */
-    async join(roomId: string, socketId: string, userId: string, hostId: string): Promise<{ online: boolean; hostBack: boolean }> {
-      let rooms = local.get(socketId);
-      if (!rooms) local.set(socketId, (rooms = new Map()));
-      const membership = { userId, hostId };
-      rooms.set(roomId, membership);
-      return register(roomId, socketId, membership);
+    /**
+     * Count a socket as present: `online` when its user just came online,
+     * `hostBack` when a host grace was cancelled, `count` the users online in
+     * the room now. Also records the room in the user's rejoin hint.
+     */
+    async join(roomId: string, socketId: string, user: { id: string; name: string }, hostId: string): Promise<{ online: boolean; hostBack: boolean; count: number }> {
+      let m: Membership | undefined;
+      for (let at = bySocket.get(socketId); at; at = at.next) if (at.room.id === roomId) m = at;
+      if (!m) {
+        let room = rooms.get(roomId);
+        if (!room) rooms.set(roomId, (room = { id: roomId, hostId, sockets: 0 }));
+        room.sockets++;
+        m = { room, userId: user.id, name: user.name, next: bySocket.get(socketId) };
+        bySocket.set(socketId, m);
+      }
+      return register(socketId, m);
     },
 
-    /** Remove one socket from one room; reports the user going offline (and, for a host, the grace deadline). */
-    async leave(roomId: string, socketId: string): Promise<PresenceTransition | null> {
-      const rooms = local.get(socketId);
-      const membership = rooms?.get(roomId);
-      if (!rooms || !membership) return null;
-      rooms.delete(roomId);
-      if (rooms.size === 0) local.delete(socketId);
-      const deadline = now() + config.hostGraceMs;
-      if (membership.userId === membership.hostId) await indexDeadline(roomId, deadline);
-      const [userId, offline] = await scripts.run<[string | null, number, number]>('presence-leave', roomKeys(roomId), [
-        field(socketId),
-        membership.hostId,
-        deadline,
-        deadlineTtl,
-      ]);
-      return userId && offline === 1 ? { roomId, userId, online: false } : null;
-    },
-
-    /** A socket closed: remove it from every room it was in. */
+    /** A socket closed: remove it from every room it was in; reports the users who went offline. */
     async socketGone(socketId: string): Promise<PresenceTransition[]> {
-      const rooms = local.get(socketId);
-      if (!rooms) return [];
+      // Detached at once, before any await: the socket's groups are left right
+      // after this is called (`forget` must then find nothing to drop).
+      const memberships: Membership[] = [];
+      for (let m = bySocket.get(socketId); m; m = bySocket.get(socketId)) memberships.push(unlink(socketId, m.room.id)!);
       const transitions: PresenceTransition[] = [];
-      for (const roomId of [...rooms.keys()]) {
-        const t = await this.leave(roomId, socketId);
+      for (const m of memberships) {
+        const t = await leaveOne(socketId, m);
         if (t) transitions.push(t);
       }
       return transitions;
     },
 
-    /** Remove every socket of a user from a room, on every node (leave, kick). True when the user was online. */
-    async removeUser(roomId: string, userId: string): Promise<boolean> {
-      for (const [socketId, rooms] of local) {
-        if (rooms.get(roomId)?.userId === userId) {
-          rooms.delete(roomId);
-          if (rooms.size === 0) local.delete(socketId);
-        }
-      }
-      return (await scripts.run<number>('presence-remove-user', [keys.roomSockets(roomId), keys.roomUsers(roomId)], [userId])) === 1;
+    /**
+     * This node's socket left the room's group (a leave or kick from any node,
+     * or the room's end): drop it from the local bookkeeping only. Redis was
+     * (or is being) changed by whoever removed it.
+     */
+    forget(roomId: string, socketId: string): void {
+      unlink(socketId, roomId);
     },
 
-    /** Online users of a room. */
+    /** Remove every socket of a user from a room, on every node (leave, kick). True when the user was online. */
+    async removeUser(roomId: string, userId: string): Promise<boolean> {
+      return (await scripts.run<number>('presence-remove-user', [keys.roomSockets(roomId), keys.roomUsers(roomId), keys.userRooms(userId)], [userId, roomId])) === 1;
+    },
+
+    /** Online users of a room (O(online): for tests and small rooms). */
     async online(roomId: string): Promise<Set<string>> {
-      return new Set(Object.keys(await redis.hgetall(keys.roomUsers(roomId))));
+      return new Set(await redis.hkeys(keys.roomUsers(roomId)));
+    },
+
+    /** Whether each of `userIds` is online in the room, and how many users are online: one round trip, O(userIds). */
+    async states(roomId: string, userIds: readonly string[]): Promise<{ online: boolean[]; count: number }> {
+      const batch = redis.pipeline();
+      if (userIds.length > 0) batch.hmget(keys.roomUsers(roomId), ...userIds);
+      batch.hlen(keys.roomUsers(roomId));
+      const results = (await batch.exec()) ?? [];
+      for (const [err] of results) if (err) throw err;
+      const lists = userIds.length > 0 ? (results[0]![1] as (string | null)[]) : [];
+      return { online: lists.map((l) => l !== null), count: Number(results[results.length - 1]![1]) };
     },
 
     /** Forget a room that ended: its presence, its grace deadline and this node's local entries. */
     async clearRoom(roomId: string): Promise<void> {
-      for (const [socketId, rooms] of local) {
-        rooms.delete(roomId);
-        if (rooms.size === 0) local.delete(socketId);
-      }
+      rooms.delete(roomId);
       await redis.del(...roomKeys(roomId));
       await redis.zrem(keys.hostDeadlines, roomId);
     },
@@ -180,10 +230,8 @@ export function createPresence({ redis, scripts, keys, config, logger, now = Dat
       await batch.exec();
     },
 
-    /** Rooms with at least one socket on this node. */
-    localRooms(): Set<string> {
-      const rooms = new Set<string>();
-      for (const memberships of local.values()) for (const roomId of memberships.keys()) rooms.add(roomId);
+    /** Rooms with at least one socket on this node, and their hosts. */
+    localRooms(): ReadonlyMap<string, { readonly hostId: string }> {
       return rooms;
     },
 
@@ -203,10 +251,12 @@ export function createPresence({ redis, scripts, keys, config, logger, now = Dat
       await redis.pipeline().zrem(keys.presenceNodes, old).zadd(keys.presenceNodes, now(), incarnation).exec();
       logger.warn({ old, incarnation }, 'this node was declared dead (missed heartbeats); registering its sockets again');
       const transitions: PresenceTransition[] = [];
-      for (const [socketId, rooms] of local) {
-        for (const [roomId, m] of rooms) {
-          const { online } = await register(roomId, socketId, m);
-          if (online) transitions.push({ roomId, userId: m.userId, online: true });
+      for (const [socketId, first] of [...bySocket]) {
+        for (let m: Membership | undefined = first; m; m = m.next) {
+          // A room that ended meanwhile is no longer local: do not bring its presence back.
+          if (rooms.get(m.room.id) !== m.room) continue;
+          const { online } = await register(socketId, m);
+          if (online) transitions.push({ roomId: m.room.id, userId: m.userId, online: true, name: m.name });
         }
       }
       return transitions;
@@ -275,7 +325,8 @@ export function createPresence({ redis, scripts, keys, config, logger, now = Dat
       await redis.zrem(keys.presenceNodes, self);
       await redis.zadd(keys.presenceNodesPurging, now() + leaseMs, self);
       const transitions = await purgeIncarnation(self, hostOf);
-      local.clear();
+      bySocket.clear();
+      rooms.clear();
       return transitions;
     },
   };

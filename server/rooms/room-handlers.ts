@@ -4,7 +4,7 @@
  * expiry, per-socket rate limit) and turns errors into acks.
  */
 import type { Logger } from 'pino';
-import { RoomCreatePayload, RoomJoinPayload, RoomKickPayload, RoomLockPayload, RoomRefPayload, RoomSignalPayload } from '../../shared/schemas.ts';
+import { RoomCreatePayload, RoomJoinPayload, RoomKickPayload, RoomLockPayload, RoomMembersPayload, RoomRefPayload, RoomSignalPayload } from '../../shared/schemas.ts';
 import type { EventRouter } from '../gateway/ack.ts';
 import { addressKey } from '../gateway/address.ts';
 import type { PinroomSocket } from '../gateway/create-io.ts';
@@ -21,21 +21,28 @@ const actorOf = (socket: PinroomSocket): RoomActor => {
 
 /** Register the room events once, for every socket routed by `router`. */
 export function registerRoomHandlers({ router, rooms, logger }: { router: EventRouter; rooms: RoomService; logger: Logger }): void {
-  /** Put the socket in the room's broadcast group; if it closed meanwhile, undo its presence. */
-  const enter = async (socket: PinroomSocket, roomId: string) => {
-    await socket.join(socketRooms.room(roomId));
+  /**
+   * The service put the socket in the room's group and counted it present;
+   * if it closed meanwhile (its `disconnecting` ran before presence had it),
+   * undo its presence.
+   */
+  const settle = async (socket: PinroomSocket) => {
     if (socket.disconnected) await rooms.socketClosed(socket.id);
   };
 
   router.handle('room:create', RoomCreatePayload, async (socket, payload) => {
     const result = await rooms.create(actorOf(socket), payload, socket.id);
-    await enter(socket, result.room.id);
+    await settle(socket);
     return result;
   });
   router.handle('room:join', RoomJoinPayload, async (socket, { pin }) => {
     const joined = await rooms.join(actorOf(socket), pin, socket.id);
-    await enter(socket, joined.room.id);
+    await settle(socket);
     return joined;
+  });
+  router.handle('room:members', RoomMembersPayload, (socket, { roomId, after, limit }) => {
+    if (!socket.rooms.has(socketRooms.room(roomId))) throw new AppError(ErrorCode.Forbidden, 'Join the room (room:join) before listing its members');
+    return rooms.members(roomId, after, limit);
   });
   router.handle('room:leave', RoomRefPayload, async (socket, { roomId }) => {
     await rooms.leave(actorOf(socket), roomId);
@@ -58,6 +65,7 @@ export function registerRoomHandlers({ router, rooms, logger }: { router: EventR
     socket.volatile.to(room).emit('room:signal', { roomId, from: socket.data.user.id, type, payload });
   });
 
+  // While the socket is still in its groups: leaving them is what tells presence a socket left on purpose.
   router.onDisconnect((socket) => {
     rooms.socketClosed(socket.id).catch((err: unknown) => logger.warn({ err, socketId: socket.id }, 'could not update presence after a disconnect'));
   });

@@ -1,18 +1,39 @@
 /**
  * Rooms: creation with a PIN, joining by PIN, presence, host controls, and
  * the timers every node runs (presence heartbeat, dead-node purge, PIN
- * renewal, host grace sweeper).
+ * renewal, host grace sweeper, broadcast pacing).
  *
  * Room state lives in PostgreSQL and is read through the cache-aside loader
  * (`rooms`); every write calls `rooms.invalidate(id)` after it commits.
- * Decisions that must see committed state (join: bans, lock, capacity) are
- * taken in a transaction under the room's row lock. All broadcasts go to the
- * room's Socket.IO group through the Redis adapter (`notifier`).
+ * Membership is decided and recorded in PostgreSQL in one statement under the
+ * room's row lock (bans, lock, capacity), never across a Redis call. All
+ * broadcasts go to the room's Socket.IO groups through the Redis adapter
+ * (`notifier`); presence and membership broadcasts are coalesced and paced
+ * by `room-broadcasts.ts`. The design, with its numbers, is docs/rooms.md.
+ *
+ * Cost of one `room:join` (hot path), whatever the room's size:
+ * - a rejoin (already a member: another tab, a reconnect, a node restart):
+ *   Redis 3 round trips (probe script, presence script, feed position),
+ *   PostgreSQL 1 statement (`room_join` looking: no lock, no write), no guess
+ *   accounting, no member list, no feed entry, no socket write but the ack;
+ * - a first join: Redis 6 sequential round trips (probe script; guess charge
+ *   and refund, two commands each; presence script; the `member.joined`
+ *   append in rooms of at most `rosterBroadcastMax` members; feed position)
+ *   and, alongside, the member page's HMGET; PostgreSQL 2 statements
+ *   (`room_join`, one page of at most 100 members); socket writes: the ack,
+ *   plus one delivery per subscriber of the `member.joined` entry in a small
+ *   room, or a share of the window's paced broadcasts in a big one.
+ * Joins into one room that queue up on a node share one `room_join`
+ * statement and commit, one page read and one position read (coalesce.ts).
+ * A leave: 1 PostgreSQL statement (`room_leave`), 2 Redis round trips (the
+ * presence script, the `member.left` append in a small room; a third, the
+ * room from the cache, when no socket of the room is on this node) and one
+ * adapter PUBLISH (the user's sockets leave the group).
  */
 import { randomUUID } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
-import type { FeedPosition, MemberRole, MemberView, PinLookup, RoomCreatePayload, RoomEndReason, RoomJoined, RoomKickPayload, RoomView, ServerFeedType, UserKind } from '../../shared/schemas.ts';
+import { Limits, type FeedPosition, type MemberView, type PinLookup, type RoomCreatePayload, type RoomEndReason, type RoomJoined, type RoomKickPayload, type RoomMembersPage, type RoomView, type ServerFeedType, type UserKind } from '../../shared/schemas.ts';
 import type { RoomRecord } from '../cache/loaders.ts';
 import type { CachedLoader } from '../cache/types.ts';
 import type { RoomsConfig } from '../config.ts';
@@ -20,11 +41,13 @@ import type { Db } from '../db/database.ts';
 import { AppError, ErrorCode } from '../errors.ts';
 import type { Keys } from '../redis/keys.ts';
 import type { Scripts } from '../redis/scripts.ts';
+import { createCoalescer } from './coalesce.ts';
 import { createRoomLimits, type Guesser } from './limits.ts';
 import type { RoomNotifier } from './notifier.ts';
 import { createPinStore } from './pins.ts';
 import { createPresence, type PresenceTransition } from './presence.ts';
-import { createRoomRepository } from './room.repository.ts';
+import { createRoomBroadcasts } from './room-broadcasts.ts';
+import { createRoomRepository, type JoinDecision, type JoinedRoom } from './room.repository.ts';
 
 /** A server-made entry for a room's activity feed. */
 export interface RoomFeedEvent {
@@ -37,11 +60,13 @@ export interface RoomFeedEvent {
 
 /**
  * Where room events go besides the sockets (the activity feed). Called after
- * the state change has committed, once per change, in order for one room:
- * `member.joined` {role} (a new or returning member, not a reconnect),
- * `member.left` {}, `member.kicked` {userId, bannedUntil|null},
- * `room.started` {}, `room.locked` {locked}, `room.ended` {reason}.
- * A failure is logged and does not undo the change.
+ * the state change has committed, in order for one room: `member.joined`
+ * {role} (a new or returning member, not a rejoin) and `member.left` {} in
+ * rooms of at most `rosterBroadcastMax` members, `members.joined` /
+ * `members.left` {users, count} once per window above that size,
+ * `member.kicked` {userId, bannedUntil|null}, `room.started` {},
+ * `room.locked` {locked}, `room.ended` {reason}. A failure is logged and
+ * does not undo the change.
  */
 export interface RoomEventSink {
   emit(event: RoomFeedEvent): Promise<void>;
@@ -67,7 +92,7 @@ export interface RoomServiceDeps {
   notifier: RoomNotifier;
   /** Optional sink of server-made feed entries (see `RoomEventSink`). */
   events?: RoomEventSink;
-  /** Optional: the room feed's current position, added to the `room:join` answer as `feed`. Called after `member.joined` was emitted. */
+  /** Optional: the room feed's current position, added to the `room:join` answer as `feed`. Called after the membership was recorded (and its `member.joined` emitted, in a small room). */
   feedPosition?: (roomId: string) => Promise<FeedPosition>;
   /** Clock, ms since the epoch. @default Date.now */
   now?: () => number;
@@ -75,7 +100,8 @@ export interface RoomServiceDeps {
 
 export type RoomService = ReturnType<typeof createRoomService>;
 
-const toView = (room: RoomRecord): RoomView => ({
+/** The wire view of a room, as the cache holds it or as `room_join` read it. */
+const toView = (room: RoomRecord | JoinedRoom): RoomView => ({
   id: room.id,
   pin: room.pin,
   title: room.title,
@@ -83,8 +109,10 @@ const toView = (room: RoomRecord): RoomView => ({
   status: room.status,
   locked: room.locked,
   maxMembers: room.maxMembers,
-  createdAt: room.createdAt,
+  createdAt: typeof room.createdAt === 'string' ? room.createdAt : room.createdAt.toISOString(),
 });
+
+type Admitted = Extract<JoinDecision, { outcome: 'joined' | 'rejoined' }>;
 
 export function createRoomService(deps: RoomServiceDeps) {
   const { config, db, redis, scripts, keys, logger, rooms, notifier, events, feedPosition } = deps;
@@ -93,10 +121,18 @@ export function createRoomService(deps: RoomServiceDeps) {
   const pins = createPinStore({ redis, scripts, keys, config, logger });
   const presence = createPresence({ redis, scripts, keys, config, logger, now });
   const limits = createRoomLimits({ redis, keys, config });
+  const broadcasts = createRoomBroadcasts({
+    config,
+    notifier,
+    presence,
+    ...(events ? { events } : {}),
+    names: (ids) => repo.names(ids),
+    hostsOf: (ids) => hostsOf(ids),
+    logger,
+    now,
+  });
   /** PINs of rooms with sockets on this node, for renewal. */
   const localPins = new Map<string, string>();
-  /** Display names of users seen on this node, for presence announcements. */
-  const names = new Map<string, string>();
 
   async function emitFeed(event: RoomFeedEvent): Promise<void> {
     if (!events) return;
@@ -105,6 +141,16 @@ export function createRoomService(deps: RoomServiceDeps) {
     } catch (err) {
       logger.warn({ err, roomId: event.roomId, type: event.type }, 'could not write a room event to the feed');
     }
+  }
+
+  /**
+   * A member joined or left a room that has `size` members around the change:
+   * one `member.joined` / `member.left` entry in a small room, a share of the
+   * window's aggregated entry in a big one.
+   */
+  async function membershipChanged(roomId: string, kind: 'joined' | 'left', actor: RoomActor, size: number, payload: Record<string, unknown>): Promise<void> {
+    if (broadcasts.aggregates(size)) broadcasts.membership(roomId, kind, actor, size);
+    else await emitFeed({ roomId, type: kind === 'joined' ? 'member.joined' : 'member.left', actor: { id: actor.id, name: actor.name }, payload });
   }
 
   async function load(roomId: string, fresh = false): Promise<RoomRecord | null> {
@@ -127,34 +173,44 @@ export function createRoomService(deps: RoomServiceDeps) {
     return hosts;
   }
 
-  /** Announce presence transitions, one `room:presence` per room. */
-  async function announce(transitions: PresenceTransition[]): Promise<void> {
-    if (transitions.length === 0) return;
-    const unknown = [...new Set(transitions.map((t) => t.userId).filter((id) => !names.has(id)))];
-    const fetched = unknown.length > 0 ? await repo.names(unknown).catch(() => new Map<string, string>()) : new Map<string, string>();
-    const byRoom = new Map<string, PresenceTransition[]>();
-    for (const t of transitions) byRoom.set(t.roomId, [...(byRoom.get(t.roomId) ?? []), t]);
-    const hosts = await hostsOf([...byRoom.keys()]).catch(() => new Map<string, string>());
-    for (const [roomId, list] of byRoom) {
-      const changes: MemberView[] = list.map((t) => ({
-        userId: t.userId,
-        name: names.get(t.userId) ?? fetched.get(t.userId) ?? '',
-        role: hosts.get(roomId) === t.userId ? 'host' : 'member',
-        online: t.online,
-      }));
-      notifier.toRoom(roomId).emit('room:presence', { roomId, changes });
-    }
+  /** Hand presence transitions to the batcher (announced within one window). */
+  function announce(transitions: PresenceTransition[]): void {
+    const local = presence.localRooms();
+    for (const t of transitions) broadcasts.presence(t.roomId, t.userId, t.name, local.get(t.roomId)?.hostId);
   }
 
-  async function membersOf(roomId: string): Promise<MemberView[]> {
-    const [members, online] = await Promise.all([repo.activeMembers(roomId), presence.online(roomId)]);
-    return members.map((m) => ({ userId: m.userId, name: m.name, role: m.role, online: online.has(m.userId) }));
+  /** One page of members in join order, with their online state: O(limit). */
+  async function membersPage(roomId: string, after: string | undefined, limit: number): Promise<RoomMembersPage> {
+    const rows = await repo.membersPage(roomId, after, limit + 1);
+    const page = rows.length > limit ? rows.slice(0, limit) : rows;
+    const { online } = await presence.states(
+      roomId,
+      page.map((m) => m.userId),
+    );
+    const members: MemberView[] = page.map((m, i) => ({ userId: m.userId, name: m.name, role: m.role, online: online[i]! }));
+    return rows.length > limit ? { members, nextAfter: page[page.length - 1]!.seq } : { members };
   }
 
   /**
+   * What the join answer reads after the joiner was recorded and counted
+   * present: the room's first member page and its feed position, each read
+   * once for the joins that queued up meanwhile (coalesce.ts): a reader
+   * always gets a read that started after its call.
+   */
+  const firstPages = createCoalescer<null, RoomMembersPage>(async (roomId, args) => {
+    const page = await membersPage(roomId, undefined, Limits.membersPageMax);
+    return args.map(() => page);
+  });
+  const positions = createCoalescer<null, FeedPosition>(async (roomId, args) => {
+    const position = await feedPosition!(roomId);
+    return args.map(() => position);
+  });
+
+  /**
    * End a room: mark it ended and empty it (one transaction), then invalidate
-   * the cache, release and quarantine its PIN, tell every member, take their
-   * sockets out of the room and forget its presence. False when it had already ended.
+   * the cache, release and quarantine its PIN, write the membership entries
+   * this node still owed, tell every member, take their sockets out of the
+   * room and forget its presence. False when it had already ended.
    */
   async function endRoom(roomId: string, reason: RoomEndReason, actor: RoomActor | null): Promise<boolean> {
     const ended = await repo.endRoom(roomId);
@@ -167,6 +223,7 @@ export function createRoomService(deps: RoomServiceDeps) {
       // Resolving the PIN still answers room_not_found (the room reads as ended); the claim expires by itself.
       logger.warn({ err, roomId }, 'could not release the PIN of an ended room');
     }
+    await broadcasts.finish(roomId);
     notifier.toRoom(roomId).emit('room:ended', { roomId, reason });
     notifier.removeAll(roomId);
     await presence.clearRoom(roomId);
@@ -175,14 +232,43 @@ export function createRoomService(deps: RoomServiceDeps) {
     return true;
   }
 
-  /** PIN → live room. The guess is charged first and refunded only when the PIN was right. */
-  async function resolveLive(pin: string, who: Guesser, fresh: boolean): Promise<RoomRecord> {
-    await limits.chargeGuess(who);
-    const roomId = await pins.resolve(pin);
-    const room = roomId ? await load(roomId, fresh) : null;
-    if (!room || room.status === 'ended' || room.pin !== pin) throw new AppError(ErrorCode.RoomNotFound, 'No live room has this PIN');
-    await limits.refundGuess(who);
+  /** PIN → live room, for the HTTP lookup: one PIN guess (charged first, refunded when the PIN was right). */
+  async function resolveLive(pin: string, who: Guesser): Promise<RoomRecord> {
+    const room = await limits.guess(who, async () => {
+      const roomId = await pins.resolve(pin);
+      const found = roomId ? await load(roomId) : null;
+      return found && found.status !== 'ended' && found.pin === pin ? found : null;
+    });
+    if (!room) throw new AppError(ErrorCode.RoomNotFound, 'No live room has this PIN');
     return room;
+  }
+
+  /**
+   * A join that is not a rejoin: one PIN guess (charged before the PIN is
+   * looked at, refunded when it was right), and the decision in PostgreSQL.
+   */
+  async function admit(actor: RoomActor, roomId: string | null, pin: string): Promise<Admitted> {
+    const decision = await limits.guess({ address: actor.address, userId: actor.id }, async () => {
+      if (!roomId) return null;
+      const decided = await repo.join(roomId, actor.id, pin, true);
+      return decided.outcome === 'not_found' ? null : decided;
+    });
+    if (!decision) throw new AppError(ErrorCode.RoomNotFound, 'No live room has this PIN');
+    switch (decision.outcome) {
+      case 'joined':
+      case 'rejoined':
+        return decision;
+      case 'banned':
+        throw new AppError(ErrorCode.Banned, `You are banned from this room until ${decision.bannedUntil.toISOString()}`, {
+          retryAfterMs: Math.max(1000, decision.bannedUntil.getTime() - now()),
+        });
+      case 'locked':
+        throw new AppError(ErrorCode.RoomLocked, 'The host has locked this room');
+      case 'full':
+        throw new AppError(ErrorCode.RoomFull, `The room is full (${decision.maxMembers} members)`);
+      default:
+        throw new AppError(ErrorCode.Internal, `Unexpected join outcome ${decision.outcome}`);
+    }
   }
 
   // ---- timers
@@ -190,14 +276,16 @@ export function createRoomService(deps: RoomServiceDeps) {
   let sweepTimer: NodeJS.Timeout | undefined;
   let running = false;
   let closing = false;
+  let following = false;
 
   async function heartbeatOnce(): Promise<void> {
-    await announce(await presence.heartbeat());
-    await announce(await presence.sweepDeadNodes(hostsOf));
+    announce(await presence.heartbeat());
+    announce(await presence.sweepDeadNodes(hostsOf));
     const local = presence.localRooms();
     for (const roomId of localPins.keys()) if (!local.has(roomId)) localPins.delete(roomId);
-    await presence.touchRooms([...local]);
+    await presence.touchRooms([...local.keys()]);
     for (const roomId of await pins.renew(localPins)) localPins.delete(roomId);
+    broadcasts.sweep();
   }
 
   async function sweepOnce(): Promise<void> {
@@ -240,9 +328,8 @@ export function createRoomService(deps: RoomServiceDeps) {
         (await repo.insertRoom({ id: roomId, pin: candidate, title: payload.title, hostId: actor.id, maxMembers })) ? 'inserted' : 'pin_taken',
       );
       await rooms.invalidate(roomId);
-      names.set(actor.id, actor.name);
       localPins.set(roomId, pin);
-      await presence.join(roomId, socketId, actor.id, actor.id);
+      if (await notifier.enter(socketId, roomId, true)) await presence.join(roomId, socketId, actor, actor.id);
       const room = await load(roomId, true);
       if (!room) throw new AppError(ErrorCode.Internal, 'The new room could not be read back');
       logger.info({ roomId, hostId: actor.id }, 'room created');
@@ -251,38 +338,69 @@ export function createRoomService(deps: RoomServiceDeps) {
     },
 
     /**
-     * Join a room by PIN. Refusals: `rate_limited` (too many wrong PINs from
-     * this address or user), `room_not_found`, `banned` (with `retryAfterMs`),
-     * `room_locked`, `room_full`. An active member coming back (another tab,
-     * a reconnect) keeps their role and is never refused for lock or capacity.
+     * Join a room by PIN and put `socketId` in it. Refusals: `rate_limited`
+     * (too many wrong PINs from this address or user), `room_not_found`,
+     * `banned` (with `retryAfterMs`), `room_locked`, `room_full`.
+     *
+     * A member who already is in the room (another tab, a reconnect, a node
+     * restart) takes the rejoin path: the user's rejoin hint (Redis) points at
+     * the room, PostgreSQL confirms the membership without a lock, and they
+     * are back with their role whatever the lock and the count: no guess
+     * accounting, no feed entry, no member list (`rejoined: true`). Everyone
+     * else is one PIN guess and one decision under the room's row lock.
+     *
+     * The socket joins the room's group before presence and the member page
+     * are read, so every presence change after the answer's snapshot reaches
+     * it; the feed position is read after the membership was recorded.
      */
     async join(actor: RoomActor, pin: string, socketId: string): Promise<RoomJoined> {
-      // Fresh: a ban or an end must not be missed because of a stale cache entry.
-      const room = await resolveLive(pin, { address: actor.address, userId: actor.id }, true);
-      const decision = await repo.join(room.id, actor.id);
-      switch (decision.refused) {
-        case 'not_found':
-          throw new AppError(ErrorCode.RoomNotFound, 'No live room has this PIN');
-        case 'banned':
-          throw new AppError(ErrorCode.Banned, `You are banned from this room until ${decision.bannedUntil.toISOString()}`, {
-            retryAfterMs: Math.max(1000, decision.bannedUntil.getTime() - now()),
-          });
-        case 'locked':
-          throw new AppError(ErrorCode.RoomLocked, 'The host has locked this room');
-        case 'full':
-          throw new AppError(ErrorCode.RoomFull, `The room is full (${room.maxMembers} members)`);
+      const probe = await pins.probe(pin, actor.id);
+      let decision: Admitted | undefined;
+      if (probe.roomId && probe.hinted) {
+        const seen = await repo.join(probe.roomId, actor.id, pin, false);
+        if (seen.outcome === 'rejoined') decision = seen;
       }
-      names.set(actor.id, actor.name);
+      decision ??= await admit(actor, probe.roomId, pin);
+      const room = toView(decision.room);
+      const rejoined = decision.outcome === 'rejoined';
+      const { role, memberCount } = decision;
       localPins.set(room.id, room.pin);
-      const { online } = await presence.join(room.id, socketId, actor.id, room.hostId);
-      if (online) await announce([{ roomId: room.id, userId: actor.id, online: true }]);
-      if (decision.newlyJoined) {
-        await emitFeed({ roomId: room.id, type: 'member.joined', actor: { id: actor.id, name: actor.name }, payload: { role: decision.role } });
+
+      let online = 0;
+      let feed: FeedPosition | undefined;
+      let page: RoomMembersPage | undefined;
+      await Promise.all([
+        // The membership entry and the position after it ...
+        (async () => {
+          if (!rejoined) await membershipChanged(room.id, 'joined', actor, memberCount, { role });
+          if (feedPosition) feed = await positions(room.id, null);
+        })(),
+        // ... alongside the socket's presence and the member page read after it (so it shows the joiner online).
+        (async () => {
+          if (await notifier.enter(socketId, room.id, role === 'host')) {
+            const counted = await presence.join(room.id, socketId, actor, room.hostId);
+            online = counted.count;
+            if (counted.online) broadcasts.presence(room.id, actor.id, actor.name, room.hostId);
+          }
+          if (!rejoined) page = await firstPages(room.id, null);
+        })(),
+      ]);
+      const joined: RoomJoined = { room, role, memberCount, online, rejoined };
+      if (page) {
+        joined.members = page.members;
+        if (page.nextAfter) joined.nextAfter = page.nextAfter;
       }
-      const members = await membersOf(room.id);
-      const joined: RoomJoined = { room: toView(room), members, role: decision.role };
-      if (feedPosition) joined.feed = await feedPosition(room.id);
+      if (feed) joined.feed = feed;
       return joined;
+    },
+
+    /**
+     * One page of a room's members in join order, after `after` (the
+     * `nextAfter` of the previous page). The caller checks that the asker is
+     * in the room. O(limit), whatever the room's size.
+     */
+    members(roomId: string, after: string | undefined, limit: number = Limits.membersPageMax): Promise<RoomMembersPage> {
+      return membersPage(roomId, after, limit);
     },
 
     /**
@@ -291,16 +409,21 @@ export function createRoomService(deps: RoomServiceDeps) {
      * is not in is a no-op.
      */
     async leave(actor: RoomActor, roomId: string): Promise<void> {
-      const room = await load(roomId);
-      if (!room || room.status === 'ended') return;
-      if (room.hostId === actor.id) {
+      // A room with sockets here: its host is known (an ended room has no member left to mark gone).
+      let hostId = presence.localRooms().get(roomId)?.hostId;
+      if (hostId === undefined) {
+        const room = await load(roomId);
+        if (!room || room.status === 'ended') return;
+        hostId = room.hostId;
+      }
+      if (hostId === actor.id) {
         await endRoom(roomId, 'host_left', actor);
         return;
       }
-      const left = await repo.leave(roomId, actor.id);
+      const count = await repo.leave(roomId, actor.id);
       notifier.removeUser(roomId, actor.id);
-      if (await presence.removeUser(roomId, actor.id)) await announce([{ roomId, userId: actor.id, online: false }]);
-      if (left) await emitFeed({ roomId, type: 'member.left', actor: { id: actor.id, name: actor.name }, payload: {} });
+      if (await presence.removeUser(roomId, actor.id)) broadcasts.presence(roomId, actor.id, actor.name, hostId);
+      if (count !== null) await membershipChanged(roomId, 'left', actor, count + 1, {});
     },
 
     /** Host: lobby → live. `conflict` when the room is not in the lobby. */
@@ -332,13 +455,13 @@ export function createRoomService(deps: RoomServiceDeps) {
      */
     async kick(actor: RoomActor, payload: RoomKickPayload): Promise<void> {
       const { roomId, userId } = payload;
-      await hostRoom(actor, roomId);
+      const room = await hostRoom(actor, roomId);
       if (userId === actor.id) throw new AppError(ErrorCode.Conflict, 'The host cannot kick themself; end the room instead');
       const bannedUntil = payload.banSeconds ? new Date(now() + payload.banSeconds * 1000) : null;
       await repo.kick(roomId, userId, bannedUntil);
       notifier.toUser(userId).emit('room:kicked', bannedUntil ? { roomId, bannedUntil: bannedUntil.toISOString() } : { roomId });
       notifier.removeUser(roomId, userId);
-      if (await presence.removeUser(roomId, userId)) await announce([{ roomId, userId, online: false }]);
+      if (await presence.removeUser(roomId, userId)) broadcasts.presence(roomId, userId, undefined, room.hostId);
       await emitFeed({
         roomId,
         type: 'member.kicked',
@@ -360,20 +483,25 @@ export function createRoomService(deps: RoomServiceDeps) {
      * of a failed guess.
      */
     async lookup(pin: string, address: string): Promise<PinLookup> {
-      const room = await resolveLive(pin, { address }, false);
+      const room = await resolveLive(pin, { address });
       return { roomId: room.id, title: room.title, status: room.status, locked: room.locked };
     },
 
-    /** A socket closed: it leaves every room it was in; users with no socket left go offline. */
+    /** A socket is closing: it leaves every room it was in; users with no socket left go offline. Call before its groups are left. */
     async socketClosed(socketId: string): Promise<void> {
       if (closing) return;
-      await announce(await presence.socketGone(socketId));
+      announce(await presence.socketGone(socketId));
     },
 
     /** Begin the node's timers: heartbeat (with dead-node purge and PIN renewal) and the host grace sweeper. */
     async start(): Promise<void> {
       if (running) return;
       running = true;
+      if (!following) {
+        following = true;
+        // A socket of this node leaving a room's group (a leave or kick from any node, the end) is forgotten locally.
+        notifier.follow((roomId, socketId) => presence.forget(roomId, socketId));
+      }
       await heartbeatOnce().catch((err: unknown) => logger.warn({ err }, 'first presence heartbeat failed'));
       const beat = loop('presence heartbeat', config.presenceHeartbeatMs, heartbeatOnce, (t) => (heartbeatTimer = t));
       const sweep = loop('host grace sweep', config.sweepIntervalMs, sweepOnce, (t) => (sweepTimer = t));
@@ -383,8 +511,8 @@ export function createRoomService(deps: RoomServiceDeps) {
 
     /**
      * Stop the timers and take this node's sockets out of presence now (a
-     * graceful shutdown does not wait for the node timeout). Run before the
-     * client transports close.
+     * graceful shutdown does not wait for the node timeout), and send what
+     * the broadcast batches still owe. Run before the client transports close.
      */
     async stop(): Promise<void> {
       running = false;
@@ -392,15 +520,18 @@ export function createRoomService(deps: RoomServiceDeps) {
       clearTimeout(heartbeatTimer);
       clearTimeout(sweepTimer);
       try {
-        await announce(await presence.shutdown(hostsOf));
+        announce(await presence.shutdown(hostsOf));
       } catch (err) {
         logger.warn({ err }, 'could not clear this node\'s presence; other nodes will after the node timeout');
       }
+      await broadcasts.stop();
     },
 
     /** One heartbeat and one sweep, now (tests drive the timers by hand). */
     heartbeatOnce,
     sweepOnce,
+    /** Send every pending presence batch and owed membership entry now (tests). */
+    flushBroadcasts: () => broadcasts.flushAll(),
     /** The presence store (read-only use in tests and handlers). */
     presence,
   };

@@ -7,6 +7,7 @@ import { sql } from 'kysely';
 import type { Db } from '../db/database.ts';
 import { AppError, ErrorCode } from '../errors.ts';
 import type { MemberRole } from '../../shared/schemas.ts';
+import { createCoalescer } from './coalesce.ts';
 
 export type RoomRepository = ReturnType<typeof createRoomRepository>;
 
@@ -18,25 +19,93 @@ export interface NewRoomInput {
   maxMembers: number;
 }
 
-/** Why a join was refused, decided under the room's row lock. */
-export type JoinRefusal =
-  | { refused: 'not_found' }
-  | { refused: 'banned'; bannedUntil: Date }
-  | { refused: 'locked' }
-  | { refused: 'full' };
+/** A room as `room_join` reads it (under its row lock when admitting). */
+export interface JoinedRoom {
+  id: string;
+  pin: string;
+  title: string;
+  hostId: string;
+  status: 'lobby' | 'live' | 'ended';
+  locked: boolean;
+  maxMembers: number;
+  createdAt: Date;
+}
 
-export type JoinDecision = { refused: null; role: MemberRole; rejoined: boolean; newlyJoined: boolean } | JoinRefusal;
+/**
+ * What `join` decided. `joined`: recorded (a new or returning member);
+ * `rejoined`: already an active member, nothing written; `not_member`: only
+ * from a probe (`admit` false), nothing written.
+ */
+export type JoinDecision =
+  | { outcome: 'joined' | 'rejoined'; room: JoinedRoom; role: MemberRole; memberCount: number }
+  | { outcome: 'not_member'; room: JoinedRoom; memberCount: number }
+  | { outcome: 'not_found' }
+  | { outcome: 'banned'; bannedUntil: Date }
+  | { outcome: 'locked' }
+  | { outcome: 'full'; maxMembers: number };
 
 export interface MemberRecord {
   userId: string;
   name: string;
   role: MemberRole;
+  /** Join order; the cursor of member pages. */
+  seq: string;
+}
+
+interface JoinRow {
+  o_user: string;
+  o_outcome: string;
+  o_role: MemberRole | null;
+  o_banned_until: Date | null;
+  o_member_count: number | null;
+  o_pin: string | null;
+  o_title: string | null;
+  o_host_id: string | null;
+  o_status: JoinedRoom['status'] | null;
+  o_locked: boolean | null;
+  o_max_members: number | null;
+  o_created_at: Date | null;
 }
 
 const isUniqueViolation = (err: unknown, constraint: string): boolean =>
   (err as { code?: string }).code === '23505' && (err as { constraint?: string }).constraint === constraint;
 
+function toDecision(roomId: string, row: JoinRow): JoinDecision {
+  switch (row.o_outcome) {
+    case 'not_found':
+      return { outcome: 'not_found' };
+    case 'banned':
+      return { outcome: 'banned', bannedUntil: row.o_banned_until! };
+    case 'locked':
+      return { outcome: 'locked' };
+    case 'full':
+      return { outcome: 'full', maxMembers: row.o_max_members! };
+  }
+  const room: JoinedRoom = {
+    id: roomId,
+    pin: row.o_pin!,
+    title: row.o_title!,
+    hostId: row.o_host_id!,
+    status: row.o_status!,
+    locked: row.o_locked!,
+    maxMembers: row.o_max_members!,
+    createdAt: row.o_created_at!,
+  };
+  if (row.o_outcome === 'not_member') return { outcome: 'not_member', room, memberCount: row.o_member_count! };
+  return { outcome: row.o_outcome as 'joined' | 'rejoined', room, role: row.o_role!, memberCount: row.o_member_count! };
+}
+
 export function createRoomRepository({ db }: { db: Db }) {
+  /** Joins into one room, batched per room and mode (see coalesce.ts): one `room_join` statement per batch. */
+  const joins = createCoalescer<{ userId: string; pin: string }, JoinDecision>(async (key, args) => {
+    const admit = key.startsWith('a:');
+    const roomId = key.slice(2);
+    const users = args.map((a) => a.userId);
+    const pins = args.map((a) => a.pin);
+    const { rows } = await sql<JoinRow>`select * from room_join(${roomId}::uuid, ${users}::uuid[], ${pins}::text[], ${admit})`.execute(db);
+    return rows.map((row) => toDecision(roomId, row));
+  });
+
   return {
     /**
      * Insert a room and its host membership in one transaction. Returns false
@@ -48,7 +117,7 @@ export function createRoomRepository({ db }: { db: Db }) {
         await db.transaction().execute(async (trx) => {
           await trx
             .insertInto('rooms')
-            .values({ id: input.id, pin: input.pin, title: input.title, host_id: input.hostId, max_members: input.maxMembers })
+            .values({ id: input.id, pin: input.pin, title: input.title, host_id: input.hostId, max_members: input.maxMembers, member_count: 1 })
             .execute();
           await trx
             .insertInto('room_members')
@@ -63,59 +132,25 @@ export function createRoomRepository({ db }: { db: Db }) {
     },
 
     /**
-     * Decide and record a join under the room's row lock, so that concurrent
-     * joins cannot overfill a room. An active member (joined, not left) comes
-     * back with their role whatever the lock and the count; anyone else is
-     * refused when banned, locked or full, in that order.
+     * Decide and record a join (`room_join`, one statement for the joins into
+     * this room that queued up on this node while the previous batch was in
+     * flight): the room's row lock is held for that statement and its commit
+     * only, so concurrent joins cannot overfill a room, no lock is ever held
+     * across a Redis call, and a burst of joins costs one commit per batch,
+     * not one per join in a row. An active
+     * member (joined, not left) comes back with their role whatever the lock
+     * and the count (`rejoined`, nothing written); anyone else is refused
+     * when banned, locked or full, in that order. With `admit` false it only
+     * looks (no lock, no write): `rejoined`, or `not_member`.
      */
-    async join(roomId: string, userId: string): Promise<JoinDecision> {
-      return db.transaction().execute(async (trx): Promise<JoinDecision> => {
-        const room = await trx
-          .selectFrom('rooms')
-          .select(['host_id', 'status', 'locked', 'max_members'])
-          .where('id', '=', roomId)
-          .forUpdate()
-          .executeTakeFirst();
-        if (!room || room.status === 'ended') return { refused: 'not_found' };
-        const member = await trx
-          .selectFrom('room_members')
-          .select(['role', 'left_at', 'banned_until'])
-          .where('room_id', '=', roomId)
-          .where('user_id', '=', userId)
-          .executeTakeFirst();
-        const now = new Date();
-        if (member?.banned_until && member.banned_until > now) return { refused: 'banned', bannedUntil: member.banned_until };
-        if (member && member.left_at === null) return { refused: null, role: member.role, rejoined: true, newlyJoined: false };
-        const role: MemberRole = room.host_id === userId ? 'host' : (member?.role ?? 'member');
-        if (role !== 'host') {
-          if (room.locked) return { refused: 'locked' };
-          const { count } = await trx
-            .selectFrom('room_members')
-            .select((eb) => eb.fn.countAll<string>().as('count'))
-            .where('room_id', '=', roomId)
-            .where('left_at', 'is', null)
-            .executeTakeFirstOrThrow();
-          if (Number(count) >= room.max_members) return { refused: 'full' };
-        }
-        await trx
-          .insertInto('room_members')
-          .values({ room_id: roomId, user_id: userId, role, joined_at: now, left_at: null, banned_until: null })
-          .onConflict((oc) => oc.columns(['room_id', 'user_id']).doUpdateSet({ joined_at: now, left_at: null, banned_until: null, role }))
-          .execute();
-        return { refused: null, role, rejoined: member !== undefined, newlyJoined: true };
-      });
+    join(roomId: string, userId: string, pin: string, admit: boolean): Promise<JoinDecision> {
+      return joins(`${admit ? 'a' : 'p'}:${roomId}`, { userId, pin });
     },
 
-    /** Mark a member as gone. Returns false when they were not an active member. */
-    async leave(roomId: string, userId: string): Promise<boolean> {
-      const result = await db
-        .updateTable('room_members')
-        .set({ left_at: new Date() })
-        .where('room_id', '=', roomId)
-        .where('user_id', '=', userId)
-        .where('left_at', 'is', null)
-        .executeTakeFirst();
-      return Number(result.numUpdatedRows) > 0;
+    /** Mark a member gone (`room_leave`, one statement). Returns the member count after, or null when they were not an active member. */
+    async leave(roomId: string, userId: string): Promise<number | null> {
+      const { rows } = await sql<{ count: number | null }>`select room_leave(${roomId}, ${userId}) as count`.execute(db);
+      return rows[0]?.count ?? null;
     },
 
     /**
@@ -126,6 +161,8 @@ export function createRoomRepository({ db }: { db: Db }) {
     async kick(roomId: string, userId: string, bannedUntil: Date | null): Promise<boolean> {
       const now = new Date();
       return db.transaction().execute(async (trx) => {
+        // The room row first, as every membership write does (no deadlock with a join of the same user).
+        await trx.selectFrom('rooms').select('id').where('id', '=', roomId).forUpdate().execute();
         const before = await trx
           .selectFrom('room_members')
           .select(['left_at'])
@@ -143,7 +180,9 @@ export function createRoomRepository({ db }: { db: Db }) {
           .values({ room_id: roomId, user_id: userId, role: 'member', joined_at: now, left_at: now, banned_until: bannedUntil })
           .onConflict((oc) => oc.columns(['room_id', 'user_id']).doUpdateSet({ left_at: sql`coalesce(room_members.left_at, ${now})`, banned_until: bannedUntil }))
           .execute();
-        return before !== undefined && before.left_at === null;
+        const wasActive = before !== undefined && before.left_at === null;
+        if (wasActive) await trx.updateTable('rooms').set((eb) => ({ member_count: eb('member_count', '-', 1) })).where('id', '=', roomId).execute();
+        return wasActive;
       });
     },
 
@@ -168,7 +207,7 @@ export function createRoomRepository({ db }: { db: Db }) {
         const now = new Date();
         const row = await trx
           .updateTable('rooms')
-          .set({ status: 'ended', ended_at: now })
+          .set({ status: 'ended', ended_at: now, member_count: 0 })
           .where('id', '=', roomId)
           .where('status', '<>', 'ended')
           .returning(['pin'])
@@ -179,31 +218,21 @@ export function createRoomRepository({ db }: { db: Db }) {
       });
     },
 
-    /** Active members (joined, not left) with their display names, host first. */
-    async activeMembers(roomId: string): Promise<MemberRecord[]> {
-      const rows = await db
+    /**
+     * One page of active members in join order (the host first: it joined
+     * first and never rejoins), after the member with join order `after`.
+     * O(limit) whatever the room's size (`room_members_active_seq_idx`).
+     */
+    async membersPage(roomId: string, after: string | undefined, limit: number): Promise<MemberRecord[]> {
+      let query = db
         .selectFrom('room_members')
         .innerJoin('users', 'users.id', 'room_members.user_id')
-        .select(['room_members.user_id', 'users.display_name', 'room_members.role', 'room_members.joined_at'])
+        .select(['room_members.user_id', 'users.display_name', 'room_members.role', 'room_members.seq'])
         .where('room_members.room_id', '=', roomId)
-        .where('room_members.left_at', 'is', null)
-        .orderBy('room_members.joined_at')
-        .execute();
-      return rows
-        .map((r) => ({ userId: r.user_id, name: r.display_name, role: r.role }))
-        .sort((a, b) => (a.role === b.role ? 0 : a.role === 'host' ? -1 : 1));
-    },
-
-    /** Whether `userId` is an active member of the room. */
-    async isActiveMember(roomId: string, userId: string): Promise<boolean> {
-      const row = await db
-        .selectFrom('room_members')
-        .select('user_id')
-        .where('room_id', '=', roomId)
-        .where('user_id', '=', userId)
-        .where('left_at', 'is', null)
-        .executeTakeFirst();
-      return row !== undefined;
+        .where('room_members.left_at', 'is', null);
+      if (after !== undefined) query = query.where('room_members.seq', '>', after);
+      const rows = await query.orderBy('room_members.seq').limit(limit).execute();
+      return rows.map((r) => ({ userId: r.user_id, name: r.display_name, role: r.role, seq: String(r.seq) }));
     },
 
     /** Display names by user id. */

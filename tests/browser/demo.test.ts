@@ -6,6 +6,7 @@
  */
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
+import { sql } from 'kysely';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { launchBrowser, screenshot } from '../support/browser.ts';
 import { createTestContext, type TestContext } from '../support/context.ts';
@@ -182,6 +183,29 @@ test('a reload keeps the session and rejoins the room', async () => {
   assert.match((await ada.textContent('#who-name'))!, 'Ada');
   await ada.waitForFunction(() => document.querySelectorAll('#feed-list li[data-type="chat.message"]').length >= 6);
   assert.equal((await chatTexts(ada)).slice(0, 1), ['hello from Ada']);
+});
+
+test('in a room of hundreds the host sees the first page of members and the count, and pages through the rest', async () => {
+  // 250 members who joined and went away, added straight into PostgreSQL.
+  const db = ctx.db();
+  const roomId = (await db.selectFrom('rooms').select('id').where('pin', '=', pin).where('status', '<>', 'ended').executeTakeFirstOrThrow()).id;
+  await sql`with u as (insert into users (display_name, kind) select 'Crowd ' || g, 'guest' from generate_series(1, 250) g returning id)
+    insert into room_members (room_id, user_id, role) select ${roomId}::uuid, id, 'member' from u`.execute(db);
+  await sql`update rooms set member_count = member_count + 250 where id = ${roomId}::uuid`.execute(db);
+  const total = (await db.selectFrom('rooms').select('member_count').where('id', '=', roomId).executeTakeFirstOrThrow()).member_count;
+
+  await host.reload();
+  await host.waitForSelector('#screen-room:not([hidden])');
+  await host.waitForFunction(() => !(document.querySelector('#member-more') as HTMLElement).hidden);
+  assert.is(await host.$$eval('#member-list li', (els) => els.length), 100);
+  assert.is(await host.textContent('#member-more-text'), `Showing 100 of ${total}`);
+  assert.match((await host.textContent('#member-count'))!, '(2 online)');
+  for (const shown of [200, total]) {
+    await host.click('#btn-more-members');
+    await host.waitForFunction((n) => document.querySelectorAll('#member-list li').length === n, shown);
+  }
+  assert.ok(await host.isHidden('#member-more'), 'everyone is shown');
+  await screenshot(host, '07-host-big-room');
 });
 
 test.run();

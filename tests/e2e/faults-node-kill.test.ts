@@ -65,7 +65,7 @@ test('a node killed with -9 during a broadcast: its clients resume on the surviv
 
   // Presence: the moved members are online (through the survivors), after the dead node's purge.
   await until(async () => {
-    const members = ok(await request(hostSocket, 'room:join', { pin: room.pin })).members;
+    const members = ok(await request(hostSocket, 'room:members', { roomId: room.id })).members;
     return followers.every(({ guest }) => members.find((m) => m.userId === guest.user.id)?.online === true);
   }, 'the moved members online again');
   for (const { f } of followers) f.stop();

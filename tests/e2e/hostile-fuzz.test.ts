@@ -39,6 +39,7 @@ function validSamples(roomId: string, pin: string, token: string, otherUserId: s
     'room:create': { title: 'Fuzzed room', maxMembers: 10 },
     'room:join': { pin },
     'room:leave': { roomId: elsewhere },
+    'room:members': { roomId, after: '1', limit: 10 },
     'room:start': { roomId: elsewhere },
     'room:lock': { roomId, locked: false },
     'room:kick': { roomId, userId: otherUserId, banSeconds: 60 },

@@ -2,7 +2,7 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { generateSigningJwk } from '../../server/auth/signing-keys.ts';
 import { signInGuest, signUp } from '../support/auth.ts';
-import { connect, request, type TestSocket } from '../support/client.ts';
+import { connect, nextEvent, request, type TestSocket } from '../support/client.ts';
 import { createTestContext, type TestContext } from '../support/context.ts';
 import { until } from '../support/faults.ts';
 import { startTestServer, type TestServer } from '../support/server.ts';
@@ -56,8 +56,11 @@ test('GET /metrics exposes sockets, rooms, events, acks, cache, Redis and Postgr
   const member = await connect(server.url, { token: guest.accessToken });
   sockets.push(member);
   if (created.ok) {
+    // Presence is sent once per window (PRESENCE_BATCH_MS): wait for the host to get it.
+    const presence = nextEvent(socket, 'room:presence');
     const joined = await request(member, 'room:join', { pin: created.data.room.pin });
     assert.ok(joined.ok, JSON.stringify(joined));
+    await presence;
   }
 
   const res = await scrape(authorized);

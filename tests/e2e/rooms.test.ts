@@ -122,7 +122,7 @@ test('join answers room, members and role; presence, start, lock and signals rea
   assert.is(joined.role, 'member');
   assert.is(joined.room.id, room.id);
   assert.equal(
-    joined.members.map((m) => [m.userId, m.role, m.online]),
+    joined.members!.map((m) => [m.userId, m.role, m.online]),
     [
       [host.user.id, 'host', true],
       [ann.user.id, 'member', true],

@@ -31,9 +31,13 @@ function recorder(): RoomNotifier & { sent: Sent[]; removed: string[] } {
     sent,
     removed,
     toRoom: (roomId) => to(`room:${roomId}`) as never,
+    toHost: (roomId) => to(`host:${roomId}`) as never,
+    toMembers: (roomId) => to(`members:${roomId}`) as never,
     toUser: (userId) => to(`user:${userId}`) as never,
+    enter: async () => true,
     removeUser: (roomId, userId) => void removed.push(`${userId}@${roomId}`),
     removeAll: (roomId) => void removed.push(`*@${roomId}`),
+    follow: () => undefined,
   };
 }
 
@@ -170,8 +174,9 @@ test('joins are refused when locked, full or banned; a member coming back keeps 
 
   const joined = await service.join(ann, room.pin, 'a1');
   assert.is(joined.role, 'member');
+  await service.flushBroadcasts();
   assert.equal(
-    joined.members.map((m) => [m.name, m.role, m.online]),
+    joined.members!.map((m) => [m.name, m.role, m.online]),
     [
       ['Host', 'host', true],
       ['Ann', 'member', true],
@@ -220,11 +225,13 @@ test('several tabs on several nodes count once; the user goes offline with the l
   await a.service.join(dee, room.pin, 'a-d1');
   await b.service.join(dee, room.pin, 'b-d2');
   assert.ok((await a.service.presence.online(room.id)).has(dee.id));
+  await Promise.all([a.service.flushBroadcasts(), b.service.flushBroadcasts()]);
   const presenceFor = (n: ReturnType<typeof recorder>) => n.sent.filter((s) => s.event === 'room:presence').map((s) => s.payload as { changes: { userId: string; online: boolean }[] });
   assert.is(presenceFor(a.notifier).length + presenceFor(b.notifier).length, 1, 'one online announcement for two tabs');
   await a.service.socketClosed('a-d1');
   assert.ok((await a.service.presence.online(room.id)).has(dee.id), 'still online with one tab');
   await b.service.socketClosed('b-d2');
+  await b.service.flushBroadcasts();
   assert.not.ok((await a.service.presence.online(room.id)).has(dee.id));
   assert.equal(presenceFor(b.notifier).at(-1)!.changes.map((c) => [c.userId, c.online]), [[dee.id, false]]);
 });
@@ -247,6 +254,7 @@ test("a node that stops heartbeating loses its members once another node sweeps 
   assert.ok((await alive.service.presence.online(room.id)).has(eve.id));
   skew = ctx.config.rooms.presenceNodeTimeoutMs + 1000;
   await alive.service.heartbeatOnce();
+  await alive.service.flushBroadcasts();
   const online = await alive.service.presence.online(room.id);
   assert.not.ok(online.has(eve.id), 'the dead node member is gone');
   assert.ok(online.has(host.id), 'the live node member stays');

@@ -1,6 +1,6 @@
 -- presence-host-claim: claim the right to end a room whose host grace ran out.
 -- KEYS[1]  the room's host grace deadline (keys.roomHostDeadline)
--- KEYS[2]  the room's users hash (keys.roomUsers)
+-- KEYS[2]  the room's users hash (keys.roomUsers): a field per user online
 -- ARGV[1]  now, ms since the epoch
 -- ARGV[2]  the room's host id
 -- ARGV[3]  lease, ms: if the claimer dies before ending the room, another node claims again after it
@@ -14,8 +14,7 @@ local deadline = redis.call('GET', KEYS[1])
 if not deadline then
   return { -1, 0 }
 end
-local count = tonumber(redis.call('HGET', KEYS[2], ARGV[2]) or '0')
-if count > 0 then
+if redis.call('HEXISTS', KEYS[2], ARGV[2]) == 1 then
   redis.call('DEL', KEYS[1])
   return { -1, 0 }
 end
