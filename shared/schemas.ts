@@ -40,6 +40,9 @@ export const Limits = {
   tokenMax: 4_096,
 } as const;
 
+/** Largest value of PostgreSQL `bigint` (the archive's `id_ms` and `id_seq`, `room_members.seq`); Redis stream ids allow up to 2^64-1, so this is the tighter bound. */
+const MAX_ID_PART = 9_223_372_036_854_775_807n;
+
 const jsonBytes = (value: unknown): number => {
   let text: string | undefined;
   try {
@@ -194,7 +197,11 @@ export const RoomCreatePayload = z
   .strict();
 export const RoomJoinPayload = z.object({ pin: Pin }).strict();
 /** An opaque position in a room's member list (`nextAfter` of the previous page). */
-export const MembersCursor = z.string().regex(/^[0-9]{1,19}$/, 'a cursor from nextAfter');
+export const MembersCursor = z
+  .string()
+  .regex(/^[0-9]{1,19}$/, 'a cursor from nextAfter')
+  // A join-order number (PostgreSQL bigint): 19 digits may still be past its largest value.
+  .refine((v) => !/^[0-9]+$/.test(v) || BigInt(v) <= MAX_ID_PART, 'a cursor from nextAfter (at most 9223372036854775807)');
 export const RoomMembersPayload = z
   .object({
     roomId: Id,
@@ -315,9 +322,6 @@ export interface MembersEntryPayload {
   users: FeedActor[];
   count: number;
 }
-
-/** Largest value of PostgreSQL `bigint` (the archive's `id_ms`, `id_seq`); Redis allows up to 2^64-1, so this is the tighter bound. */
-const MAX_ID_PART = 9_223_372_036_854_775_807n;
 
 /** A Redis Stream id, `<ms>-<seq>`, whose two numbers fit both Redis and PostgreSQL (signed 64-bit). */
 export const StreamId = z

@@ -153,7 +153,7 @@ test('text the stores cannot hold (NUL, unpaired surrogates) is bad_request wher
   assert.ok(host.socket.connected && s!.connected, 'nobody was disconnected');
 });
 
-test('stream ids beyond what PostgreSQL and Redis hold are bad_request from feed:history and feed:subscribe, never internal', async () => {
+test('stream ids and member cursors beyond what PostgreSQL and Redis hold are bad_request (feed:history, feed:subscribe, room:members), never internal', async () => {
   for (const id of ['99999999999999999999-0', '9223372036854775808-0', '1-9223372036854775808', '18446744073709551616-18446744073709551616']) {
     const history = await request(host.socket, 'feed:history', { roomId: host.roomId, before: id });
     assert.is(codeOf(history), 'bad_request', `history before ${id}`);
@@ -161,6 +161,8 @@ test('stream ids beyond what PostgreSQL and Redis hold are bad_request from feed
     assert.is(codeOf(subscribe), 'bad_request', `subscribe since ${id}`);
   }
   assert.is(codeOf(await request(host.socket, 'feed:history', { roomId: host.roomId, before: '9223372036854775807-9223372036854775807' })), 'ok', 'the largest valid id is served');
+  assert.is(codeOf(await request(host.socket, 'room:members', { roomId: host.roomId, after: '9999999999999999999' })), 'bad_request', 'a 19-digit member cursor past bigint');
+  assert.is(codeOf(await request(host.socket, 'room:members', { roomId: host.roomId, after: '9223372036854775807' })), 'ok', 'the largest cursor is served');
 });
 
 test.run();
