@@ -30,7 +30,7 @@ const SCENARIOS = [
   { name: 'pins', core: SERVER_CORE, timeoutMs: 60_000 },
   { name: 'feed', core: SERVER_CORE, timeoutMs: 90_000 },
   { name: 'cache', core: SERVER_CORE, timeoutMs: 90_000 },
-  { name: 'auth', core: SERVER_CORE, timeoutMs: 60_000 },
+  { name: 'auth', core: SERVER_CORE, timeoutMs: 150_000 },
   { name: 'adapter', core: SERVER_CORE, timeoutMs: 150_000 },
 ] as const;
 

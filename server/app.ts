@@ -6,12 +6,15 @@
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import { createLoaders, type Loaders } from './cache/loaders.ts';
+import { createAdmins } from './auth/admins.ts';
+import { registerHashMetrics, registerTokenMetrics } from './auth/auth-metrics.ts';
 import { createAuthService, type AuthService } from './auth/auth-service.ts';
 import { registerAuthRoutes } from './auth/http.ts';
-import { registerTokenMetrics } from './auth/auth-metrics.ts';
-import { createAuthRateLimits } from './auth/rate-limits.ts';
+import { createAuthRateLimits, createLoginBackoff } from './auth/rate-limits.ts';
 import { createRefreshStore } from './auth/refresh-store.ts';
 import { createSessionCheck } from './auth/session-check.ts';
+import { createSessionRecheck } from './auth/session-recheck.ts';
+import { createSessionSocketCap } from './auth/session-sockets.ts';
 import { loadSigningKeys, type SigningKeys } from './auth/signing-keys.ts';
 import { createSocketAuth } from './auth/socket-auth.ts';
 import { createTokenService } from './auth/tokens.ts';
@@ -30,14 +33,17 @@ import { createLogger } from './logger.ts';
 import { createMetrics, type Metrics } from './metrics.ts';
 import { createInstruments } from './observability/instruments.ts';
 import { registerObservabilityRoutes } from './observability/http.ts';
+import { createSystemEvents, type SystemEvents } from './observability/system-events.ts';
 import { closeRedis, connectRedis, createRedisClient } from './redis/connections.ts';
 import { createKeys, type Keys } from './redis/keys.ts';
 import { createScripts, type Scripts } from './redis/scripts.ts';
 import { createFloodLimit, createSocketRateLimit } from './gateway/rate-limit.ts';
+import { createUserLimits } from './gateway/user-limits.ts';
 import { registerRoomRoutes } from './rooms/http.ts';
 import { createIoNotifier } from './rooms/notifier.ts';
 import { registerRoomHandlers } from './rooms/room-handlers.ts';
 import { createRoomService, type RoomService } from './rooms/room-service.ts';
+import { createGuestRetention } from './users/guest-retention.ts';
 import { createUserRepository } from './users/user.repository.ts';
 
 export interface App {
@@ -59,6 +65,8 @@ export interface App {
   readonly rooms: RoomService;
   /** Activity feeds: streams, delivery, history, archive and the system log. */
   readonly feed: Feed;
+  /** Internal errors and dependency transitions for the system log (rate-limited). */
+  readonly systemEvents: SystemEvents;
   /** Connect, migrate, and listen. Throws `StartupError` when a dependency is unreachable. */
   start(): Promise<{ port: number; url: string }>;
   /** Drain and close everything, in order. Safe to call twice. */
@@ -89,16 +97,28 @@ export function createApp(config: Config, options: AppOptions = {}): App {
   const instruments = createInstruments({ registry: metrics.registry });
   instruments.observeRedis(redis);
   instruments.observeRedis(roomsRedis);
-  const { db } = createDb(config, logger, { plugins: [instruments.pgPlugin] });
+  const { db, pool } = createDb(config, logger, { plugins: [instruments.pgPlugin] });
   const scripts = createScripts(redis);
+  // Internal errors and dependency transitions, rate-limited into the system log (written through the feed, below).
+  const systemEvents = createSystemEvents({
+    append: ({ type, payload }) => feed.store.log({ type, payload }).then(() => undefined),
+    rate: config.observability.systemLogRate,
+    logger,
+  });
+  systemEvents.watchRedis(redis);
+  systemEvents.watchPostgres(pool);
 
   // ---- cached reads (Redis first, PostgreSQL behind)
   const loaders = createLoaders({ db, redis, scripts, keys, metrics, config, logger });
 
   // ---- edges
-  const http = createHttp({ config, logger });
+  const http = createHttp({ config, logger, onInternal: (where) => systemEvents.internalError(where) });
   const io = createIo({ config, logger, httpServer: http.server });
-  const router = createEventRouter({ logger, hooks: instruments.routerHooks, admit: createFloodLimit(config.socket) });
+  const router = createEventRouter({
+    logger,
+    hooks: { ...instruments.routerHooks, onInternal: (event) => systemEvents.internalError({ event }) },
+    admit: createFloodLimit(config.socket),
+  });
   instruments.observeIo(io, logger);
 
   // ---- services and handlers
@@ -113,6 +133,7 @@ export function createApp(config: Config, options: AppOptions = {}): App {
   registerTokenMetrics(metrics.registry, tokens);
   // Whether sessions are still active: the handshake's check, batched per event-loop turn; `states(ids)` for many at once.
   const sessions = createSessionCheck({ scripts, keys });
+  const admins = createAdmins(config.auth);
   const auth = createAuthService({
     config: config.auth,
     logger,
@@ -121,15 +142,23 @@ export function createApp(config: Config, options: AppOptions = {}): App {
     refresh: createRefreshStore({ scripts, keys, config: config.auth }),
     sessions,
     limits: createAuthRateLimits({ redis, keys, limits: config.auth.rateLimits }),
+    backoff: createLoginBackoff({ redis, scripts, keys, config: config.auth }),
     signingKeys: currentKeys,
     onSessionRevoked: (sessionId) => socketAuth.closeSession(sessionId),
     audit: ({ type, at: _at, ...details }) => void feed.service.systemLog({ type, actor: null, payload: details }),
   });
   const socketAuth = createSocketAuth({ io, auth, router, config, logger });
+  const sessionSockets = createSessionSocketCap({ io, max: config.auth.sessionMaxSockets });
+  const sessionRecheck = createSessionRecheck({ io, sessionStates: (ids) => sessions.states(ids), intervalMs: config.auth.sessionRecheckMs, logger });
+  const guestRetention = createGuestRetention({ db, config: config.auth, logger });
   registerAuthRoutes(http, { auth });
   io.use((socket, next) => void socketAuth.middleware(socket, next));
+  io.use((socket, next) => sessionSockets.middleware(socket, next));
+  // Per socket first (memory, no round trip), then per user across sockets and nodes (Redis).
+  const userLimits = createUserLimits({ redis, keys, config });
   router.addGuard(socketAuth.guard);
   router.addGuard(createSocketRateLimit({ eventsPerSecond: config.socket.eventsPerSecond }));
+  router.addGuard(userLimits.guard);
 
   // ---- activity feed (membership: this connection is in the room's group, kept by the rooms feature)
   const feed = createFeed({
@@ -143,6 +172,8 @@ export function createApp(config: Config, options: AppOptions = {}): App {
     archiveConnection: feedArchive,
     router,
     http,
+    isAdmin: (userId) => admins.isAdmin(userId),
+    limits: userLimits,
     access: {
       async roleOf(roomId, user) {
         if (!user.inRoom?.(roomId)) return null;
@@ -157,12 +188,13 @@ export function createApp(config: Config, options: AppOptions = {}): App {
     },
   });
   registerFeedMetrics(metrics.registry, feed);
+  registerHashMetrics(metrics.registry, auth);
   registerObservabilityRoutes(http, {
     registry: metrics.registry,
     config,
     io,
     authenticate: (token) => auth.authenticate(token),
-    isAdmin: (user) => feed.service.isAdmin(user),
+    isAdmin: (user) => admins.isAdmin(user.id),
     async feed() {
       const lag = await feed.archiveLag().catch(() => ({ seconds: Number.NaN, rooms: Number.NaN }));
       const relay = feed.relay.stats();
@@ -197,6 +229,7 @@ export function createApp(config: Config, options: AppOptions = {}): App {
   // registered once (above, and by the auth and feed features); a socket
   // only gets the router's shared listeners.
   io.on('connection', (socket) => {
+    if (!sessionSockets.admit(socket)) return;
     socketAuth.attach(socket);
     router.attach(socket);
   });
@@ -229,6 +262,7 @@ export function createApp(config: Config, options: AppOptions = {}): App {
     auth,
     rooms,
     feed,
+    systemEvents,
 
     async start() {
       try {
@@ -248,6 +282,8 @@ export function createApp(config: Config, options: AppOptions = {}): App {
       }
       started = true;
       await rooms.start();
+      sessionRecheck.start();
+      guestRetention.start();
       const address = http.server.address();
       const port = typeof address === 'object' && address ? address.port : config.http.port;
       const url = `http://${config.http.host === '0.0.0.0' || config.http.host === '::' ? '127.0.0.1' : config.http.host}:${port}`;
@@ -265,6 +301,7 @@ export function createApp(config: Config, options: AppOptions = {}): App {
           // Presence of this node's sockets goes now, while the adapter can still announce it.
           await rooms.stop();
           socketAuth.stop();
+          await Promise.all([sessionRecheck.stop(), guestRetention.stop(), auth.stop()]);
           const closed = http.close();
           io.engine.close();
           await closed;

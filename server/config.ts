@@ -8,9 +8,18 @@
  * Every variable is declared once in `VARIABLES` with its default and meaning;
  * the README's configuration table is checked against this list by a test.
  */
+import proxyaddr from '@fastify/proxy-addr';
+import { availableParallelism } from 'node:os';
 import { z } from 'zod';
 
 export type NodeEnv = 'development' | 'test' | 'production';
+
+/**
+ * Which hops of `X-Forwarded-For` are trusted proxies: the nearest `hops`
+ * (the peer is hop 0), or every hop whose address is in `cidrs`. The client
+ * address is the rightmost untrusted one. `{ hops: 0 }` ignores the header.
+ */
+export type TrustProxy = { hops: number } | { cidrs: readonly string[] };
 
 export interface Config {
   env: NodeEnv;
@@ -19,8 +28,8 @@ export interface Config {
     host: string;
     /** Allowed browser origins for HTTP CORS and the Socket.IO handshake; `['*']` allows any (development only). */
     corsOrigins: readonly string[];
-    /** Trust `X-Forwarded-For` from a reverse proxy for the client address. */
-    trustProxy: boolean;
+    /** Which proxies in front may report the client address in `X-Forwarded-For`. @default { hops: 0 } (none) */
+    trustProxy: TrustProxy;
     /** Largest HTTP request body, in bytes. */
     bodyLimitBytes: number;
     /** Time allowed for a graceful shutdown before the process exits anyway, in ms. */
@@ -45,6 +54,15 @@ export interface Config {
     adapter: 'classic' | 'sharded';
     /** Bytes written to one socket and not yet taken by the client past which its feed delivery ends (transport closed; the client resumes with `since`). @default 1048576 */
     maxBufferedBytes: number;
+    /** Limits per user, counted in Redis across all of the user's sockets and every node (behind the per-socket ones). */
+    perUser: {
+      /** Events one user may send per second, all sockets and events together. @default 50 */
+      eventsPerSecond: number;
+      /** `feed:publish` per user per room. @default 20/10 */
+      feedPublishPerRoom: RateLimit;
+      /** `room:signal` per user, all rooms together. @default 20/1 */
+      roomSignal: RateLimit;
+    };
   };
   /** Processes `npm start` runs on this machine, each a full node. */
   cluster: {
@@ -74,6 +92,8 @@ export interface Config {
   observability: {
     /** Bearer token `GET /metrics` requires; unset: open outside production, not served (404) in production. */
     metricsToken: string | undefined;
+    /** Error and dependency entries one node may write to the system log. @default 30/60 */
+    systemLogRate: RateLimit;
   };
   cache: CacheConfig;
   auth: AuthConfig;
@@ -112,8 +132,6 @@ export interface FeedConfig {
   replayMax: number;
   /** A followed feed whose live channel heard nothing this long has its position checked (a lost message is repaired within this), ms. @default 5000 */
   checkIntervalMs: number;
-  /** Users (ids or usernames) who may subscribe to the global and system feeds. @default none */
-  adminUsers: readonly string[];
   /** Service API key of `POST /api/rooms/:roomId/events`; unset means the route does not exist (404). */
   apiKey: string | undefined;
   archive: {
@@ -181,6 +199,29 @@ export interface AuthConfig {
   expiringNoticeSeconds: number;
   /** A socket whose token expired is disconnected after this grace, in ms. @default 5000 */
   expiryGraceMs: number;
+  /** User ids (lowercase UUIDs) of the administrators: the global and system feeds, `/admin/overview`. @default none */
+  adminUserIds: readonly string[];
+  /** Sockets one session may hold on one node. @default 10 */
+  sessionMaxSockets: number;
+  /** How often each node re-reads the state of its sockets' sessions (one batched read) and closes revoked ones, ms. @default 30000 */
+  sessionRecheckMs: number;
+  /** A guest account and its session last this many days; then a periodic job removes the account. @default 30 */
+  guestRetentionDays: number;
+  /** How often each node looks for guest accounts past their retention, seconds. @default 3600 */
+  guestSweepIntervalSeconds: number;
+  /** Failed logins of one account from any address before each further attempt waits a doubling backoff (1 s, 2 s, ...). @default 10/900 */
+  loginBackoffAfter: RateLimit;
+  /** Longest wait of that backoff, seconds. @default 300 */
+  loginBackoffMaxSeconds: number;
+  /** Password hashes (scrypt) at once; the rest wait in a bounded queue. */
+  hashing: {
+    /** Hashes computed at once on this node. @default half the CPU cores, at least 1 */
+    concurrency: number;
+    /** Sign-ins waiting for a hash slot; more are refused at once with `rate_limited`. @default 64 */
+    queue: number;
+    /** How long a sign-in waits for a hash slot before `rate_limited`, ms (a class of 30 logging in at once fits). @default 10000 */
+    waitMs: number;
+  };
   rateLimits: {
     /** Login attempts per username and client address. */
     loginUserIp: RateLimit;
@@ -303,6 +344,41 @@ const jsonOf = <S extends z.ZodType>(schema: S) =>
 const list = z
   .string()
   .transform((v) => v.split(',').map((s) => s.trim()).filter(Boolean));
+/** User ids only: a username in this list could be registered by anyone (and case-folded into a match). */
+const adminIds = list.pipe(
+  z.array(
+    z
+      .string()
+      .regex(/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i, 'user ids (UUIDs) only: a username could be registered by anyone; give the id of the existing account')
+      .transform((id) => id.toLowerCase()),
+  ),
+);
+/** `false`/`0`, a hop count, or a list of trusted proxy addresses and CIDRs. */
+const trustProxy = z
+  .string()
+  .trim()
+  .transform((v, ctx): TrustProxy => {
+    const lower = v.toLowerCase();
+    if (lower === 'false' || lower === 'no' || lower === '0') return { hops: 0 };
+    if (lower === 'true' || lower === 'yes') {
+      ctx.addIssue({ code: 'custom', message: 'trusting every hop lets any client choose its address; give the number of proxies in front (1 behind one nginx) or their addresses/CIDRs' });
+      return z.NEVER;
+    }
+    if (/^\d+$/.test(v)) {
+      const hops = Number(v);
+      if (hops > 10) ctx.addIssue({ code: 'custom', message: 'at most 10 proxy hops' });
+      return { hops };
+    }
+    const cidrs = v.split(',').map((s) => s.trim()).filter(Boolean);
+    for (const cidr of cidrs) {
+      try {
+        proxyaddr.compile(cidr);
+      } catch {
+        ctx.addIssue({ code: 'custom', message: `${cidr}: not an IP address or CIDR` });
+      }
+    }
+    return { cidrs };
+  });
 const origins = list.pipe(
   z.array(z.union([z.literal('*'), url(['http:', 'https:']).refine((v) => new URL(v).origin === v, 'an origin has no path: scheme://host[:port]')])),
 );
@@ -313,7 +389,7 @@ export const VARIABLES = {
   PORT: { default: '3000', doc: 'HTTP and Socket.IO port (0 picks a free port).', schema: int(0, 65535) },
   HOST: { default: '0.0.0.0', doc: 'Address to listen on.', schema: z.string().trim().min(1) },
   CORS_ORIGINS: { default: '*', doc: 'Comma-separated browser origins allowed for HTTP and the Socket.IO handshake (checked for WebSocket and polling). `*` allows any and is refused in production.', schema: origins },
-  TRUST_PROXY: { default: 'false', doc: 'Take the client address from `X-Forwarded-For` (set behind nginx).', schema: bool },
+  TRUST_PROXY: { default: 'false', doc: 'Proxies whose `X-Forwarded-For` is believed: a hop count (`1` behind one nginx) or a comma-separated list of their addresses or CIDRs (`10.0.0.0/8,fd00::/8`); the client address is the rightmost untrusted entry. `false` (or `0`) ignores the header; `true` is refused (it would let a client choose its address). See [docs/security.md](docs/security.md#client-addresses).', schema: trustProxy },
   HTTP_BODY_LIMIT_BYTES: { default: '16384', doc: 'Largest HTTP request body, bytes.', schema: int(1024, 10 * 1024 * 1024) },
   SHUTDOWN_TIMEOUT_MS: { default: '10000', doc: 'Graceful shutdown deadline, ms; the process exits when it passes.', schema: int(100, 120_000) },
   WS_MAX_PAYLOAD_BYTES: { default: '65536', doc: 'Largest Socket.IO frame, bytes; larger frames close the connection.', schema: int(1024, 100 * 1024 * 1024) },
@@ -350,12 +426,24 @@ export const VARIABLES = {
   AUTH_RATE_LOGIN_USER_IP: { default: '10/900', doc: 'Login attempts per username and client address, `<points>/<seconds>`; a successful login resets it.', schema: rate },
   AUTH_RATE_LOGIN_IP: { default: '100/900', doc: 'Login attempts per client address, `<points>/<seconds>`.', schema: rate },
   AUTH_RATE_REGISTER_IP: { default: '20/3600', doc: 'Account registrations per client address, `<points>/<seconds>`.', schema: rate },
+  AUTH_RATE_LOGIN_USER: { default: '10/900', doc: 'Failed logins per account from any address, `<points>/<seconds>`; past it each further attempt must wait a backoff doubling from 1 s (up to `AUTH_LOGIN_BACKOFF_MAX_SECONDS`), else `rate_limited`; a successful login resets it.', schema: rate },
+  AUTH_LOGIN_BACKOFF_MAX_SECONDS: { default: '300', doc: 'Longest wait of the per-account login backoff, seconds.', schema: int(1, 86_400) },
+  AUTH_HASH_CONCURRENCY: { doc: 'Password hashes (scrypt, 32 MiB each) computed at once on one node; the rest wait. Default half the CPU cores, at least 1.', schema: int(1, 256) },
+  AUTH_HASH_QUEUE: { default: '64', doc: 'Sign-ins (login, register) that may wait for a password-hash slot on one node; more are refused at once with `rate_limited`.', schema: int(0, 100_000) },
+  AUTH_HASH_WAIT_MS: { default: '10000', doc: 'How long a sign-in waits for a password-hash slot before `rate_limited`, ms.', schema: int(1, 60_000) },
+  GUEST_RETENTION_DAYS: { default: '30', doc: 'Days a guest account lives: its session ends by then, and a periodic job removes the account (archived feed entries keep the display name).', schema: int(1, 3650) },
+  GUEST_SWEEP_INTERVAL_SECONDS: { default: '3600', doc: 'How often each node removes guest accounts past `GUEST_RETENTION_DAYS`, seconds.', schema: int(1, 86_400) },
   AUTH_RATE_GUEST_IP: { default: '300/600', doc: 'Guest sign-ins per client address (a classroom shares one), `<points>/<seconds>`.', schema: rate },
   SOCKET_EVENTS_PER_SECOND: { default: '20', doc: 'Events one socket may send per second (all events together); more get `rate_limited`.', schema: int(1, 1_000_000) },
   SOCKET_DISCONNECT_EVENTS_PER_SECOND: { doc: 'Events (of any name, handled or not) one socket may send in one second before it is disconnected as a flood (`server:error` `rate_limited`, then a server disconnect). Default 10 × `SOCKET_EVENTS_PER_SECOND`.', schema: int(1, 100_000_000) },
   SOCKET_MAX_CONNECTIONS_PER_ADDRESS: { default: '10000', doc: 'Open Socket.IO connections one client address may hold on one node (one worker); past it the handshake is refused with HTTP 403. High by default so benchmarks from 127.0.0.1 fit; lower it in production (a classroom behind one NAT needs one per pupil).', schema: int(1, 10_000_000) },
   SOCKET_CONNECT_TIMEOUT_MS: { default: '10000', doc: 'An Engine.IO connection that has not joined the namespace (sent its Socket.IO CONNECT) within this is closed, ms.', schema: int(100, 120_000) },
   SOCKET_MAX_BUFFERED_BYTES: { default: '1048576', doc: 'Bytes written to one socket and not yet taken by the client (Engine.IO and WebSocket buffers) past which its feed delivery ends: the transport is closed and the client resumes with `since`. Replays wait for the socket below a quarter of it before sending more.', schema: int(16_384, 1024 * 1024 * 1024) },
+  USER_EVENTS_PER_SECOND: { default: '50', doc: 'Events one user may send per second over all their sockets on every node (counted in Redis); more get `rate_limited`.', schema: int(1, 100_000_000) },
+  FEED_PUBLISH_RATE_USER_ROOM: { default: '20/10', doc: '`feed:publish` per user per room over all their sockets on every node, `<points>/<seconds>`; more get `rate_limited`.', schema: rate },
+  ROOM_SIGNAL_RATE_USER: { default: '20/1', doc: '`room:signal` per user over all their sockets on every node, `<points>/<seconds>`; more get `server:error` `rate_limited`.', schema: rate },
+  SESSION_MAX_SOCKETS: { default: '10', doc: 'Sockets one session (one sign-in) may hold on one node; past it the handshake is refused with `rate_limited`.', schema: int(1, 1_000_000) },
+  SESSION_RECHECK_MS: { default: '30000', doc: 'How often each node re-reads the state of its sockets\' sessions in one batched Redis read and closes those revoked (a missed logout broadcast closes within this), ms.', schema: int(100, 3_600_000) },
   SOCKET_ADAPTER: { default: 'classic', doc: 'Socket.IO Redis adapter between nodes: `classic` (pub/sub, one pattern subscription per node) or `sharded` (Redis 7 sharded pub/sub, one channel per room). Measured in `bench/scenarios/adapter.ts`; see [Running N nodes](#running-n-nodes).', schema: z.enum(['classic', 'sharded']) },
   HTTP_HEADERS_TIMEOUT_MS: { default: '10000', doc: 'Request headers (including the WebSocket upgrade) must arrive within this, ms; slower connections are closed (slow-header attacks).', schema: int(500, 30_000) },
   WORKERS: { default: '1', doc: 'Worker processes `npm start` runs on this machine, each a full node (node:cluster, `@socket.io/sticky` for long-polling, the Redis adapter between them); `1` runs one process.', schema: int(1, 256) },
@@ -383,7 +471,7 @@ export const VARIABLES = {
   FEED_IDEMPOTENCY_TTL_SECONDS: { default: '86400', doc: 'How long a `clientMsgId` is remembered per user and room, seconds.', schema: int(1, 30 * 86_400) },
   FEED_REPLAY_MAX: { default: '10000', doc: 'Most entries one `feed:subscribe` replays (from the stream and the archive together); a longer gap answers `recovered: false` and replays nothing.', schema: int(1, 1_000_000) },
   FEED_CHECK_INTERVAL_MS: { default: '5000', doc: 'A feed a node follows whose live channel heard nothing this long has its position checked (one `HMGET`); a lost live message is repaired within this, ms.', schema: int(100, 600_000) },
-  FEED_ADMIN_USERS: { default: '', doc: 'Comma-separated user ids or usernames allowed to subscribe to the `global` and `system` feeds. Default none.', schema: list },
+  FEED_ADMIN_USERS: { default: '', doc: 'Comma-separated user ids (UUIDs) of the administrators: the `global` and `system` feeds and `/admin/overview`. Ids only: a username is refused at start-up, since anyone could register it. Default none.', schema: adminIds },
   FEED_API_KEY: { doc: 'Service API key (at least 16 characters) for `POST /api/rooms/:roomId/events` (header `x-api-key`). Unset: the route answers 404.', schema: z.string().trim().min(16).max(512) },
   FEED_ARCHIVE_ENABLED: { default: 'true', doc: 'Run the feed archive worker (Redis Stream to PostgreSQL) on this node.', schema: bool },
   FEED_ARCHIVE_BATCH: { default: '200', doc: 'Entries the archive worker reads from one room per round, and rows per `INSERT`.', schema: int(1, 10_000) },
@@ -393,6 +481,7 @@ export const VARIABLES = {
   FEED_ARCHIVE_RETENTION_DAYS: { default: '30', doc: 'Days the PostgreSQL archive keeps: its day partitions wholly older are dropped. History and resume past it answer without those entries (`truncated`, `recovered: false`).', schema: int(1, 3650) },
   FEED_ARCHIVE_DEAD_LETTER_MAXLEN: { default: '10000', doc: 'Approximate cap of the dead-letter stream, where entries PostgreSQL refused are kept, entries.', schema: int(10, 10_000_000) },
   METRICS_TOKEN: { doc: 'Bearer token (at least 16 characters) that `GET /metrics` requires (`Authorization: Bearer <token>`). Unset: open in development and test, not served (404) in production.', schema: z.string().trim().min(16).max(512) },
+  SYSTEM_LOG_RATE: { default: '30/60', doc: 'Internal-error and dependency (Redis, PostgreSQL down/up) entries one node writes to the system log, `<points>/<seconds>`; the rest are counted into the next entry (`suppressed`).', schema: rate },
   LOG_LEVEL: { default: 'info', doc: '`fatal`, `error`, `warn`, `info`, `debug`, `trace` or `silent`.', schema: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']) },
 } satisfies Record<string, Variable>;
 
@@ -437,6 +526,11 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>> = p
       connectTimeoutMs: v.SOCKET_CONNECT_TIMEOUT_MS!,
       adapter: v.SOCKET_ADAPTER!,
       maxBufferedBytes: v.SOCKET_MAX_BUFFERED_BYTES!,
+      perUser: {
+        eventsPerSecond: v.USER_EVENTS_PER_SECOND!,
+        feedPublishPerRoom: v.FEED_PUBLISH_RATE_USER_ROOM!,
+        roomSignal: v.ROOM_SIGNAL_RATE_USER!,
+      },
     },
     cluster: { workers: v.WORKERS! },
     redis: {
@@ -453,7 +547,7 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>> = p
       connectTimeoutMs: v.DB_CONNECT_TIMEOUT_MS!,
     },
     log: { level: v.LOG_LEVEL! },
-    observability: { metricsToken: v.METRICS_TOKEN },
+    observability: { metricsToken: v.METRICS_TOKEN, systemLogRate: v.SYSTEM_LOG_RATE! },
     cache: {
       userTtlSeconds: v.CACHE_USER_TTL_SECONDS!,
       roomTtlSeconds: v.CACHE_ROOM_TTL_SECONDS!,
@@ -470,7 +564,6 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>> = p
       idempotencyTtlSeconds: v.FEED_IDEMPOTENCY_TTL_SECONDS!,
       replayMax: v.FEED_REPLAY_MAX!,
       checkIntervalMs: v.FEED_CHECK_INTERVAL_MS!,
-      adminUsers: v.FEED_ADMIN_USERS ?? [],
       apiKey: v.FEED_API_KEY,
       archive: {
         enabled: v.FEED_ARCHIVE_ENABLED!,
@@ -515,6 +608,18 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>> = p
       dataDir: v.AUTH_DATA_DIR!,
       expiringNoticeSeconds: v.AUTH_EXPIRING_NOTICE_SECONDS!,
       expiryGraceMs: v.AUTH_EXPIRY_GRACE_MS!,
+      adminUserIds: v.FEED_ADMIN_USERS ?? [],
+      sessionMaxSockets: v.SESSION_MAX_SOCKETS!,
+      sessionRecheckMs: v.SESSION_RECHECK_MS!,
+      guestRetentionDays: v.GUEST_RETENTION_DAYS!,
+      guestSweepIntervalSeconds: v.GUEST_SWEEP_INTERVAL_SECONDS!,
+      loginBackoffAfter: v.AUTH_RATE_LOGIN_USER!,
+      loginBackoffMaxSeconds: v.AUTH_LOGIN_BACKOFF_MAX_SECONDS!,
+      hashing: {
+        concurrency: v.AUTH_HASH_CONCURRENCY ?? Math.max(1, Math.floor(availableParallelism() / 2)),
+        queue: v.AUTH_HASH_QUEUE!,
+        waitMs: v.AUTH_HASH_WAIT_MS!,
+      },
       rateLimits: {
         loginUserIp: v.AUTH_RATE_LOGIN_USER_IP!,
         loginIp: v.AUTH_RATE_LOGIN_IP!,

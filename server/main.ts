@@ -80,9 +80,13 @@ async function runNode(config: Config): Promise<void> {
   }
   process.on('SIGTERM', shutdown);
   process.on('SIGINT', shutdown);
-  process.on('unhandledRejection', (err) => logger.error({ err }, 'unhandled promise rejection'));
+  process.on('unhandledRejection', (err) => {
+    logger.error({ err }, 'unhandled promise rejection');
+    app.systemEvents.internalError({ event: 'process:unhandledRejection' });
+  });
   process.on('uncaughtException', (err) => {
     logger.fatal({ err }, 'uncaught exception');
+    app.systemEvents.internalError({ event: 'process:uncaughtException' });
     shutdown('SIGTERM');
   });
 }

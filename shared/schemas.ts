@@ -40,6 +40,9 @@ export const Limits = {
   tokenMax: 4_096,
 } as const;
 
+/** Largest value of PostgreSQL `bigint` (the archive's `id_ms` and `id_seq`, `room_members.seq`); Redis stream ids allow up to 2^64-1, so this is the tighter bound. */
+const MAX_ID_PART = 9_223_372_036_854_775_807n;
+
 const jsonBytes = (value: unknown): number => {
   let text: string | undefined;
   try {
@@ -51,8 +54,43 @@ const jsonBytes = (value: unknown): number => {
   return text === undefined ? 0 : new TextEncoder().encode(text).length;
 };
 
-/** No control characters (C0, DEL, C1) and no surrounding whitespace. */
-const printable = /^[^\p{Cc}\p{Cf}\s](?:[^\p{Cc}\p{Cf}]*[^\p{Cc}\p{Cf}\s])?$/u;
+/** No control characters (C0, DEL, C1), no unpaired surrogates and no surrounding whitespace. */
+const printable = /^[^\p{Cc}\p{Cf}\p{Cs}\s](?:[^\p{Cc}\p{Cf}\p{Cs}]*[^\p{Cc}\p{Cf}\p{Cs}\s])?$/u;
+
+/**
+ * A NUL character or a UTF-16 surrogate without its pair. PostgreSQL refuses
+ * both in `text` and `jsonb` (and a lone surrogate is not valid UTF-8 for
+ * Redis readers either), so no text the server stores may hold them.
+ */
+const unstorable = /\u0000|[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
+const STORABLE = 'no NUL characters or unpaired surrogates';
+
+/** Whether a string can be stored as PostgreSQL text or jsonb. */
+export function isStorable(text: string): boolean {
+  return !unstorable.test(text);
+}
+
+/** Whether every string in a JSON value (object keys included) is storable. Iterative: depth is bounded only by size. */
+function allStorable(value: unknown): boolean {
+  const stack: unknown[] = [value];
+  while (stack.length > 0) {
+    const item = stack.pop();
+    if (typeof item === 'string') {
+      if (!isStorable(item)) return false;
+    } else if (Array.isArray(item)) {
+      for (const inner of item) stack.push(inner);
+    } else if (item !== null && typeof item === 'object') {
+      for (const [key, inner] of Object.entries(item)) {
+        if (!isStorable(key)) return false;
+        stack.push(inner);
+      }
+    }
+  }
+  return true;
+}
+
+/** A string the stores can hold (see `isStorable`). */
+const storableString = () => z.string().refine(isStorable, STORABLE);
 
 export const Id = z.uuid();
 export const Username = z
@@ -75,6 +113,8 @@ export const Token = z.string().min(1).max(Limits.tokenMax);
 /** A JSON object payload no larger than `bytes` when encoded. */
 const boundedObject = (bytes: number) =>
   z.record(z.string(), z.unknown()).refine((value) => jsonBytes(value) <= bytes, { message: `at most ${bytes} bytes as JSON` });
+/** A JSON object the server stores: bounded, and every string in it (keys too) storable. */
+const storedObject = (bytes: number) => boundedObject(bytes).refine(allStorable, { message: `every string: ${STORABLE}` });
 
 // ---------------------------------------------------------------- auth (HTTP)
 
@@ -157,7 +197,11 @@ export const RoomCreatePayload = z
   .strict();
 export const RoomJoinPayload = z.object({ pin: Pin }).strict();
 /** An opaque position in a room's member list (`nextAfter` of the previous page). */
-export const MembersCursor = z.string().regex(/^[0-9]{1,19}$/, 'a cursor from nextAfter');
+export const MembersCursor = z
+  .string()
+  .regex(/^[0-9]{1,19}$/, 'a cursor from nextAfter')
+  // A join-order number (PostgreSQL bigint): 19 digits may still be past its largest value.
+  .refine((v) => !/^[0-9]+$/.test(v) || BigInt(v) <= MAX_ID_PART, 'a cursor from nextAfter (at most 9223372036854775807)');
 export const RoomMembersPayload = z
   .object({
     roomId: Id,
@@ -247,8 +291,8 @@ export interface PinLookup {
 
 // ---------------------------------------------------------------- feed
 
-export const ChatMessage = z.object({ text: z.string().trim().min(1).max(Limits.chatTextMax) }).strict();
-export const Reaction = z.object({ emoji: z.string().min(1).max(Limits.reactionMax) }).strict();
+export const ChatMessage = z.object({ text: storableString().trim().min(1).max(Limits.chatTextMax) }).strict();
+export const Reaction = z.object({ emoji: storableString().min(1).max(Limits.reactionMax) }).strict();
 /** Types a client may publish; `host.*` is for the room's host only. */
 export const ClientFeedType = z.union([
   z.literal('chat.message'),
@@ -279,8 +323,12 @@ export interface MembersEntryPayload {
   count: number;
 }
 
-/** A Redis Stream id, `<ms>-<seq>`. */
-export const StreamId = z.string().regex(/^[0-9]{1,20}-[0-9]{1,20}$/, 'a stream id, <ms>-<seq>');
+/** A Redis Stream id, `<ms>-<seq>`, whose two numbers fit both Redis and PostgreSQL (signed 64-bit). */
+export const StreamId = z
+  .string()
+  .regex(/^[0-9]{1,20}-[0-9]{1,20}$/, 'a stream id, <ms>-<seq>')
+  // Zod runs this even when the format check failed: only digit parts are compared.
+  .refine((id) => id.split('-').every((part) => !/^[0-9]+$/.test(part) || BigInt(part) <= MAX_ID_PART), 'a stream id whose ms and seq are at most 9223372036854775807');
 export const ClientMsgId = z.string().min(1).max(Limits.clientMsgIdMax).regex(/^[\x21-\x7e]+$/, 'printable ASCII without spaces');
 
 /** Per-type payload rules: `chat.message` and `reaction` have fixed shapes; `host.*` is any object within the size bound. */
@@ -297,7 +345,7 @@ export const FeedPublishPayload = z
   .object({
     roomId: Id,
     type: ClientFeedType,
-    payload: boundedObject(Limits.feedPayloadBytes),
+    payload: storedObject(Limits.feedPayloadBytes),
     clientMsgId: ClientMsgId,
   })
   .strict()
@@ -307,7 +355,7 @@ export const FeedPublishPayload = z
 export const FeedEventBody = z
   .object({
     type: ClientFeedType,
-    payload: boundedObject(Limits.feedPayloadBytes),
+    payload: storedObject(Limits.feedPayloadBytes),
     /** Optional idempotency key, remembered for the service like a user's `clientMsgId`. */
     clientMsgId: ClientMsgId.optional(),
   })

@@ -18,6 +18,10 @@ export const BENCH_LIMITS: Record<string, string> = {
   SOCKET_MAX_CONNECTIONS_PER_ADDRESS: '1000000',
   AUTH_RATE_GUEST_IP: '1000000/600',
   PIN_GUESS_RATE_IP: '1000000/300',
+  USER_EVENTS_PER_SECOND: '100000000',
+  FEED_PUBLISH_RATE_USER_ROOM: '100000000/1',
+  ROOM_SIGNAL_RATE_USER: '100000000/1',
+  SESSION_MAX_SOCKETS: '1000000',
   ROOM_MAX_MEMBERS_CAP: '10000',
   LOG_LEVEL: 'info',
 };
@@ -36,13 +40,13 @@ export interface PinroomUnderTest {
  * Start pinroom for a benchmark. `BENCH_PROFILE_DIR` set: the server writes a
  * V8 CPU profile there when it exits (for finding where a scenario's time goes).
  */
-export async function startPinroom(extra: Record<string, string> = {}, args: string[] = [], core?: number): Promise<PinroomUnderTest> {
+export async function startPinroom(extra: Record<string, string> = {}, args: string[] = [], { core }: { core?: number | string } = {}): Promise<PinroomUnderTest> {
   const profileDir = process.env.BENCH_PROFILE_DIR;
   const nodeArgs = profileDir ? [...args, '--cpu-prof', `--cpu-prof-dir=${profileDir}`] : args;
   const ctx = createTestContext({ ...BENCH_LIMITS, ...extra });
   let server: Pinned | undefined;
   try {
-    server = await startPinnedServer('server/main.ts', ctx.env, { readyPath: '/readyz', nodeArgs, ...(core !== undefined ? { core } : {}) });
+    server = await startPinnedServer('server/main.ts', ctx.env, { readyPath: '/readyz', nodeArgs, ...(core === undefined ? {} : { core }) });
   } catch (err) {
     await ctx.cleanup();
     throw err;
@@ -52,7 +56,7 @@ export async function startPinroom(extra: Record<string, string> = {}, args: str
     server,
     async restart() {
       await under.server.stop();
-      under.server = await startPinnedServer('server/main.ts', ctx.env, { readyPath: '/readyz', nodeArgs });
+      under.server = await startPinnedServer('server/main.ts', ctx.env, { readyPath: '/readyz', nodeArgs, ...(core === undefined ? {} : { core }) });
       return under.server;
     },
     another(at) {

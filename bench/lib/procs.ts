@@ -41,11 +41,11 @@ export function freePort(): Promise<number> {
   });
 }
 
-/** Run `node --import tsx <script>` pinned to `core`, wait until `GET <readyPath>` answers 200. */
+/** Run `node --import tsx <script>` pinned to `core` (a core number, or a taskset list such as '0,1'), wait until `GET <readyPath>` answers 200. */
 export async function startPinnedServer(
   script: string,
   env: Record<string, string>,
-  { core = SERVER_CORE, readyPath = '/healthz', port, nodeArgs = [] }: { core?: number; readyPath?: string; port?: number; nodeArgs?: string[] } = {},
+  { core = SERVER_CORE, readyPath = '/healthz', port, nodeArgs = [] }: { core?: number | string; readyPath?: string; port?: number; nodeArgs?: string[] } = {},
 ): Promise<Pinned> {
   const listenPort = port ?? (await freePort());
   const child = spawn('taskset', ['-c', String(core), process.execPath, ...nodeArgs, '--import', 'tsx', script], {

@@ -9,16 +9,26 @@
  * - refresh rotations per second (`auth.refresh`: the rotate script with
  *   reuse detection, the user row from PostgreSQL, a new signed access token)
  *   from CONCURRENCY sessions, against the same three primitives done raw
- *   (an ioredis SET, the pg query by primary key, an Ed25519 sign).
+ *   (an ioredis SET, the pg query by primary key, an Ed25519 sign);
+ * - socket ack latency p99 during a login flood against the same server
+ *   idle (target: within 2×, ratio ≥ 0.5): a pinroom server on every core
+ *   (default AUTH_HASH_* limits: half the cores hash, in worker threads at
+ *   the lowest priority, the rest keep the event loop), one socket sending
+ *   acked events back to back, and
+ *   FLOOD_CONCURRENCY clients logging in to unknown usernames from fresh
+ *   addresses (X-Forwarded-For, TRUST_PROXY=1), so no per-address or
+ *   per-account limit applies and every attempt wants a password hash.
+ *   ROUNDS interleaved idle and flood phases; the median of the rounds.
  *
  *   taskset -c 0 node --import tsx bench/scenarios/auth.ts
  */
 import { KeyObject, randomBytes, sign as cryptoSign, verify as cryptoVerify } from 'node:crypto';
+import { cpus } from 'node:os';
 import { resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import pg from 'pg';
 import { createAuthService } from '../../server/auth/auth-service.ts';
-import { createAuthRateLimits } from '../../server/auth/rate-limits.ts';
+import { createAuthRateLimits, createLoginBackoff } from '../../server/auth/rate-limits.ts';
 import { createRefreshStore } from '../../server/auth/refresh-store.ts';
 import { createSessionCheck } from '../../server/auth/session-check.ts';
 import { loadSigningKeys } from '../../server/auth/signing-keys.ts';
@@ -29,13 +39,88 @@ import { createKeys } from '../../server/redis/keys.ts';
 import { createScripts } from '../../server/redis/scripts.ts';
 import { createUserRepository } from '../../server/users/user.repository.ts';
 import { createTestContext } from '../../tests/support/context.ts';
-import { BENCH_LIMITS } from '../lib/pinroom.ts';
-import { round2 } from '../lib/procs.ts';
+import { EioSocket } from '../lib/eio-client.ts';
+import { BENCH_LIMITS, signInGuests, startPinroom } from '../lib/pinroom.ts';
+import { percentile, round2, sleep } from '../lib/procs.ts';
 import type { BenchResult, BenchRow, Scenario } from '../types.ts';
 
 const VERIFY_MS = 2000;
 const ROTATE_MS = 3000;
 const CONCURRENCY = 16;
+const ROUNDS = 5;
+const PHASE_MS = 3000;
+const FLOOD_CONCURRENCY = 24;
+
+/** Socket ack latency (p99, ms) idle and during a login flood, ROUNDS interleaved rounds. */
+async function loginFlood(): Promise<BenchRow> {
+  const pr = await startPinroom({ TRUST_PROXY: '1', LOG_LEVEL: 'warn' }, [], { core: `0-${Math.max(0, cpus().length - 1)}` });
+  try {
+    const url = pr.server.url;
+    const [session] = await signInGuests(url, 1);
+    const socket = await EioSocket.connect(url, { auth: { token: session!.accessToken } });
+    const ping = { roomId: '00000000-0000-4000-8000-000000000000' };
+    /** Acked events back to back for `ms`; their round-trip times. */
+    const pings = async (ms: number) => {
+      const samples: number[] = [];
+      const end = performance.now() + ms;
+      while (performance.now() < end) {
+        const t0 = performance.now();
+        await socket.request('feed:unsubscribe', ping);
+        samples.push(performance.now() - t0);
+        await sleep(5);
+      }
+      return samples.sort((a, b) => a - b);
+    };
+    let address = 0;
+    let flooding = false;
+    const answers = { hashed: 0, refused: 0 };
+    const flooder = async () => {
+      while (flooding) {
+        const n = ++address;
+        const res = await fetch(`${url}/auth/login`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json', 'x-forwarded-for': `10.${(n >> 16) & 255}.${(n >> 8) & 255}.${n & 255}` },
+          body: JSON.stringify({ username: `flood_${n}`, password: 'not-the-password' }),
+        });
+        await res.body?.cancel();
+        if (res.status === 401) answers.hashed++;
+        else if (res.status === 429) answers.refused++;
+        else throw new Error(`login flood: unexpected ${res.status}`);
+      }
+    };
+    await pings(500);
+    const idle: number[] = [];
+    const flood: number[] = [];
+    for (let round = 0; round < ROUNDS; round++) {
+      idle.push(percentile(await pings(PHASE_MS), 99));
+      flooding = true;
+      const workers = Array.from({ length: FLOOD_CONCURRENCY }, flooder);
+      await sleep(500);
+      flood.push(percentile(await pings(PHASE_MS), 99));
+      flooding = false;
+      await Promise.all(workers);
+    }
+    socket.close();
+    // Each flood phase against the idle phase just before it (the machine drifts between rounds); the median round counts.
+    const rounds = idle.map((v, i) => ({ idle: v, flood: flood[i]!, ratio: v / flood[i]! }));
+    const middle = [...rounds].sort((a, b) => a.ratio - b.ratio)[Math.floor(rounds.length / 2)]!;
+    return {
+      metric: `socket ack latency p99 during a login flood (${FLOOD_CONCURRENCY} concurrent logins) vs idle`,
+      unit: 'ms',
+      pinroom: round2(middle.flood),
+      baseline: round2(middle.idle),
+      baselineName: 'the same server and socket, no flood',
+      ratio: round2(middle.ratio),
+      lowerIsBetter: true,
+      target: 0.5,
+      note:
+        `the median of ${ROUNDS} interleaved rounds (idle phase, then flood phase): flood p99 ${flood.map(round2).join(', ')} ms; idle p99 ${idle.map(round2).join(', ')} ms; per-round idle/flood ${rounds.map((r) => round2(r.ratio)).join(', ')}; ` +
+        `${answers.hashed} flood logins hashed, ${answers.refused} refused rate_limited (AUTH_HASH_* defaults, server on ${cpus().length} cores)`,
+    };
+  } finally {
+    await pr.cleanup();
+  }
+}
 
 async function timed(concurrency: number, durationMs: number, op: (worker: number) => Promise<unknown> | unknown) {
   let done = 0;
@@ -88,6 +173,7 @@ const scenario: Scenario = async (): Promise<BenchResult> => {
       refresh: createRefreshStore({ scripts, keys, config: config.auth }),
       sessions: createSessionCheck({ scripts, keys }),
       limits: createAuthRateLimits({ redis, keys, limits: config.auth.rateLimits }),
+      backoff: createLoginBackoff({ redis, scripts, keys, config: config.auth }),
       signingKeys: () => signing,
     });
 
@@ -159,7 +245,7 @@ const scenario: Scenario = async (): Promise<BenchResult> => {
         note: 'pinroom: refresh-rotate script (reuse detection, family TTLs), user row, signed access token',
       },
     ];
-    return { scenario: 'auth', rows };
+    return { scenario: 'auth', rows: [...rows, await loginFlood()] };
   } finally {
     await Promise.allSettled([closeRedis(redis), pool.end()]);
     await ctx.cleanup();

@@ -7,15 +7,32 @@
  * Security events (sign-ins, failed logins, logouts, reuse alarms) are logged
  * and passed to the optional `audit` callback. Tokens and password hashes are
  * never logged, returned beyond the issuing response, or cached.
+ *
+ * Under attack: per-address limits key on the address's `addressKey` (an
+ * IPv6 /64 is one client); a login is also held to the account's backoff
+ * across all addresses; every password hash (login, register, and the dummy
+ * one for unknown usernames) runs in a bounded number of slots, the rest wait
+ * briefly or get `rate_limited`, and in low-priority worker threads
+ * (`hash-workers.ts`), so a flood cannot take the CPU from sockets.
+ *
+ * Accounts are created all-or-nothing: the session is opened in Redis first
+ * for a chosen user id, then the row is inserted; if the insert fails the
+ * session is discarded. A failure at either step leaves no account behind,
+ * so the same register can be retried.
  */
+import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { GuestBody, LoginBody, RefreshBody, RegisterBody, SessionResponse, TokenPair, UserKind } from '../../shared/schemas.ts';
 import type { AuthConfig } from '../config.ts';
 import { AppError, ErrorCode } from '../errors.ts';
+import { addressKey } from '../gateway/address.ts';
+import type { UserRow } from '../db/tables.ts';
 import { toUserView, type UserRepository } from '../users/user.repository.ts';
-import { burnVerification, hashPassword, verifyPassword } from './passwords.ts';
-import type { AuthRateLimits } from './rate-limits.ts';
-import type { RefreshStore } from './refresh-store.ts';
+import { createHashSlots } from './hash-slots.ts';
+import { createHashWorkers } from './hash-workers.ts';
+import { burnVerification, DEFAULT_SCRYPT, hashPassword, verifyPassword } from './passwords.ts';
+import type { AuthRateLimits, LoginBackoff } from './rate-limits.ts';
+import type { IssuedRefresh, RefreshStore } from './refresh-store.ts';
 import type { SessionCheck } from './session-check.ts';
 import type { SigningKeys } from './signing-keys.ts';
 import type { AccessClaims, TokenService } from './tokens.ts';
@@ -53,6 +70,8 @@ export interface AuthServiceDeps {
   /** Whether a session is still active (read from Redis on every check, batched per event-loop turn). */
   sessions: SessionCheck;
   limits: AuthRateLimits;
+  /** The per-account login backoff (`createLoginBackoff`). */
+  backoff: LoginBackoff;
   signingKeys: () => SigningKeys;
   /**
    * Receives every security event after it is logged. Optional; a throwing
@@ -67,9 +86,14 @@ export interface AuthServiceDeps {
 export type AuthService = ReturnType<typeof createAuthService>;
 
 export function createAuthService(deps: AuthServiceDeps) {
-  const { logger, users, tokens, refresh, limits } = deps;
+  const { logger, users, tokens, refresh, limits, backoff } = deps;
   const now = deps.now ?? Date.now;
   const log = logger.child({ component: 'auth' });
+  const hashing = createHashSlots(deps.config.hashing);
+  // As many worker threads as slots: a slot's hash never waits for a thread.
+  const workers = createHashWorkers({ size: deps.config.hashing.concurrency });
+  const derive = workers.derive;
+  const guestMaxAgeSeconds = deps.config.guestRetentionDays * 86_400;
 
   const emit = (event: AuthAuditEvent, level: 'info' | 'warn' = 'info') => {
     log[level]({ audit: event }, event.type);
@@ -80,6 +104,7 @@ export function createAuthService(deps: AuthServiceDeps) {
     }
   };
 
+  /** Count against a per-address limit; `key` already holds the address's `addressKey`. */
   const limited = async (name: Parameters<AuthRateLimits['consume']>[0], key: string, ctx: RequestContext) => {
     try {
       await limits.consume(name, key);
@@ -89,11 +114,35 @@ export function createAuthService(deps: AuthServiceDeps) {
     }
   };
 
-  async function openSession(user: { id: string; display_name: string; kind: UserKind; username: string | null }, method: SignInMethod, ctx: RequestContext): Promise<SessionResponse> {
-    const session = await refresh.issue(user.id);
+  type SessionUser = Pick<UserRow, 'id' | 'display_name' | 'kind' | 'username'>;
+
+  async function signedIn(user: SessionUser, session: IssuedRefresh, method: SignInMethod, ctx: RequestContext): Promise<SessionResponse> {
     const access = await tokens.sign({ userId: user.id, sessionId: session.sessionId, name: user.display_name, kind: user.kind, notAfter: session.sessionExpiresAt });
     emit({ type: 'auth.signed_in', at: now(), method, userId: user.id, sessionId: session.sessionId, kind: user.kind, address: ctx.address });
     return { user: toUserView(user), accessToken: access.token, refreshToken: session.token, expiresIn: access.expiresIn };
+  }
+
+  async function openSession(user: SessionUser, method: SignInMethod, ctx: RequestContext): Promise<SessionResponse> {
+    return signedIn(user, await refresh.issue(user.id), method, ctx);
+  }
+
+  /**
+   * A new account and its first session, all or nothing: the session first
+   * (Redis), then the row (PostgreSQL) under the same id. If Redis fails
+   * nothing was written; if the insert fails the session is discarded (and
+   * was never handed out: a leftover cannot be used, its user does not exist).
+   */
+  async function createAccount(insert: (id: string) => Promise<UserRow>, method: SignInMethod, ctx: RequestContext, maxAgeSeconds?: number): Promise<SessionResponse> {
+    const id = randomUUID();
+    const session = await refresh.issue(id, maxAgeSeconds === undefined ? {} : { maxAgeSeconds });
+    let user: UserRow;
+    try {
+      user = await insert(id);
+    } catch (err) {
+      await refresh.discard(session).catch((discardErr: unknown) => log.warn({ err: discardErr, sessionId: session.sessionId }, 'could not discard the session of an account that was not created'));
+      throw err;
+    }
+    return signedIn(user, session, method, ctx);
   }
 
   function revoked(sessionId: string, reason: RevocationReason) {
@@ -105,35 +154,44 @@ export function createAuthService(deps: AuthServiceDeps) {
   }
 
   return {
-    /** Create a guest user and open a session for it. */
+    /** Create a guest user and open a session for it; both last at most `GUEST_RETENTION_DAYS`. */
     async guest(body: GuestBody, ctx: RequestContext): Promise<SessionResponse> {
-      await limited('guestIp', ctx.address, ctx);
-      const user = await users.createGuest(body.displayName);
-      return openSession(user, 'guest', ctx);
+      await limited('guestIp', addressKey(ctx.address), ctx);
+      return createAccount((id) => users.createGuest(body.displayName, id), 'guest', ctx, guestMaxAgeSeconds);
     },
 
     /** Create a registered user (`username_taken` if it exists) and open a session. */
     async register(body: RegisterBody, ctx: RequestContext): Promise<SessionResponse> {
-      await limited('registerIp', ctx.address, ctx);
-      const passwordHash = await hashPassword(body.password);
-      const user = await users.createRegistered({ username: body.username, displayName: body.displayName ?? body.username, passwordHash });
-      return openSession(user, 'register', ctx);
+      await limited('registerIp', addressKey(ctx.address), ctx);
+      const passwordHash = await hashing.run(() => hashPassword(body.password, DEFAULT_SCRYPT, derive));
+      return createAccount((id) => users.createRegistered({ id, username: body.username, displayName: body.displayName ?? body.username, passwordHash }), 'register', ctx);
     },
 
     /** Check a username and password; `invalid_credentials` for either being wrong, in the same time. */
     async login(body: LoginBody, ctx: RequestContext): Promise<SessionResponse> {
-      const userIpKey = `${body.username.toLowerCase()}|${ctx.address}`;
-      await limited('loginIp', ctx.address, ctx);
+      const address = addressKey(ctx.address);
+      const userIpKey = `${body.username.toLowerCase()}|${address}`;
+      await limited('loginIp', address, ctx);
       await limited('loginUserIp', userIpKey, ctx);
       const user = await users.findByUsername(body.username);
-      const ok = user?.password_hash ? await verifyPassword(body.password, user.password_hash) : (await burnVerification(body.password), false);
+      // In a hash slot: the account's backoff first (no hash while it runs), then the hash.
+      const ok = await hashing.run(async () => {
+        await backoff.attempt(body.username);
+        return user?.password_hash ? verifyPassword(body.password, user.password_hash, derive) : (await burnVerification(body.password, derive), false);
+      });
       if (!user || !ok) {
         emit({ type: 'auth.login_failed', at: now(), username: body.username.toLowerCase(), address: ctx.address }, 'warn');
         throw new AppError(ErrorCode.InvalidCredentials, 'Wrong username or password');
       }
-      await limits.reset('loginUserIp', userIpKey);
+      await Promise.all([limits.reset('loginUserIp', userIpKey), backoff.succeeded(body.username)]);
       return openSession(user, 'login', ctx);
     },
+
+    /** Password hashes running and waiting on this node, and refusals so far (metrics). */
+    hashStats: () => hashing.stats(),
+
+    /** Terminate the hashing threads (shutdown). */
+    stop: () => workers.stop(),
 
     /** Rotate a refresh token. A replayed rotated token revokes its whole session (`token_reused`). */
     async refresh(body: RefreshBody, ctx: RequestContext): Promise<TokenPair> {

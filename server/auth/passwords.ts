@@ -6,6 +6,10 @@
  * so raising them later keeps old hashes verifiable.
  *
  * Format: `scrypt$<log2 N>$<r>$<p>$<salt, base64url>$<key, base64url>`.
+ *
+ * Where the key is derived is a parameter (`Derive`): on the libuv thread
+ * pool by default, or in the auth service's low-priority worker threads
+ * (`hash-workers.ts`), so that hashing yields the CPU to sockets.
  */
 import { randomBytes, scrypt, timingSafeEqual, type ScryptOptions } from 'node:crypto';
 
@@ -22,23 +26,37 @@ export const DEFAULT_SCRYPT: Readonly<ScryptParams> = Object.freeze({ logN: 15, 
 const KEY_BYTES = 32;
 const SALT_BYTES = 16;
 
-function derive(password: string, salt: Buffer, params: ScryptParams): Promise<Buffer> {
-  const N = 2 ** params.logN;
-  const options: ScryptOptions = { N, r: params.r, p: params.p, maxmem: 256 * N * params.r + 1024 * 1024 };
-  return new Promise((resolve, reject) => {
-    scrypt(password.normalize('NFKC'), salt, KEY_BYTES, options, (err, key) => (err ? reject(err) : resolve(key)));
-  });
+/** What one key derivation needs: the password already NFKC-normalized. */
+export interface DeriveJob {
+  password: string;
+  salt: Buffer;
+  keyBytes: number;
+  options: Required<Pick<ScryptOptions, 'N' | 'r' | 'p' | 'maxmem'>>;
 }
 
-/** Hash a password for storage. Runs on the libuv thread pool. */
-export async function hashPassword(password: string, params: ScryptParams = DEFAULT_SCRYPT): Promise<string> {
+/** Derive a scrypt key somewhere (the thread pool, a worker thread). */
+export type Derive = (job: DeriveJob) => Promise<Buffer>;
+
+/** On the libuv thread pool (`crypto.scrypt`). */
+export const deriveInProcess: Derive = ({ password, salt, keyBytes, options }) =>
+  new Promise((resolve, reject) => {
+    scrypt(password, salt, keyBytes, options, (err, key) => (err ? reject(err) : resolve(key)));
+  });
+
+function jobOf(password: string, salt: Buffer, params: ScryptParams): DeriveJob {
+  const N = 2 ** params.logN;
+  return { password: password.normalize('NFKC'), salt, keyBytes: KEY_BYTES, options: { N, r: params.r, p: params.p, maxmem: 256 * N * params.r + 1024 * 1024 } };
+}
+
+/** Hash a password for storage. */
+export async function hashPassword(password: string, params: ScryptParams = DEFAULT_SCRYPT, derive: Derive = deriveInProcess): Promise<string> {
   const salt = randomBytes(SALT_BYTES);
-  const key = await derive(password, salt, params);
+  const key = await derive(jobOf(password, salt, params));
   return ['scrypt', params.logN, params.r, params.p, salt.toString('base64url'), key.toString('base64url')].join('$');
 }
 
 /** True when `password` matches `stored`. A malformed stored hash never matches. */
-export async function verifyPassword(password: string, stored: string): Promise<boolean> {
+export async function verifyPassword(password: string, stored: string, derive: Derive = deriveInProcess): Promise<boolean> {
   const parts = stored.split('$');
   if (parts.length !== 6 || parts[0] !== 'scrypt') return false;
   const [logN, r, p] = parts.slice(1, 4).map(Number) as [number, number, number];
@@ -46,7 +64,7 @@ export async function verifyPassword(password: string, stored: string): Promise<
   const salt = Buffer.from(parts[4]!, 'base64url');
   const expected = Buffer.from(parts[5]!, 'base64url');
   if (expected.length !== KEY_BYTES) return false;
-  const actual = await derive(password, salt, { logN, r, p });
+  const actual = await derive(jobOf(password, salt, { logN, r, p }));
   return timingSafeEqual(actual, expected);
 }
 
@@ -56,7 +74,7 @@ let dummy: Promise<string> | undefined;
  * Spend the time of one verification without a stored hash, so that a login
  * for an unknown username takes as long as a wrong password.
  */
-export async function burnVerification(password: string): Promise<void> {
+export async function burnVerification(password: string, derive: Derive = deriveInProcess): Promise<void> {
   dummy ??= hashPassword('pinroom-timing-equalizer');
-  await verifyPassword(password, await dummy);
+  await verifyPassword(password, await dummy, derive);
 }

@@ -2,12 +2,15 @@
  * Per-client limits of the auth routes, counted in Redis (rate-limiter-flexible)
  * so that every node shares them. Keys are `keys.rateLimit:<limit>:<key>`,
  * each with the limit's window as TTL. Limits and windows come from config.
+ * Addresses arrive as their `addressKey` (an IPv6 address counts as its /64).
+ * Also here: the per-account login backoff (`createLoginBackoff`).
  */
 import type { Redis } from 'ioredis';
 import { RateLimiterRedis, RateLimiterRes } from 'rate-limiter-flexible';
 import type { AuthConfig, RateLimit } from '../config.ts';
 import { AppError, ErrorCode, unavailable } from '../errors.ts';
 import type { Keys } from '../redis/keys.ts';
+import type { Scripts } from '../redis/scripts.ts';
 
 export type AuthLimitName = keyof AuthConfig['rateLimits'];
 export type AuthRateLimits = ReturnType<typeof createAuthRateLimits>;
@@ -40,6 +43,51 @@ export function createAuthRateLimits({ redis, keys, limits }: { redis: Redis; ke
     /** Forget the count of `name` for `key` (a successful login clears its failures). */
     async reset(name: AuthLimitName, key: string): Promise<void> {
       await limiters[name].delete(key).catch(() => undefined);
+    },
+  };
+}
+
+export type LoginBackoff = ReturnType<typeof createLoginBackoff>;
+
+/**
+ * The per-account login backoff, across every address: after
+ * `after.points` failed logins of one username (within `after.durationSeconds`
+ * of the last one), each further attempt must wait 1 s, then 2 s, 4 s, ...
+ * up to `maxSeconds` after the previous failure; earlier attempts get
+ * `rate_limited` with `retryAfterMs` and cost no password hash. An attempt is
+ * counted when admitted (one Lua script, `login-attempt.lua`) and forgotten by
+ * a successful login. Unknown usernames are counted the same way, so the
+ * answers do not tell which accounts exist.
+ */
+export function createLoginBackoff({
+  redis,
+  scripts,
+  keys,
+  config,
+  now = Date.now,
+}: {
+  redis: Redis;
+  scripts: Scripts;
+  keys: Keys;
+  config: Pick<AuthConfig, 'loginBackoffAfter' | 'loginBackoffMaxSeconds'>;
+  now?: () => number;
+}) {
+  const maxMs = config.loginBackoffMaxSeconds * 1000;
+  const ttlMs = Math.max(config.loginBackoffAfter.durationSeconds * 1000, 2 * maxMs);
+  return {
+    /** Admit and count one attempt on `username`; throws `rate_limited` while its backoff runs. */
+    async attempt(username: string): Promise<void> {
+      let waitMs: number;
+      try {
+        waitMs = await scripts.run<number>('login-attempt', [keys.loginFailures(username)], [now(), config.loginBackoffAfter.points, 1000, maxMs, ttlMs]);
+      } catch (err) {
+        throw unavailable('Redis (login backoff)', err);
+      }
+      if (waitMs > 0) throw new AppError(ErrorCode.RateLimited, 'Too many failed logins for this account; wait before trying again', { retryAfterMs: waitMs });
+    },
+    /** A successful login clears the account's failures. */
+    async succeeded(username: string): Promise<void> {
+      await redis.del(keys.loginFailures(username)).catch(() => undefined);
     },
   };
 }

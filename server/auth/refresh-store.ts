@@ -75,13 +75,13 @@ export function createRefreshStore({
   };
 
   return {
-    /** Open a session for `userId` with its first refresh token. */
-    async issue(userId: string): Promise<IssuedRefresh> {
+    /** Open a session for `userId` with its first refresh token; `maxAgeSeconds` shortens the session's absolute lifetime (guests). */
+    async issue(userId: string, options: { maxAgeSeconds?: number } = {}): Promise<IssuedRefresh> {
       const sessionId = randomUUID();
       const token = newToken(sessionId);
       const hash = hashRefreshToken(token);
       const at = now();
-      const sessionExpiresAt = at + config.sessionMaxAgeSeconds * 1000;
+      const sessionExpiresAt = at + Math.min(config.sessionMaxAgeSeconds, options.maxAgeSeconds ?? Infinity) * 1000;
       const expiresAt = Math.min(at + ttlMs, sessionExpiresAt);
       // Not retried: a retry after a lost reply would open a second session.
       await call('refresh-issue', () => scripts.run('refresh-issue', [keys.session(sessionId), keys.refreshToken(sessionId, hash)], [userId, at, expiresAt, sessionExpiresAt, hash]));
@@ -116,6 +116,14 @@ export function createRefreshStore({
       );
       if (status === 'revoked' || status === 'already') return { status, userId: userId!, sessionId };
       return { status: 'invalid' };
+    },
+
+    /**
+     * Forget a session that was issued but never handed out (the account it
+     * was opened for could not be created): the session and its token, in one command.
+     */
+    async discard(issued: Pick<IssuedRefresh, 'token' | 'sessionId'>): Promise<void> {
+      await call('refresh-discard', () => scripts.run('refresh-discard', [keys.session(issued.sessionId), keys.refreshToken(issued.sessionId, hashRefreshToken(issued.token))]));
     },
   };
 }

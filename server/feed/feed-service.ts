@@ -25,7 +25,6 @@ import {
   type MemberRole,
 } from '../../shared/schemas.ts';
 import type { FeedConfig } from '../config.ts';
-import type { Db } from '../db/database.ts';
 import { AppError, ErrorCode } from '../errors.ts';
 import type { ActivityRepository } from './activity-repository.ts';
 import type { FeedRelay, FeedSink, FeedSubscription } from './feed-relay.ts';
@@ -73,7 +72,8 @@ export function createFeedService({
   relay,
   activity,
   access,
-  db,
+  isAdmin,
+  limits,
   config,
   logger,
 }: {
@@ -81,12 +81,14 @@ export function createFeedService({
   relay: FeedRelay;
   activity: ActivityRepository;
   access: FeedAccess;
-  db: Db;
+  /** Whether a user may follow the global and system feeds (server/auth/admins.ts). */
+  isAdmin: (userId: string) => boolean;
+  /** The per-user publish limit, shared by every socket and node; throws `rate_limited`. */
+  limits?: { publish(userId: string, roomId: string): Promise<void> };
   config: { feed: FeedConfig };
   logger: Logger;
 }) {
   const log = logger.child({ component: 'feed' });
-  const admins = new Set(config.feed.adminUsers.map((u) => u.toLowerCase()));
   const apiKeyDigest = config.feed.apiKey ? createHash('sha256').update(config.feed.apiKey).digest() : null;
 
   async function requireMember(roomId: string, user: FeedUser): Promise<MemberRole> {
@@ -104,6 +106,7 @@ export function createFeedService({
     async publish(actor: FeedUser, input: FeedPublishPayload): Promise<{ id: string }> {
       const role = await requireMember(input.roomId, actor);
       if (input.type.startsWith('host.') && role !== 'host') throw new AppError(ErrorCode.Forbidden, 'Only the host may publish host.* entries');
+      await limits?.publish(actor.id, input.roomId);
       const { id } = await store.append({
         roomId: input.roomId,
         type: input.type,
@@ -162,13 +165,6 @@ export function createFeedService({
       }
     },
 
-    async isAdmin(user: { id: string }): Promise<boolean> {
-      if (admins.size === 0) return false;
-      if (admins.has(user.id.toLowerCase())) return true;
-      const row = await db.selectFrom('users').select('username').where('id', '=', user.id).executeTakeFirst();
-      return !!row?.username && admins.has(row.username.toLowerCase());
-    },
-
     /** Subscribe a member to a room's feed; `signal` stops a replay in progress. */
     async subscribeRoom(
       user: FeedUser,
@@ -189,7 +185,7 @@ export function createFeedService({
       sink: FeedSink,
       signal?: AbortSignal,
     ): Promise<{ subscription: FeedSubscription; result: FeedSubscribed }> {
-      if (!(await this.isAdmin(user))) throw new AppError(ErrorCode.Forbidden, `Only administrators may subscribe to the ${scope} feed`);
+      if (!isAdmin(user.id)) throw new AppError(ErrorCode.Forbidden, `Only administrators may subscribe to the ${scope} feed`);
       return relay.subscribe({ kind: scope }, since, sink, signal);
     },
 

@@ -35,6 +35,10 @@ export interface FeedDeps {
   archiveConnection: Redis;
   /** Membership questions, answered by the rooms feature. */
   access: FeedAccess;
+  /** Administrators (server/auth/admins.ts): who may follow the global and system feeds. */
+  isAdmin: (userId: string) => boolean;
+  /** Per-user publish limit across sockets and nodes (server/gateway/user-limits.ts). */
+  limits?: { publish(userId: string, roomId: string): Promise<void> };
   router: EventRouter;
   http: HttpServer;
 }
@@ -60,7 +64,7 @@ export function createFeed(deps: FeedDeps) {
   const archiveScripts = createScripts(archiveRedis);
   const archiveStore = createFeedStore({ redis: archiveRedis, scripts: archiveScripts, keys, config });
   const archiver = createArchiver({ redis: archiveRedis, scripts: archiveScripts, store: archiveStore, activity, db, keys, config, logger });
-  const service = createFeedService({ store, relay, activity, access: deps.access, db, config, logger });
+  const service = createFeedService({ store, relay, activity, access: deps.access, isAdmin: deps.isAdmin, ...(deps.limits ? { limits: deps.limits } : {}), config, logger });
   registerFeedHandlers({ router: deps.router, feed: service, logger, maxBufferedBytes: config.socket.maxBufferedBytes, drainTimeoutMs: config.socket.pingTimeoutMs });
   registerFeedRoutes(deps.http, { feed: service, enabled: config.feed.apiKey !== undefined });
 

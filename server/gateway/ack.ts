@@ -35,10 +35,12 @@ type AckData<E extends AckedEvent> = Parameters<ClientToServerEvents[E]>[1] exte
 
 export type EventRouter = ReturnType<typeof createEventRouter>;
 
-/** Observers of the router (metrics): every event received, every ack sent with its code (`ok` or the error code). */
+/** Observers of the router (metrics, the system log): every event received, every ack sent with its code (`ok` or the error code), every `internal` answer. */
 export interface RouterHooks {
   onEvent?(event: string): void;
   onAck?(event: string, code: string): void;
+  /** An event (acked or volatile) failed with `internal`: an unexpected fault, logged with its cause. */
+  onInternal?(event: string): void;
 }
 
 type AckFn = (response: Ack<unknown>) => void;
@@ -51,7 +53,7 @@ interface Route {
 }
 
 export function createEventRouter({ logger, guards = [], hooks = {}, admit }: { logger: Logger; guards?: Guard[]; hooks?: RouterHooks; admit?: Admit }) {
-  const { onEvent, onAck } = hooks;
+  const { onEvent, onAck, onInternal } = hooks;
   const routes = new Map<string, Route>();
   const disconnectHooks: ((socket: PinroomSocket, reason: string) => void)[] = [];
 
@@ -61,7 +63,11 @@ export function createEventRouter({ logger, guards = [], hooks = {}, admit }: { 
   const notify = (socket: PinroomSocket, event: string, error: ErrorPayload) => {
     socket.emit('server:error', { event, error });
   };
-  const errorOf = (socket: PinroomSocket, event: string, err: unknown) => toErrorPayload(err, logger, { event, socketId: socket.id, userId: socket.data.user?.id });
+  const errorOf = (socket: PinroomSocket, event: string, err: unknown) => {
+    const payload = toErrorPayload(err, logger, { event, socketId: socket.id, userId: socket.data.user?.id });
+    if (payload.code === ErrorCode.Internal) onInternal?.(event);
+    return payload;
+  };
 
   async function acked(socket: PinroomSocket, event: string, route: Route, args: unknown[]): Promise<void> {
     const last = args[args.length - 1];

@@ -11,7 +11,8 @@
  *   few; `track` closes those at once, so the cap holds exactly.
  */
 import type { IncomingMessage } from 'node:http';
-import { handshakeAddress } from './address.ts';
+import type { TrustProxy } from '../config.ts';
+import { addressKey, handshakeAddress } from './address.ts';
 
 /** The part of an Engine.IO socket the cap uses. */
 export interface EngineConnection {
@@ -22,9 +23,10 @@ export interface EngineConnection {
 
 export type ConnectionCap = ReturnType<typeof createConnectionCap>;
 
-export function createConnectionCap({ max, trustProxy }: { max: number; trustProxy: boolean }) {
+export function createConnectionCap({ max, trustProxy }: { max: number; trustProxy: TrustProxy }) {
+  /** Open connections by address key; an entry goes when its count reaches zero, so the map is bounded by open connections. */
   const open = new Map<string, number>();
-  const addressOf = (req: IncomingMessage) => handshakeAddress({ address: req.socket?.remoteAddress ?? '', headers: req.headers }, trustProxy);
+  const addressOf = (req: IncomingMessage) => addressKey(handshakeAddress({ address: req.socket?.remoteAddress ?? '', headers: req.headers }, trustProxy));
 
   return {
     /** Whether a new handshake from this request's address is allowed now. */
@@ -49,7 +51,7 @@ export function createConnectionCap({ max, trustProxy }: { max: number; trustPro
       return true;
     },
 
-    /** Open connections of `address` on this node. */
+    /** Open connections of an address key (`addressKey`) on this node. */
     count(address: string): number {
       return open.get(address) ?? 0;
     },

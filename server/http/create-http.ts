@@ -9,15 +9,26 @@ import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } 
 import type { Logger } from 'pino';
 import type { Config } from '../config.ts';
 import { AppError, ErrorCode, HTTP_STATUS, toErrorPayload } from '../errors.ts';
+import { compileTrust } from '../gateway/address.ts';
 
 export type HttpServer = FastifyInstance;
 
-export function createHttp({ config, logger }: { config: Config; logger: Logger }): HttpServer {
+export function createHttp({
+  config,
+  logger,
+  onInternal,
+}: {
+  config: Config;
+  logger: Logger;
+  /** A request was answered `internal` (an unexpected fault, logged with its cause). */
+  onInternal?: (where: { method: string; route: string }) => void;
+}): HttpServer {
   const app = Fastify({
     loggerInstance: logger as FastifyBaseLogger,
     logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: config.http.bodyLimitBytes,
-    trustProxy: config.http.trustProxy,
+    // The same trust function as Socket.IO handshakes (server/gateway/address.ts): `request.ip` is the rightmost untrusted hop.
+    trustProxy: compileTrust(config.http.trustProxy) || false,
     genReqId: () => randomUUID(),
     requestIdHeader: false,
     // Slow or stalled requests are cut off instead of holding a socket for ever.
@@ -43,6 +54,7 @@ export function createHttp({ config, logger }: { config: Config; logger: Logger 
   app.setErrorHandler((err, request, reply) => {
     const error = toHttpError(err);
     const payload = toErrorPayload(error, request.log, { reqId: request.id, url: request.url });
+    if (payload.code === ErrorCode.Internal) onInternal?.({ method: request.method, route: request.routeOptions.url ?? 'unknown' });
     if (payload.retryAfterMs !== undefined) void reply.header('retry-after', Math.ceil(payload.retryAfterMs / 1000));
     void reply.status(HTTP_STATUS[payload.code]).send({ error: payload });
   });

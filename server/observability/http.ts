@@ -80,7 +80,7 @@ export function registerObservabilityRoutes(
     /** Verify an access token (signature, expiry, session still active); throws `unauthorized`/`token_expired`/`session_revoked`. */
     authenticate(token: unknown): Promise<{ userId: string }>;
     /** Whether a user may see the admin view (the configured admin users). */
-    isAdmin(user: { id: string }): Promise<boolean>;
+    isAdmin(user: { id: string }): boolean | Promise<boolean>;
     /** The feed's archive lag and this node's channels. */
     feed(): Promise<FeedOverview>;
   },

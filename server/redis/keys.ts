@@ -32,6 +32,13 @@ export function createKeys(prefix: string) {
     /** One refresh token of a session, by the SHA-256 of the token; expires with the token. */
     refreshToken: (sessionId: string, tokenHash: string) => `${prefix}auth:session:{${sessionId}}:rt:${tokenHash}`,
 
+    /**
+     * Failed logins of one account from any address (hash `{n, last}`), keyed
+     * by the lowercased username whether or not it exists; expires after the
+     * backoff window. Deleted by a successful login.
+     */
+    loginFailures: (username: string) => `${prefix}auth:login-fails:{${username.toLowerCase()}}`,
+
     // ---- rooms
     /**
      * The claim of a live PIN: its value is the room id, with a TTL renewed while

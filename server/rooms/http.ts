@@ -6,7 +6,7 @@
  * with `Retry-After`, 400 `bad_request` for a malformed PIN.
  */
 import { Pin, type PinLookup } from '../../shared/schemas.ts';
-import { requestAddress } from '../gateway/address.ts';
+import { addressKey, requestAddress } from '../gateway/address.ts';
 import type { HttpServer } from '../http/create-http.ts';
 import { parse } from '../validation.ts';
 import type { RoomService } from './room-service.ts';
@@ -14,6 +14,6 @@ import type { RoomService } from './room-service.ts';
 export function registerRoomRoutes(http: HttpServer, { rooms }: { rooms: Pick<RoomService, 'lookup'> }): void {
   http.get<{ Params: { pin: string } }>('/rooms/pin/:pin', async (request): Promise<PinLookup> => {
     const pin = parse(Pin, request.params.pin, 'PIN');
-    return rooms.lookup(pin, requestAddress(request));
+    return rooms.lookup(pin, addressKey(requestAddress(request)));
   });
 }

@@ -6,6 +6,7 @@
 import type { Logger } from 'pino';
 import { RoomCreatePayload, RoomJoinPayload, RoomKickPayload, RoomLockPayload, RoomMembersPayload, RoomRefPayload, RoomSignalPayload } from '../../shared/schemas.ts';
 import type { EventRouter } from '../gateway/ack.ts';
+import { addressKey } from '../gateway/address.ts';
 import type { PinroomSocket } from '../gateway/create-io.ts';
 import { socketRooms } from '../gateway/socket-rooms.ts';
 import { AppError, ErrorCode } from '../errors.ts';
@@ -14,7 +15,8 @@ import type { RoomActor, RoomService } from './room-service.ts';
 const actorOf = (socket: PinroomSocket): RoomActor => {
   const { user, address } = socket.data;
   if (!user) throw new AppError(ErrorCode.Unauthorized, 'Not signed in');
-  return { id: user.id, name: user.name, kind: user.kind, address };
+  // PIN guesses count per address key (an IPv6 /64 is one client).
+  return { id: user.id, name: user.name, kind: user.kind, address: addressKey(address) };
 };
 
 /** Register the room events once, for every socket routed by `router`. */

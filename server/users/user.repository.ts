@@ -19,17 +19,21 @@ const UNIQUE_VIOLATION = '23505';
 
 export function createUserRepository({ db }: { db: Db }) {
   return {
-    /** Insert a guest (a display name, no credentials). */
-    async createGuest(displayName: string): Promise<UserRow> {
-      return db.insertInto('users').values({ display_name: displayName, kind: 'guest', username: null, password_hash: null }).returningAll().executeTakeFirstOrThrow();
+    /** Insert a guest (a display name, no credentials), with `id` when the caller chose it. */
+    async createGuest(displayName: string, id?: string): Promise<UserRow> {
+      return db
+        .insertInto('users')
+        .values({ ...(id ? { id } : {}), display_name: displayName, kind: 'guest', username: null, password_hash: null })
+        .returningAll()
+        .executeTakeFirstOrThrow();
     },
 
-    /** Insert a registered user. Throws `username_taken` when the username exists in any letter case. */
-    async createRegistered(input: { username: string; displayName: string; passwordHash: string }): Promise<UserRow> {
+    /** Insert a registered user (with `id` when the caller chose it). Throws `username_taken` when the username exists in any letter case. */
+    async createRegistered(input: { id?: string; username: string; displayName: string; passwordHash: string }): Promise<UserRow> {
       try {
         return await db
           .insertInto('users')
-          .values({ username: input.username, display_name: input.displayName, password_hash: input.passwordHash, kind: 'registered' })
+          .values({ ...(input.id ? { id: input.id } : {}), username: input.username, display_name: input.displayName, password_hash: input.passwordHash, kind: 'registered' })
           .returningAll()
           .executeTakeFirstOrThrow();
       } catch (err) {

@@ -24,7 +24,7 @@ test.before(async () => {
   jwk = await generateSigningJwk();
   ctx = createTestContext({
     AUTH_SIGNING_KEY: JSON.stringify(jwk),
-    TRUST_PROXY: 'true',
+    TRUST_PROXY: '1',
     AUTH_RATE_LOGIN_USER_IP: '3/60',
     AUTH_RATE_LOGIN_IP: '6/60',
     AUTH_RATE_REGISTER_IP: '3/60',

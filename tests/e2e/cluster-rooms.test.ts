@@ -10,7 +10,7 @@ import type { Ack } from '../../shared/errors.ts';
 import type { FeedEntry } from '../../shared/schemas.ts';
 import { postJson, signInGuest, signUp } from '../support/auth.ts';
 import { connect, disconnected, flushed, nextEvent, request, type TestSocket } from '../support/client.ts';
-import { createTestContext, type TestContext } from '../support/context.ts';
+import { RAISED_USER_LIMITS, createTestContext, type TestContext } from '../support/context.ts';
 import { until } from '../support/faults.ts';
 import { startTestServer, type TestServer } from '../support/server.ts';
 
@@ -56,6 +56,7 @@ test.before(async () => {
     AUTH_RATE_REGISTER_IP: '10000/60',
     ROOM_CREATE_RATE_USER: '100000/60',
     SOCKET_EVENTS_PER_SECOND: '100000',
+    ...RAISED_USER_LIMITS,
     PIN_DIGITS: '3',
     PIN_FALLBACK_DIGITS: '0',
     // The allocation race is about uniqueness, not latency: a loaded CI machine

@@ -11,7 +11,7 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { postJson, signInGuest, signUp } from '../support/auth.ts';
 import { connect, request, type TestSocket } from '../support/client.ts';
-import { BASE_PG_URL, createTestContext, type TestContext } from '../support/context.ts';
+import { RAISED_USER_LIMITS, BASE_PG_URL, createTestContext, type TestContext } from '../support/context.ts';
 import { codeOf, ok, readiness, sleep, until } from '../support/faults.ts';
 import { startTcpProxy, type TcpProxy } from '../support/tcp-proxy.ts';
 import { startTestServer, type TestServer } from '../support/server.ts';
@@ -42,6 +42,7 @@ test.before(async () => {
     CACHE_ROOM_TTL_SECONDS: String(ROOM_TTL_SECONDS),
     CACHE_HARD_STALE_SECONDS: '300',
     SOCKET_EVENTS_PER_SECOND: '1000',
+    ...RAISED_USER_LIMITS,
     AUTH_RATE_GUEST_IP: '1000/60',
     AUTH_RATE_REGISTER_IP: '1000/60',
   });

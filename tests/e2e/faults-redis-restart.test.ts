@@ -23,7 +23,7 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { signInGuest, signUp } from '../support/auth.ts';
 import { connect, nextEvent, request, type TestSocket } from '../support/client.ts';
-import { createTestContext, type TestContext } from '../support/context.ts';
+import { RAISED_USER_LIMITS, createTestContext, type TestContext } from '../support/context.ts';
 import { assertExactlyOnceInOrder, codeOf, feedFollower, ok, readiness, sleep, until } from '../support/faults.ts';
 import { startRedisServer, type OwnedRedis } from '../support/redis-server.ts';
 import { startTestServer, type TestServer } from '../support/server.ts';
@@ -44,6 +44,7 @@ test.before(async () => {
     ...ctx.env,
     REDIS_COMMAND_TIMEOUT_MS: '500',
     SOCKET_EVENTS_PER_SECOND: '10000',
+    ...RAISED_USER_LIMITS,
     PRESENCE_HEARTBEAT_MS: '500',
     PRESENCE_NODE_TIMEOUT_MS: '10000',
     AUTH_RATE_GUEST_IP: '1000/60',

@@ -15,7 +15,7 @@ import { createScripts } from '../../server/redis/scripts.ts';
 import { createPinStore } from '../../server/rooms/pins.ts';
 import { signInGuest, signUp } from '../support/auth.ts';
 import { connect, request, type TestSocket } from '../support/client.ts';
-import { BASE_REDIS_URL, createTestContext, type TestContext } from '../support/context.ts';
+import { RAISED_USER_LIMITS, BASE_REDIS_URL, createTestContext, type TestContext } from '../support/context.ts';
 import { codeOf, ok, readiness, until } from '../support/faults.ts';
 import { startTcpProxy, type TcpProxy } from '../support/tcp-proxy.ts';
 import { startTestServer, type TestServer } from '../support/server.ts';
@@ -46,6 +46,7 @@ test.before(async () => {
     REDIS_URL: proxy.url(BASE_REDIS_URL),
     REDIS_COMMAND_TIMEOUT_MS: String(COMMAND_TIMEOUT_MS),
     SOCKET_EVENTS_PER_SECOND: '1000',
+    ...RAISED_USER_LIMITS,
     ROOM_CREATE_RATE_USER: '1000/60',
   });
 });

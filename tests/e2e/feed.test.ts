@@ -3,16 +3,17 @@ import { Redis } from 'ioredis';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import type { FeedEntry, FeedPosition } from '../../shared/schemas.ts';
-import { postJson, signInGuest, signUp } from '../support/auth.ts';
+import { accountInDatabase, logIn, postJson, signInGuest, signUp } from '../support/auth.ts';
 import { connect, disconnected, request, type TestSocket } from '../support/client.ts';
-import { createTestContext, type TestContext } from '../support/context.ts';
+import { RAISED_USER_LIMITS, createTestContext, type TestContext } from '../support/context.ts';
 import { openRawSocket } from '../support/raw-socket.ts';
 import { startRedisServer, type OwnedRedis } from '../support/redis-server.ts';
 import { startTestServer, type TestServer } from '../support/server.ts';
 
 const test = suite('feed/e2e');
 const API_KEY = randomBytes(24).toString('hex');
-const adminName = `feedadmin_${randomBytes(4).toString('hex')}`;
+/** The administrator, created in the database before the servers start (named by id in FEED_ADMIN_USERS). */
+let adminAccount: { id: string; username: string; password: string };
 
 let ctx: TestContext;
 let a: TestServer;
@@ -25,8 +26,9 @@ function env(extra: Record<string, string> = {}): Record<string, string> {
   return {
     ...ctx.env,
     SOCKET_EVENTS_PER_SECOND: '1000000',
+    ...RAISED_USER_LIMITS,
     FEED_API_KEY: API_KEY,
-    FEED_ADMIN_USERS: adminName,
+    FEED_ADMIN_USERS: adminAccount.id,
     FEED_ARCHIVE_CLAIM_IDLE_MS: '1000',
     ...extra,
   };
@@ -107,6 +109,7 @@ test.before(async () => {
   ctx = createTestContext();
   // Create the database first: two processes creating it at once race in CREATE DATABASE.
   await ctx.migrate();
+  adminAccount = await accountInDatabase(ctx.db());
   [a, b] = await Promise.all([startTestServer(env()), startTestServer(env())]);
   servers.push(a, b);
 });
@@ -303,7 +306,7 @@ test('a backend publishes over HTTP with the service API key; a wrong or missing
 });
 
 test('admins follow the global and system feeds; other users are refused', async () => {
-  const admin = await signUp(a.url, { username: adminName });
+  const admin = await logIn(a.url, adminAccount.username, adminAccount.password);
   const adminSocket = await open(a.url, admin.accessToken);
   const globalEntries = collect(adminSocket, null, 'global');
   const systemEntries = collect(adminSocket, null, 'system');

@@ -16,7 +16,7 @@ import { ERROR_CODES } from '../../shared/errors.ts';
 import { ClientEvent } from '../../shared/events.ts';
 import { signInGuest, signUp } from '../support/auth.ts';
 import { connect, request, type TestSocket } from '../support/client.ts';
-import { createTestContext, type TestContext } from '../support/context.ts';
+import { RAISED_USER_LIMITS, createTestContext, type TestContext } from '../support/context.ts';
 import { startTestServer, type TestServer } from '../support/server.ts';
 
 const test = suite('hostile/fuzz');
@@ -127,7 +127,7 @@ async function bystanderAnswers(): Promise<void> {
 test.before(async () => {
   ctx = createTestContext();
   await ctx.migrate();
-  server = await startTestServer({ ...ctx.env, SOCKET_EVENTS_PER_SECOND: '1000000', AUTH_RATE_GUEST_IP: '1000/60', AUTH_RATE_REGISTER_IP: '1000/60' });
+  server = await startTestServer({ ...ctx.env, SOCKET_EVENTS_PER_SECOND: '1000000', ...RAISED_USER_LIMITS, AUTH_RATE_GUEST_IP: '1000/60', AUTH_RATE_REGISTER_IP: '1000/60' });
   const host = await signUp(server.url, { displayName: 'Fuzz host' });
   fuzzer = await connect(server.url, { token: host.accessToken });
   const created = await request(fuzzer, 'room:create', { title: 'Fuzz', maxMembers: 50 });

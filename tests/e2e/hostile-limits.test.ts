@@ -38,7 +38,7 @@ async function bystanderAnswers(): Promise<void> {
   assert.is((await fetch(`${server.url}/healthz`)).status, 200);
 }
 
-/** Each test speaks from its own address (X-Forwarded-For, TRUST_PROXY=true), so caps do not interfere. */
+/** Each test speaks from its own address (X-Forwarded-For, TRUST_PROXY=1), so caps do not interfere. */
 let lastOctet = 10;
 const newAddress = () => `198.51.100.${++lastOctet}`;
 
@@ -48,13 +48,15 @@ test.before(async () => {
   server = await startTestServer({
     ...ctx.env,
     CORS_ORIGINS: ALLOWED_ORIGIN,
-    TRUST_PROXY: 'true',
+    TRUST_PROXY: '1',
     SOCKET_MAX_CONNECTIONS_PER_ADDRESS: String(CAP),
     HTTP_HEADERS_TIMEOUT_MS: String(HEADERS_TIMEOUT_MS),
     SOCKET_CONNECT_TIMEOUT_MS: String(CONNECT_TIMEOUT_MS),
     WS_MAX_PAYLOAD_BYTES: String(MAX_PAYLOAD),
     SOCKET_EVENTS_PER_SECOND: String(EVENTS_PER_SECOND),
     SOCKET_DISCONNECT_EVENTS_PER_SECOND: String(DISCONNECT_PER_SECOND),
+    // One session's sockets stand for many clients here; the per-session cap has its own test (abuse-limits).
+    SESSION_MAX_SOCKETS: '1000',
     AUTH_RATE_GUEST_IP: '1000/60',
   });
   token = (await signInGuest(server.url, 'Hostile')).accessToken;

@@ -13,7 +13,7 @@ import * as assert from 'uvu/assert';
 import { ERROR_CODES } from '../../shared/errors.ts';
 import { signInGuest } from '../support/auth.ts';
 import { connect, request, type TestSocket } from '../support/client.ts';
-import { createTestContext, type TestContext } from '../support/context.ts';
+import { RAISED_USER_LIMITS, createTestContext, type TestContext } from '../support/context.ts';
 import { openRawSocket, type RawSocket } from '../support/raw-socket.ts';
 import { startTestServer, type TestServer } from '../support/server.ts';
 
@@ -98,7 +98,8 @@ async function bystanderAnswers(): Promise<void> {
 test.before(async () => {
   ctx = createTestContext();
   await ctx.migrate();
-  server = await startTestServer({ ...ctx.env, SOCKET_EVENTS_PER_SECOND: '1000', AUTH_RATE_GUEST_IP: '1000/60' });
+  // One session opens a raw socket per case and keeps them all open.
+  server = await startTestServer({ ...ctx.env, SOCKET_EVENTS_PER_SECOND: '1000', ...RAISED_USER_LIMITS, SESSION_MAX_SOCKETS: '1000', AUTH_RATE_GUEST_IP: '1000/60' });
   token = (await signInGuest(server.url, 'Raw')).accessToken;
   bystander = await connect(server.url, { token: (await signInGuest(server.url, 'Bystander')).accessToken });
 });

@@ -10,7 +10,7 @@ import * as assert from 'uvu/assert';
 import type { FeedEntry, MembersEntryPayload, RoomJoined, RoomPresence, RoomView, SessionResponse } from '../../shared/schemas.ts';
 import { signInGuest, signUp } from '../support/auth.ts';
 import { connect, request, type TestSocket } from '../support/client.ts';
-import { createTestContext, type TestContext } from '../support/context.ts';
+import { RAISED_USER_LIMITS, createTestContext, type TestContext } from '../support/context.ts';
 import { codeOf, ok, until } from '../support/faults.ts';
 import { startTestServer, type TestServer } from '../support/server.ts';
 
@@ -21,6 +21,7 @@ const ENV = {
   AUTH_RATE_REGISTER_IP: '1000/60',
   AUTH_RATE_GUEST_IP: '10000/60',
   SOCKET_EVENTS_PER_SECOND: '1000',
+  ...RAISED_USER_LIMITS,
   ROOM_MAX_MEMBERS_CAP: '2000',
   PIN_GUESS_RATE_IP: '100000/300',
   PRESENCE_BATCH_MS: String(BATCH_MS),

@@ -2,7 +2,7 @@ import { Writable } from 'node:stream';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { createAuthService, type AuthAuditEvent, type AuthService } from '../../server/auth/auth-service.ts';
-import { createAuthRateLimits } from '../../server/auth/rate-limits.ts';
+import { createAuthRateLimits, createLoginBackoff } from '../../server/auth/rate-limits.ts';
 import { createRefreshStore } from '../../server/auth/refresh-store.ts';
 import { createSessionCheck } from '../../server/auth/session-check.ts';
 import { generateSigningJwk, loadSigningKeys, type SigningKeys } from '../../server/auth/signing-keys.ts';
@@ -57,6 +57,7 @@ function harness(overrides: Record<string, string> = {}): Harness {
     refresh: createRefreshStore({ scripts: createScripts(redis), keys, config: config.auth, now }),
     sessions: createSessionCheck({ scripts: createScripts(redis), keys }),
     limits: createAuthRateLimits({ redis, keys, limits: config.auth.rateLimits }),
+    backoff: createLoginBackoff({ redis, scripts: createScripts(redis), keys, config: config.auth }),
     signingKeys: () => signingKeys,
     audit: (event) => audit.push(event),
     onSessionRevoked: (sessionId) => revoked.push(sessionId),
@@ -328,6 +329,7 @@ test('an audit callback that throws never fails a sign-in', async () => {
     refresh: createRefreshStore({ scripts: createScripts(redis), keys, config: config.auth }),
     sessions: createSessionCheck({ scripts: createScripts(redis), keys }),
     limits: createAuthRateLimits({ redis, keys, limits: config.auth.rateLimits }),
+    backoff: createLoginBackoff({ redis, scripts: createScripts(redis), keys, config: config.auth }),
     signingKeys: () => signingKeys,
     audit: () => {
       throw new Error('log stream down');
@@ -353,6 +355,7 @@ test('with Redis down, sign-in, refresh and authentication answer unavailable, n
       refresh: createRefreshStore({ scripts: createScripts(redis), keys, config: config.auth }),
       sessions: createSessionCheck({ scripts: createScripts(redis), keys }),
       limits: createAuthRateLimits({ redis, keys, limits: config.auth.rateLimits }),
+      backoff: createLoginBackoff({ redis, scripts: createScripts(redis), keys, config: config.auth }),
       signingKeys: () => signingKeys,
     });
     const session = await auth.guest({ displayName: 'Before' }, ip);

@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { createAuthService, type AuthService } from '../../server/auth/auth-service.ts';
-import { createAuthRateLimits } from '../../server/auth/rate-limits.ts';
+import { createAuthRateLimits, createLoginBackoff } from '../../server/auth/rate-limits.ts';
 import { createRefreshStore } from '../../server/auth/refresh-store.ts';
 import { createSessionCheck } from '../../server/auth/session-check.ts';
 import { generateSigningJwk, loadSigningKeys, type SigningKeys } from '../../server/auth/signing-keys.ts';
@@ -58,6 +58,7 @@ test.before(async () => {
     refresh: createRefreshStore({ scripts: createScripts(redis), keys, config: config.auth }),
     sessions: createSessionCheck({ scripts: createScripts(redis), keys }),
     limits: createAuthRateLimits({ redis, keys, limits: config.auth.rateLimits }),
+    backoff: createLoginBackoff({ redis, scripts: createScripts(redis), keys, config: config.auth }),
     signingKeys: () => signing,
     onSessionRevoked: (sid) => socketAuth.closeSession(sid),
   });

@@ -493,7 +493,7 @@ function service(node: Node) {
     relay: node.relay,
     activity: createActivityRepository(ctx.db()),
     access: { roleOf: async () => 'member' as const, isOpen: async () => true },
-    db: ctx.db(),
+    isAdmin: () => false,
     config: ctx.config,
     logger,
   });

@@ -6,6 +6,8 @@
  *   const host = await signUp(server.url);   // a registered user with a random username
  */
 import { randomBytes } from 'node:crypto';
+import { hashPassword } from '../../server/auth/passwords.ts';
+import type { Db } from '../../server/db/database.ts';
 import type { SessionResponse, TokenPair } from '../../shared/schemas.ts';
 
 export interface HttpResult<T = unknown> {
@@ -57,4 +59,20 @@ export async function logIn(url: string, username: string, password: string): Pr
 /** `POST /auth/refresh`: the next token pair of the session. */
 export async function refreshTokens(url: string, refreshToken: string): Promise<TokenPair> {
   return expectStatus<TokenPair>(postJson(`${url}/auth/refresh`, { refreshToken }), 200, 'POST /auth/refresh');
+}
+
+/**
+ * A registered account written straight into the database (before any server
+ * runs), so that a test can name it by id in `FEED_ADMIN_USERS`. Sign in with
+ * `logIn(url, username, password)` once a server is up.
+ */
+export async function accountInDatabase(db: Db, options: { username?: string; password?: string } = {}): Promise<{ id: string; username: string; password: string }> {
+  const username = options.username ?? `user_${randomBytes(6).toString('hex')}`;
+  const password = options.password ?? `pw-${randomBytes(12).toString('base64url')}`;
+  const row = await db
+    .insertInto('users')
+    .values({ username, display_name: username, password_hash: await hashPassword(password), kind: 'registered' })
+    .returning('id')
+    .executeTakeFirstOrThrow();
+  return { id: row.id, username, password };
 }

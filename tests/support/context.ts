@@ -15,6 +15,18 @@ import { BASE_PG_URL, BASE_REDIS_URL, databaseNameOf, deleteByPrefix, keyPrefixO
 
 export { BASE_PG_URL, BASE_REDIS_URL, deleteByPrefix };
 
+/**
+ * The per-user limits (events, publishes, signals) raised out of the way, for
+ * tests that load one user's sockets on purpose (fault and cluster tests),
+ * like their raised SOCKET_EVENTS_PER_SECOND. tests/e2e/abuse-limits.test.ts
+ * holds the defaults.
+ */
+export const RAISED_USER_LIMITS: Readonly<Record<string, string>> = {
+  USER_EVENTS_PER_SECOND: '1000000',
+  FEED_PUBLISH_RATE_USER_ROOM: '1000000/1',
+  ROOM_SIGNAL_RATE_USER: '1000000/1',
+};
+
 export interface TestContext {
   id: string;
   /** Environment for a server process or `loadConfig`: unique database and key prefix. */

@@ -8,7 +8,7 @@ import type { Ack } from '../../shared/errors.ts';
 import type { FeedEntry, FeedPosition } from '../../shared/schemas.ts';
 import { signUp } from './auth.ts';
 import { connect, request, type TestSocket } from './client.ts';
-import { createTestContext, type TestContext } from './context.ts';
+import { RAISED_USER_LIMITS, createTestContext, type TestContext } from './context.ts';
 import { startTestServer, type TestServer } from './server.ts';
 
 export function ok<T>(ack: Ack<T>): T {
@@ -38,7 +38,7 @@ export async function until(check: () => boolean | Promise<boolean>, what: strin
 export async function startThreeNodes(env: Record<string, string> = {}, perNode: Record<string, string>[] = []) {
   const ctx: TestContext = createTestContext();
   await ctx.migrate();
-  const nodeEnv = { ...ctx.env, SOCKET_EVENTS_PER_SECOND: '10000', AUTH_RATE_GUEST_IP: '1000/60', AUTH_RATE_REGISTER_IP: '1000/60', ...env };
+  const nodeEnv = { ...ctx.env, ...RAISED_USER_LIMITS, SOCKET_EVENTS_PER_SECOND: '10000', AUTH_RATE_GUEST_IP: '1000/60', AUTH_RATE_REGISTER_IP: '1000/60', ...env };
   const nodes = await Promise.all([0, 1, 2].map((i) => startTestServer({ ...nodeEnv, ...perNode[i] })));
   const sockets: TestSocket[] = [];
   return {

@@ -221,11 +221,13 @@ test('production refuses to start without a signing key, and a bad key or cache 
   assert.is(config.auth.refreshTokenTtlSeconds, 30 * 86_400);
 });
 
-test('the client address honours X-Forwarded-For only behind a trusted proxy', () => {
+test('the client address honours X-Forwarded-For only behind a trusted proxy, and then only its rightmost untrusted hop', () => {
   const handshake = { address: '::ffff:10.0.0.9', headers: { 'x-forwarded-for': '203.0.113.7, 10.0.0.1' } };
-  assert.is(handshakeAddress(handshake, false), '10.0.0.9');
-  assert.is(handshakeAddress(handshake, true), '203.0.113.7');
-  assert.is(handshakeAddress({ address: '127.0.0.1', headers: { 'x-forwarded-for': 'not-an-ip' } }, true), '127.0.0.1');
+  assert.is(handshakeAddress(handshake, { hops: 0 }), '10.0.0.9');
+  assert.is(handshakeAddress(handshake, { hops: 1 }), '10.0.0.1', 'one proxy: the entry it appended');
+  assert.is(handshakeAddress(handshake, { hops: 2 }), '203.0.113.7', 'two proxies: one more hop to the left');
+  assert.is(handshakeAddress(handshake, { cidrs: ['10.0.0.0/8'] }), '203.0.113.7', 'every hop in the trusted network is skipped');
+  assert.is(handshakeAddress({ address: '127.0.0.1', headers: { 'x-forwarded-for': 'not-an-ip' } }, { hops: 1 }), 'unknown');
   assert.is(normalizeAddress('::1'), '::1');
 });
 

@@ -27,9 +27,9 @@ test('every bad variable is reported in one error', () => {
 });
 
 test('values are parsed into their types', () => {
-  const config = loadConfig({ PORT: '8080', TRUST_PROXY: 'yes', CORS_ORIGINS: 'https://a.example, http://localhost:5173', DB_CREATE_IF_MISSING: 'false' });
+  const config = loadConfig({ PORT: '8080', TRUST_PROXY: '2', CORS_ORIGINS: 'https://a.example, http://localhost:5173', DB_CREATE_IF_MISSING: 'false' });
   assert.is(config.http.port, 8080);
-  assert.is(config.http.trustProxy, true);
+  assert.equal(config.http.trustProxy, { hops: 2 });
   assert.equal(config.http.corsOrigins, ['https://a.example', 'http://localhost:5173']);
   assert.is(config.db.createIfMissing, false);
 });
@@ -76,6 +76,38 @@ test('redactUrl hides a password', () => {
 
 test('every variable has a meaning documented', () => {
   for (const [name, variable] of Object.entries(VARIABLES)) assert.ok(variable.doc.length > 10, name);
+});
+
+test('TRUST_PROXY takes a hop count or trusted CIDRs; true (trust every hop) and malformed networks are refused', () => {
+  assert.equal(loadConfig({}).http.trustProxy, { hops: 0 });
+  assert.equal(loadConfig({ TRUST_PROXY: 'false' }).http.trustProxy, { hops: 0 });
+  assert.equal(loadConfig({ TRUST_PROXY: '1' }).http.trustProxy, { hops: 1 });
+  assert.equal(loadConfig({ TRUST_PROXY: '10.0.0.0/8, fd00::/8,192.0.2.7' }).http.trustProxy, { cidrs: ['10.0.0.0/8', 'fd00::/8', '192.0.2.7'] });
+  for (const bad of ['true', 'yes', '10.0.0.0/33', 'proxy.example', '11']) {
+    assert.throws(() => loadConfig({ TRUST_PROXY: bad }), (err: unknown) => err instanceof ConfigError && /TRUST_PROXY/.test(err.message), bad);
+  }
+});
+
+test('FEED_ADMIN_USERS takes user ids only: a username is refused, so it cannot be claimed by registering it', () => {
+  const id = '0B6E3C52-8F0A-4D55-9C1E-3A2B1C0D9E8F';
+  assert.equal(loadConfig({ FEED_ADMIN_USERS: id }).auth.adminUserIds, [id.toLowerCase()]);
+  assert.throws(
+    () => loadConfig({ FEED_ADMIN_USERS: `${id},opsadmin` }),
+    (err: unknown) => err instanceof ConfigError && /FEED_ADMIN_USERS/.test(err.message) && /user ids/.test(err.message),
+  );
+});
+
+test('abuse limits have their documented defaults', () => {
+  const config = loadConfig({});
+  assert.equal(config.socket.perUser, { eventsPerSecond: 50, feedPublishPerRoom: { points: 20, durationSeconds: 10 }, roomSignal: { points: 20, durationSeconds: 1 } });
+  assert.is(config.auth.sessionMaxSockets, 10);
+  assert.is(config.auth.sessionRecheckMs, 30_000);
+  assert.is(config.auth.guestRetentionDays, 30);
+  assert.equal(config.auth.loginBackoffAfter, { points: 10, durationSeconds: 900 });
+  assert.is(config.auth.loginBackoffMaxSeconds, 300);
+  assert.ok(config.auth.hashing.concurrency >= 1);
+  assert.equal({ queue: config.auth.hashing.queue, waitMs: config.auth.hashing.waitMs }, { queue: 64, waitMs: 10_000 });
+  assert.equal(config.observability.systemLogRate, { points: 30, durationSeconds: 60 });
 });
 
 test.run();

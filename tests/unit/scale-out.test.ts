@@ -57,7 +57,7 @@ function conn(address: string, forwarded?: string) {
 }
 
 test('the connection cap admits up to max per address, closes the overshoot of simultaneous handshakes, and frees slots on close', () => {
-  const cap = createConnectionCap({ max: 2, trustProxy: false });
+  const cap = createConnectionCap({ max: 2, trustProxy: { hops: 0 } });
   const a = [conn('10.0.0.1'), conn('::ffff:10.0.0.1'), conn('10.0.0.1')];
   assert.ok(cap.admits(a[0]!.request));
   // All three passed `admits` before any was counted (simultaneous handshakes): the third is closed when counted.
@@ -74,7 +74,7 @@ test('the connection cap admits up to max per address, closes the overshoot of s
 });
 
 test('behind a trusted proxy the cap counts the forwarded client address, not the proxy', () => {
-  const cap = createConnectionCap({ max: 1, trustProxy: true });
+  const cap = createConnectionCap({ max: 1, trustProxy: { hops: 1 } });
   assert.ok(cap.track(conn('172.18.0.5', '198.51.100.7')));
   assert.ok(cap.track(conn('172.18.0.5', '198.51.100.8')), 'two clients behind one proxy');
   assert.not.ok(cap.admits(conn('172.18.0.5', '198.51.100.7').request));
@@ -89,7 +89,7 @@ test('compose.yaml runs Redis, PostgreSQL, two pinroom nodes behind nginx, each 
     assert.ok(blocks.find((b) => b.startsWith(`${name}:`))?.includes('healthcheck:'), `${name} has a healthcheck`);
   }
   assert.ok(blocks.find((b) => b.startsWith('pinroom-2:'))?.includes('<<: *pinroom'), 'pinroom-2 is pinroom-1 (healthcheck included)');
-  assert.match(compose, /TRUST_PROXY: "true"/);
+  assert.match(compose, /TRUST_PROXY: "1"/);
   assert.match(compose, /\.\/deploy\/nginx\.conf:\/etc\/nginx\/nginx\.conf:ro/);
 
   const nginx = read('deploy/nginx.conf');
