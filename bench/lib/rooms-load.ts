@@ -287,7 +287,7 @@ export async function pinroomRooms(
   { nodes = 1, cores, nodeOf = () => 0, env = {}, nodeArgs = [] }: TargetOptions = {},
 ): Promise<RoomsTarget & { redis: OwnedRedis; rooms: RoomView[] }> {
   const redis = await startRedisServer();
-  const pr = await startPinroom({ ...env, REDIS_URL: redis.url }, nodeArgs, cores?.[0]);
+  const pr = await startPinroom({ ...env, REDIS_URL: redis.url }, nodeArgs, cores?.[0] !== undefined ? { core: cores[0] } : {});
   const extra: Pinned[] = [];
   try {
     for (let n = 1; n < nodes; n++) extra.push(await pr.another(cores?.[n]));

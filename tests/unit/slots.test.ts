@@ -19,6 +19,8 @@ const SCRIPT_KEYS: Record<ScriptName, string[]> = {
   'refresh-issue': [keys.session(session), keys.refreshToken(session, 'a'.repeat(64))],
   'refresh-rotate': [keys.session(session), keys.refreshToken(session, 'a'.repeat(64)), keys.refreshToken(session, 'b'.repeat(64))],
   'refresh-revoke': [keys.session(session), keys.refreshToken(session, 'a'.repeat(64))],
+  'refresh-discard': [keys.session(session), keys.refreshToken(session, 'a'.repeat(64))],
+  'login-attempt': [keys.loginFailures('ada')],
   'cache-lease': [keys.cache('user', user), keys.cacheVersion('user', user), keys.cacheLock('user', user)],
   'cache-fill': [keys.cache('room', room), keys.cacheVersion('room', room), keys.cacheLock('room', room)],
   'cache-invalidate': [keys.cache('room', room), keys.cacheVersion('room', room)],
