@@ -4,7 +4,7 @@
  * - pinroom: every socket authenticated (guest sign-in, JWT handshake), the
  *   subscribers joined by PIN and subscribed to the room's feed; a host
  *   socket publishes with `feed:publish` (validation, rate-limit guard, the
- *   append script, the relay's XREAD, delivery as `feed:entry`).
+ *   append script and its live message, delivery as `feed:entry`).
  * - bare Socket.IO (same version, defaults): `publish` → `io.to(room).emit`.
  * - raw ws: `publish` → one pre-built frame written to every client.
  *

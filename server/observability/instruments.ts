@@ -15,7 +15,7 @@
  * - Node's defaults (prom-client): event-loop lag (`nodejs_eventloop_lag_*`),
  *   resident memory and heap (`process_resident_memory_bytes`, `nodejs_heap_*`), ...
  *
- * The cache (`pinroom_cache_*`) and the feed (`pinroom_feed_archive_lag`, ...)
+ * The cache (`pinroom_cache_*`) and the feed (`pinroom_feed_archive_lag_seconds`, ...)
  * register their own series. Hot paths only bump plain numbers; the counters
  * take them when scraped, so a fan-out to thousands of sockets pays no label
  * hashing per delivery.
