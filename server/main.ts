@@ -4,11 +4,10 @@
  * (server/cluster.ts) and each worker runs this same file as one node.
  */
 import cluster from 'node:cluster';
-import { setupWorker } from '@socket.io/sticky';
 import { ConfigError, loadConfig, type Config } from './config.ts';
 import { StartupError } from './errors.ts';
 import { createApp } from './app.ts';
-import { reportWorkerReady, runPrimary } from './cluster.ts';
+import { reportWorkerReady, runPrimary, setupStickyWorker } from './cluster.ts';
 import { createLogger } from './logger.ts';
 
 let config: Config;
@@ -44,7 +43,7 @@ async function runNode(config: Config): Promise<void> {
   try {
     await app.start();
     if (worker) {
-      setupWorker(app.io);
+      setupStickyWorker(app.io);
       reportWorkerReady();
     }
   } catch (err) {

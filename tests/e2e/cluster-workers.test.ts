@@ -3,6 +3,7 @@
  * (node:cluster primary, @socket.io/sticky, the Redis adapter between workers).
  */
 import { readFileSync } from 'node:fs';
+import { request as httpRequest } from 'node:http';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import type { Ack } from '../../shared/errors.ts';
@@ -71,6 +72,42 @@ test('three workers behind one port each run a node: long-polling sessions stay 
   for (const s of members) assert.ok(s.connected, 'no polling session was lost to another worker');
 });
 
+/** One HTTP request on its own TCP connection (as a browser's polling transport may open), with a deadline. */
+function rawHttp(method: string, url: string, body?: string): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    const headers = body === undefined ? {} : { 'content-type': 'text/plain;charset=UTF-8', 'content-length': String(Buffer.byteLength(body)) };
+    const req = httpRequest(url, { method, agent: false, headers, timeout: 20_000 }, (res) => {
+      let data = '';
+      res.on('data', (chunk: Buffer) => (data += chunk.toString()));
+      res.on('end', () => resolve({ status: res.statusCode!, body: data }));
+    });
+    req.on('timeout', () => req.destroy(new Error(`${method} ${url}: no answer within 20 s`)));
+    req.on('error', reject);
+    req.end(body);
+  });
+}
+
+test("a polling session's first request right after its handshake reaches the worker holding it, with a hundred handshakes at once", async () => {
+  // Each session: the Engine.IO handshake, then at once a POST of a close packet ("1") naming its sid.
+  // Routed to any worker but the one holding the session, the POST is refused "Session ID unknown".
+  const refused: string[] = [];
+  let sessions = 0;
+  for (let round = 0; round < 10; round++) {
+    await Promise.all(
+      Array.from({ length: 100 }, async () => {
+        const handshake = await rawHttp('GET', `${server.url}/socket.io/?EIO=4&transport=polling`);
+        assert.is(handshake.status, 200, handshake.body);
+        const { sid } = JSON.parse(handshake.body.slice(1)) as { sid: string };
+        const close = await rawHttp('POST', `${server.url}/socket.io/?EIO=4&transport=polling&sid=${sid}`, '1');
+        sessions++;
+        if (close.status !== 200) refused.push(`${close.status} ${close.body}`);
+      }),
+    );
+  }
+  assert.is(sessions, 1000);
+  assert.equal(refused, [], `${refused.length} of ${sessions} first requests went to another worker`);
+});
+
 /** Pids of the primary's worker processes (its children running server/main.ts). */
 function workerPids(): number[] {
   const primary = server.process.pid!;
@@ -84,11 +121,13 @@ function workerPids(): number[] {
   });
 }
 
-test('a worker killed with -9 is replaced by the primary: a new worker process and node come up, and new connections land on it', async () => {
+test('a worker killed with -9 is replaced by the primary: a connection handed to the replacement while it starts is served once its node is up', async () => {
   const nodesKey = `${ctx.keyPrefix}{presence}:nodes`;
   const before = workerPids();
   assert.is(before.length, WORKERS, `${WORKERS} worker processes`);
   const nodesBefore = new Set(await ctx.redis().zrange(nodesKey, 0, -1));
+  const readyBefore = (server.output().match(/"msg":"pinroom worker ready"/g) ?? []).length;
+  const host = await signUp(server.url, { displayName: 'After the crash' });
   const victim = before[1]!;
   process.kill(victim, 'SIGKILL');
 
@@ -97,20 +136,19 @@ test('a worker killed with -9 is replaced by the primary: a new worker process a
     return now.length === WORKERS && !now.includes(victim);
   }, 'a replacement worker process', 60_000);
   const replacement = workerPids().find((pid) => !before.includes(pid))!;
-  await until(async () => (await ctx.redis().zrange(nodesKey, 0, -1)).some((n) => !nodesBefore.has(n)), 'the replacement node\'s heartbeat', 60_000);
-  // It takes connections once its node is started (the primary hands it connections as
-  // soon as it is forked; one handed over before the node is started is not served).
-  await until(() => (server.output().match(/"msg":"pinroom worker ready"/g) ?? []).length >= WORKERS + 1, 'the replacement worker to be ready', 60_000);
-  const newNode = (await ctx.redis().zrange(nodesKey, 0, -1)).find((n) => !nodesBefore.has(n))!;
-  assert.match(server.output(), /worker died; starting a replacement/);
-
-  // The least-loaded worker takes the next connection: the replacement, which holds none.
-  const host = await signUp(server.url, { displayName: 'After the crash' });
-  const hostSocket = await connect(server.url, { token: host.accessToken });
+  // The primary balances over every forked worker: the replacement, holding no connection, takes
+  // the next one at once, while its node is still starting. It must be kept and served, not dropped.
+  const connecting = connect(server.url, { token: host.accessToken, timeoutMs: 60_000 });
+  assert.is((server.output().match(/"msg":"pinroom worker ready"/g) ?? []).length, readyBefore, 'the replacement was not ready yet when the client connected');
+  const hostSocket = await connecting;
   sockets.push(hostSocket);
+  assert.match(server.output(), /worker died; starting a replacement/);
+  const newNode = (await ctx.redis().zrange(nodesKey, 0, -1)).find((n) => !nodesBefore.has(n));
+  assert.ok(newNode, "the replacement node's heartbeat");
+
   const { room } = ok(await request(hostSocket, 'room:create', { title: 'Replaced', maxMembers: 50 }));
   const fields = Object.keys(await ctx.redis().hgetall(`${ctx.keyPrefix}room:{${room.id}}:presence:sockets`));
-  assert.equal(fields.map((f) => f.split('|')[0]), [newNode], `the new connection is served by the replacement worker (pid ${replacement})`);
+  assert.equal(fields.map((f) => f.split('|')[0]), [newNode], `the connection is served by the replacement worker (pid ${replacement})`);
 });
 
 test('SIGTERM to the primary drains every worker and exits 0; clients see a transport close and may reconnect elsewhere', async () => {

@@ -16,12 +16,16 @@ export interface HttpResult<T = unknown> {
   body: T;
 }
 
+/** Longest a test waits for an HTTP answer, ms (generous: the machine is shared). */
+const HTTP_DEADLINE_MS = 20_000;
+
 /** POST a JSON body (or a raw string) and return status, headers and the parsed body (null when empty). */
 export async function postJson<T = unknown>(url: string, body: unknown, headers: Record<string, string> = {}): Promise<HttpResult<T>> {
   const res = await fetch(url, {
     method: 'POST',
     headers: { 'content-type': 'application/json', ...headers },
     body: typeof body === 'string' ? body : JSON.stringify(body),
+    signal: AbortSignal.timeout(HTTP_DEADLINE_MS),
   });
   const text = await res.text();
   return { status: res.status, headers: res.headers, body: (text ? JSON.parse(text) : null) as T };

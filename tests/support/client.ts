@@ -10,21 +10,37 @@ export interface ConnectOptions {
   transports?: ('websocket' | 'polling')[];
   reconnection?: boolean;
   extraHeaders?: Record<string, string>;
+  /** Engine.IO handshake timeout, ms. @default 5000 */
+  timeoutMs?: number;
 }
 
-/** Open a socket and wait for `connect` (rejects with the `connect_error`). */
+/** Longest a test waits for a socket to connect, ms (generous: the machine is shared). */
+const CONNECT_DEADLINE_MS = 20_000;
+
+/** Open a socket and wait for `connect` (rejects with the `connect_error`, or after `CONNECT_DEADLINE_MS`). */
 export async function connect(url: string, options: ConnectOptions = {}): Promise<TestSocket> {
   const socket: TestSocket = io(url, {
     transports: options.transports ?? ['websocket'],
     reconnection: options.reconnection ?? false,
     auth: options.token === undefined ? {} : { token: options.token },
     forceNew: true,
-    timeout: 5000,
+    timeout: options.timeoutMs ?? 5000,
     ...(options.extraHeaders ? { extraHeaders: options.extraHeaders } : {}),
   });
+  // The client's own `timeout` covers only the Engine.IO handshake; the Socket.IO
+  // CONNECT that follows (the server's auth middleware) has no deadline of its own.
+  const deadlineMs = Math.max(CONNECT_DEADLINE_MS, (options.timeoutMs ?? 0) + 5000);
   await new Promise<void>((resolve, reject) => {
-    socket.once('connect', () => resolve());
+    const timer = setTimeout(() => {
+      socket.close();
+      reject(new Error(`no connect within ${deadlineMs} ms (engine ${socket.io.engine?.readyState ?? 'not opened'}, transport ${socket.io.engine?.transport?.name ?? 'none'})`));
+    }, deadlineMs);
+    socket.once('connect', () => {
+      clearTimeout(timer);
+      resolve();
+    });
     socket.once('connect_error', (err) => {
+      clearTimeout(timer);
       socket.close();
       reject(err);
     });

@@ -86,7 +86,7 @@ export async function waitForReady(url: string, timeoutMs = 15_000): Promise<voi
   const end = Date.now() + timeoutMs;
   for (;;) {
     try {
-      const res = await fetch(`${url}/readyz`);
+      const res = await fetch(`${url}/readyz`, { signal: AbortSignal.timeout(5000) });
       if (res.status === 200) return;
     } catch {
       // not listening yet
