@@ -6,7 +6,8 @@
  * where they would be insecure.
  *
  * Every variable is declared once in `VARIABLES` with its default and meaning;
- * the README's configuration table is checked against this list by a test.
+ * docs/configuration.md is written from it by `npm run docs` (links in a
+ * `doc` are relative to docs/), and a test fails when that page is stale.
  */
 import proxyaddr from '@fastify/proxy-addr';
 import { availableParallelism } from 'node:os';
@@ -389,7 +390,7 @@ export const VARIABLES = {
   PORT: { default: '3000', doc: 'HTTP and Socket.IO port (0 picks a free port).', schema: int(0, 65535) },
   HOST: { default: '0.0.0.0', doc: 'Address to listen on.', schema: z.string().trim().min(1) },
   CORS_ORIGINS: { default: '*', doc: 'Comma-separated browser origins allowed for HTTP and the Socket.IO handshake (checked for WebSocket and polling). `*` allows any and is refused in production.', schema: origins },
-  TRUST_PROXY: { default: 'false', doc: 'Proxies whose `X-Forwarded-For` is believed: a hop count (`1` behind one nginx) or a comma-separated list of their addresses or CIDRs (`10.0.0.0/8,fd00::/8`); the client address is the rightmost untrusted entry. `false` (or `0`) ignores the header; `true` is refused (it would let a client choose its address). See [docs/security.md](docs/security.md#client-addresses).', schema: trustProxy },
+  TRUST_PROXY: { default: 'false', doc: 'Proxies whose `X-Forwarded-For` is believed: a hop count (`1` behind one nginx) or a comma-separated list of their addresses or CIDRs (`10.0.0.0/8,fd00::/8`); the client address is the rightmost untrusted entry. `false` (or `0`) ignores the header; `true` is refused (it would let a client choose its address). See [security.md](security.md#client-addresses).', schema: trustProxy },
   HTTP_BODY_LIMIT_BYTES: { default: '16384', doc: 'Largest HTTP request body, bytes.', schema: int(1024, 10 * 1024 * 1024) },
   SHUTDOWN_TIMEOUT_MS: { default: '10000', doc: 'Graceful shutdown deadline, ms; the process exits when it passes.', schema: int(100, 120_000) },
   WS_MAX_PAYLOAD_BYTES: { default: '65536', doc: 'Largest Socket.IO frame, bytes; larger frames close the connection.', schema: int(1024, 100 * 1024 * 1024) },
@@ -417,7 +418,7 @@ export const VARIABLES = {
   SESSION_MAX_AGE_SECONDS: { default: '7776000', doc: 'Absolute lifetime of a session (refresh-token family, 90 days), seconds; rotation never extends it.', schema: int(60, 3 * 366 * 86_400) },
   REFRESH_REUSE_GRACE_SECONDS: { default: '5', doc: 'A refresh token presented again within this many seconds of its own rotation answers `conflict` instead of revoking the session (concurrent tabs); 0 disables. At most 10.', schema: int(0, 10) },
   AUTH_CLOCK_TOLERANCE_SECONDS: { default: '5', doc: 'Clock skew accepted when verifying access tokens, seconds (at most 30).', schema: int(0, 30) },
-  AUTH_TOKEN_CACHE_SIZE: { default: '10000', doc: 'Access tokens a node remembers having verified (by SHA-256, until their `exp`; about 0.2 KB each), so a reconnect with the same token skips the signature check; the session check still runs. `0` disables. See [docs/auth.md](docs/auth.md).', schema: int(0, 1_000_000) },
+  AUTH_TOKEN_CACHE_SIZE: { default: '10000', doc: 'Access tokens a node remembers having verified (by SHA-256, until their `exp`; about 0.2 KB each), so a reconnect with the same token skips the signature check; the session check still runs. `0` disables. See [auth.md](auth.md#the-verified-token-cache).', schema: int(0, 1_000_000) },
   AUTH_SIGNING_KEY: { doc: 'Private Ed25519 JWK (JSON, `kid` optional) that signs access tokens. Required in production; in development a key pair is generated once into `AUTH_DATA_DIR`.', schema: jsonOf(jwkSchema.refine((k) => k.d !== undefined, 'a private key (with `d`)')) },
   AUTH_VERIFY_KEYS: { doc: 'JSON array of older public Ed25519 JWKs (each with `kid`) still accepted during a key rotation. Default none.', schema: jsonOf(z.array(jwkSchema.refine((k) => k.kid !== undefined, 'each key needs a `kid`')).max(16)) },
   AUTH_DATA_DIR: { default: '.data', doc: 'Folder (git-ignored) of the generated development key pair.', schema: z.string().trim().min(1) },
@@ -438,13 +439,13 @@ export const VARIABLES = {
   SOCKET_DISCONNECT_EVENTS_PER_SECOND: { doc: 'Events (of any name, handled or not) one socket may send in one second before it is disconnected as a flood (`server:error` `rate_limited`, then a server disconnect). Default 10 × `SOCKET_EVENTS_PER_SECOND`.', schema: int(1, 100_000_000) },
   SOCKET_MAX_CONNECTIONS_PER_ADDRESS: { default: '10000', doc: 'Open Socket.IO connections one client address may hold on one node (one worker); past it the handshake is refused with HTTP 403. High by default so benchmarks from 127.0.0.1 fit; lower it in production (a classroom behind one NAT needs one per pupil).', schema: int(1, 10_000_000) },
   SOCKET_CONNECT_TIMEOUT_MS: { default: '10000', doc: 'An Engine.IO connection that has not joined the namespace (sent its Socket.IO CONNECT) within this is closed, ms.', schema: int(100, 120_000) },
-  SOCKET_MAX_BUFFERED_BYTES: { default: '1048576', doc: 'Bytes written to one socket and not yet taken by the client (Engine.IO and WebSocket buffers) past which its feed delivery ends: the transport is closed and the client resumes with `since`. Replays wait for the socket below a quarter of it before sending more.', schema: int(16_384, 1024 * 1024 * 1024) },
+  SOCKET_MAX_BUFFERED_BYTES: { default: '1048576', doc: 'Bytes written to one socket and not yet taken by the client (Engine.IO and WebSocket buffers) past which its feed delivery ends: the transport is closed and the client resumes with `since` ([feed.md](feed.md#bounded-memory-per-subscriber)). Replays wait for the socket below a quarter of it before sending more.', schema: int(16_384, 1024 * 1024 * 1024) },
   USER_EVENTS_PER_SECOND: { default: '50', doc: 'Events one user may send per second over all their sockets on every node (counted in Redis); more get `rate_limited`.', schema: int(1, 100_000_000) },
   FEED_PUBLISH_RATE_USER_ROOM: { default: '20/10', doc: '`feed:publish` per user per room over all their sockets on every node, `<points>/<seconds>`; more get `rate_limited`.', schema: rate },
   ROOM_SIGNAL_RATE_USER: { default: '20/1', doc: '`room:signal` per user over all their sockets on every node, `<points>/<seconds>`; more get `server:error` `rate_limited`.', schema: rate },
   SESSION_MAX_SOCKETS: { default: '10', doc: 'Sockets one session (one sign-in) may hold on one node; past it the handshake is refused with `rate_limited`.', schema: int(1, 1_000_000) },
   SESSION_RECHECK_MS: { default: '30000', doc: 'How often each node re-reads the state of its sockets\' sessions in one batched Redis read and closes those revoked (a missed logout broadcast closes within this), ms.', schema: int(100, 3_600_000) },
-  SOCKET_ADAPTER: { default: 'classic', doc: 'Socket.IO Redis adapter between nodes: `classic` (pub/sub, one pattern subscription per node) or `sharded` (Redis 7 sharded pub/sub, one channel per room). Measured in `bench/scenarios/adapter.ts`; see [Running N nodes](#running-n-nodes).', schema: z.enum(['classic', 'sharded']) },
+  SOCKET_ADAPTER: { default: 'classic', doc: 'Socket.IO Redis adapter between nodes: `classic` (pub/sub, one pattern subscription per node) or `sharded` (Redis 7 sharded pub/sub, one channel per room). Which to choose, and the measurement: [scaling.md](scaling.md#which-redis-adapter).', schema: z.enum(['classic', 'sharded']) },
   HTTP_HEADERS_TIMEOUT_MS: { default: '10000', doc: 'Request headers (including the WebSocket upgrade) must arrive within this, ms; slower connections are closed (slow-header attacks).', schema: int(500, 30_000) },
   WORKERS: { default: '1', doc: 'Worker processes `npm start` runs on this machine, each a full node (node:cluster, `@socket.io/sticky` for long-polling, the Redis adapter between them); `1` runs one process.', schema: int(1, 256) },
   PIN_DIGITS: { default: '6', doc: 'Digits of a room PIN (3 to 10), drawn uniformly with crypto randomness.', schema: int(3, 10) },
@@ -461,7 +462,7 @@ export const VARIABLES = {
   ROOM_HOST_GRACE_MS: { default: '60000', doc: 'Time a host who dropped has to come back before the room ends by itself, ms.', schema: int(100, 86_400_000) },
   ROOM_SWEEP_INTERVAL_MS: { default: '1000', doc: 'How often every node looks for rooms whose host grace ran out, ms.', schema: int(50, 60_000) },
   PRESENCE_HEARTBEAT_MS: { default: '5000', doc: 'How often a node refreshes its presence heartbeat, sweeps dead nodes and renews its rooms\' PINs, ms.', schema: int(50, 60_000) },
-  PRESENCE_BATCH_MS: { default: '100', doc: 'Presence changes of one room are coalesced over this window into one `room:presence` per node, ms. In rooms above `ROOM_ROSTER_BROADCAST_MAX` the counts for members, and the aggregated membership entries, go out once per this × ⌈size / `ROOM_ROSTER_BROADCAST_MAX`⌉. See docs/rooms.md.', schema: int(10, 10_000) },
+  PRESENCE_BATCH_MS: { default: '100', doc: 'Presence changes of one room are coalesced over this window into one `room:presence` per node, ms. In rooms above `ROOM_ROSTER_BROADCAST_MAX` the counts for members, and the aggregated membership entries, go out once per this × ⌈size / `ROOM_ROSTER_BROADCAST_MAX`⌉. See [rooms.md](rooms.md#coalescing-and-pacing-room-broadcaststs).', schema: int(10, 10_000) },
   ROOM_ROSTER_BROADCAST_MAX: { default: '200', doc: 'Room size (users online, for presence; members, for the feed) above which members get presence counts only (the host still gets every change) and joins and leaves become one aggregated feed entry (`members.joined`, `members.left`) per window.', schema: int(1, 100_000) },
   PRESENCE_NODE_TIMEOUT_MS: { default: '15000', doc: 'A node silent this long is dead; its members go offline within this plus one heartbeat, ms. At least twice the heartbeat.', schema: int(100, 120_000) },
   FEED_ROOM_MAXLEN: { default: '10000', doc: 'Approximate cap of one room\'s feed stream (`XADD MAXLEN ~`), entries; older entries are served from the PostgreSQL archive, which reads this stream, so a room\'s archive lag must stay below it.', schema: int(10, 10_000_000) },

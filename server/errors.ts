@@ -6,7 +6,7 @@
  * not an `AppError` becomes `internal` with a generic message and is logged with its cause.
  */
 import type { Logger } from 'pino';
-import { ErrorCode, RETRYABLE, type ErrorPayload } from '../shared/errors.ts';
+import { ERRORS, ErrorCode, type ErrorPayload } from '../shared/errors.ts';
 import { isTransientError } from './retry.ts';
 
 export { ErrorCode };
@@ -29,34 +29,11 @@ export class AppError extends Error {
     super(message, options.cause === undefined ? undefined : { cause: options.cause });
     this.name = 'AppError';
     this.code = code;
-    this.retryable = options.retryable ?? RETRYABLE[code];
+    this.retryable = options.retryable ?? ERRORS[code].retryable;
     this.retryAfterMs = options.retryAfterMs;
     this.issues = options.issues;
   }
 }
-
-/** HTTP status for each code. */
-export const HTTP_STATUS: Readonly<Record<ErrorCode, number>> = {
-  bad_request: 400,
-  payload_too_large: 413,
-  unauthorized: 401,
-  token_expired: 401,
-  session_revoked: 401,
-  token_reused: 401,
-  invalid_credentials: 401,
-  username_taken: 409,
-  forbidden: 403,
-  not_found: 404,
-  room_not_found: 404,
-  room_locked: 423,
-  room_full: 409,
-  banned: 403,
-  rate_limited: 429,
-  pin_unavailable: 503,
-  conflict: 409,
-  unavailable: 503,
-  internal: 500,
-};
 
 /** Turn any thrown value into a wire error. Unknown errors are logged and hidden behind `internal`. */
 export function toErrorPayload(err: unknown, logger: Pick<Logger, 'warn' | 'error'>, context: Record<string, unknown> = {}): ErrorPayload {

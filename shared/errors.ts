@@ -2,77 +2,168 @@
  * Error codes of the pinroom wire protocol, shared by server and browser.
  *
  * A code never changes meaning once published. Every failed ack, every HTTP
- * error body and every `connect_error` carries exactly one of these codes.
- * `retryable` tells a client whether the same request may succeed later
- * unchanged; `reconnect` whether a disconnected socket should reconnect.
+ * error body and every `connect_error` carries exactly one of these codes;
+ * what each means, its HTTP status and whether to retry are in `ERRORS`.
  */
 export const ErrorCode = {
-  /** The payload failed validation: wrong shape, type, size or value. Fix the request; do not retry. */
   BadRequest: 'bad_request',
-  /** The frame or body is larger than the configured limit. */
   PayloadTooLarge: 'payload_too_large',
-  /** No valid access token: missing, malformed, forged, wrong issuer/audience/type. Sign in again. */
   Unauthorized: 'unauthorized',
-  /** The access token expired. Refresh it (`POST /auth/refresh`, or `auth:refresh` on a live socket). */
   TokenExpired: 'token_expired',
-  /** The session (refresh-token family) was revoked by logout or reuse detection. Sign in again. */
   SessionRevoked: 'session_revoked',
-  /** A refresh token that was already rotated came back: the whole session was revoked. */
   TokenReused: 'token_reused',
-  /** Username or password is wrong. */
   InvalidCredentials: 'invalid_credentials',
-  /** The username is already registered. */
   UsernameTaken: 'username_taken',
-  /** Authenticated, but not allowed to do this (guest creating a room, non-host control, non-member). */
   Forbidden: 'forbidden',
-  /** The resource does not exist. */
   NotFound: 'not_found',
-  /** No live room has this PIN (never existed, or ended). */
   RoomNotFound: 'room_not_found',
-  /** The room is locked by its host: no new members. */
   RoomLocked: 'room_locked',
-  /** The room has reached its member limit. */
   RoomFull: 'room_full',
-  /** The user is banned from this room until a time given in the message. */
   Banned: 'banned',
-  /** Too many requests; wait `retryAfterMs` before trying again. */
   RateLimited: 'rate_limited',
-  /** No free PIN could be claimed in the bounded number of attempts. Retry later. */
   PinUnavailable: 'pin_unavailable',
-  /** The request conflicts with the current state (e.g. the room already ended). */
   Conflict: 'conflict',
-  /** A dependency (Redis, PostgreSQL) is unreachable or timed out. Retry with backoff. */
   Unavailable: 'unavailable',
-  /** An unexpected server fault. The message is generic; the cause is in the server log. */
   Internal: 'internal',
 } as const;
 
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
 
-export const ERROR_CODES: readonly ErrorCode[] = Object.values(ErrorCode);
+/** What is known of one error code. */
+export interface ErrorFacts {
+  /** HTTP status of an HTTP error body with this code. */
+  http: number;
+  /** Whether a request that failed with this code may succeed if repeated unchanged later. */
+  retryable: boolean;
+  /** What the code means and what a client should do (docs/protocol.md's error table is written from it). */
+  meaning: string;
+  /** A sentence fit to show a person (the demo's messages). */
+  message: string;
+}
 
-/** Whether a request that failed with this code may succeed if repeated unchanged later. */
-export const RETRYABLE: Readonly<Record<ErrorCode, boolean>> = {
-  bad_request: false,
-  payload_too_large: false,
-  unauthorized: false,
-  token_expired: true,
-  session_revoked: false,
-  token_reused: false,
-  invalid_credentials: false,
-  username_taken: false,
-  forbidden: false,
-  not_found: false,
-  room_not_found: false,
-  room_locked: true,
-  room_full: true,
-  banned: true,
-  rate_limited: true,
-  pin_unavailable: true,
-  conflict: false,
-  unavailable: true,
-  internal: true,
+/**
+ * Every error code with its facts: the one table the server (HTTP status,
+ * default retryability), the demo (messages) and docs/protocol.md (written
+ * by `npm run docs`) take them from.
+ */
+export const ERRORS: Readonly<Record<ErrorCode, Readonly<ErrorFacts>>> = {
+  bad_request: {
+    http: 400,
+    retryable: false,
+    meaning: 'The payload failed validation (shape, type, size, value). Fix the request.',
+    message: 'That input is not valid.',
+  },
+  payload_too_large: {
+    http: 413,
+    retryable: false,
+    meaning: 'The body or frame is over the configured limit.',
+    message: 'That is too large to send.',
+  },
+  unauthorized: {
+    http: 401,
+    retryable: false,
+    meaning: 'No valid access token: missing, malformed, forged, wrong issuer, audience or type. Sign in again.',
+    message: 'Your session has ended. Please sign in again.',
+  },
+  token_expired: {
+    http: 401,
+    retryable: true,
+    meaning: 'The access token expired. Refresh it (`POST /auth/refresh`, or `auth:refresh` on a live socket) and retry.',
+    message: 'Your session has ended. Please sign in again.',
+  },
+  session_revoked: {
+    http: 401,
+    retryable: false,
+    meaning: 'The session was revoked (logout, or reuse detection). Sign in again; do not reconnect with the same token.',
+    message: 'Your session has ended. Please sign in again.',
+  },
+  token_reused: {
+    http: 401,
+    retryable: false,
+    meaning: 'A refresh token that was already rotated came back: the whole session is revoked. Sign in again.',
+    message: 'Your session has ended. Please sign in again.',
+  },
+  invalid_credentials: {
+    http: 401,
+    retryable: false,
+    meaning: 'Username or password is wrong.',
+    message: 'Wrong username or password.',
+  },
+  username_taken: {
+    http: 409,
+    retryable: false,
+    meaning: 'The username is already registered.',
+    message: 'That username is taken. Pick another.',
+  },
+  forbidden: {
+    http: 403,
+    retryable: false,
+    meaning: 'Authenticated but not allowed (a guest creating a room, a non-host using host controls, a non-member).',
+    message: 'You are not allowed to do that.',
+  },
+  not_found: {
+    http: 404,
+    retryable: false,
+    meaning: 'No such resource or route.',
+    message: 'Something went wrong. Try again.',
+  },
+  room_not_found: {
+    http: 404,
+    retryable: false,
+    meaning: 'No live room has this PIN (never existed, or ended): same answer and timing for both.',
+    message: 'No room has that PIN. Check the number on the host’s screen.',
+  },
+  room_locked: {
+    http: 423,
+    retryable: true,
+    meaning: 'The host locked the room. It may be unlocked later.',
+    message: 'The host has locked this room. Ask them to unlock it.',
+  },
+  room_full: {
+    http: 409,
+    retryable: true,
+    meaning: 'The room is at its member limit.',
+    message: 'This room is full.',
+  },
+  banned: {
+    http: 403,
+    retryable: true,
+    meaning: 'Kicked with a ban; `retryAfterMs` says when rejoining is allowed.',
+    message: 'The host removed you from this room.',
+  },
+  rate_limited: {
+    http: 429,
+    retryable: true,
+    meaning: 'Too many requests; wait `retryAfterMs` (HTTP: `Retry-After`).',
+    message: 'Too many tries.',
+  },
+  pin_unavailable: {
+    http: 503,
+    retryable: true,
+    meaning: 'No free PIN could be claimed in the bounded attempts. Retry later.',
+    message: 'The server is busy. Try again in a moment.',
+  },
+  conflict: {
+    http: 409,
+    retryable: false,
+    meaning: 'The request conflicts with the current state (for instance the room already ended).',
+    message: 'That is no longer possible: the room changed.',
+  },
+  unavailable: {
+    http: 503,
+    retryable: true,
+    meaning: 'Redis or PostgreSQL is unreachable or timed out. Retry with backoff.',
+    message: 'The server is busy. Try again in a moment.',
+  },
+  internal: {
+    http: 500,
+    retryable: true,
+    meaning: 'An unexpected fault; the message is generic and the cause is in the server log.',
+    message: 'Something went wrong. Try again.',
+  },
 };
+
+export const ERROR_CODES: readonly ErrorCode[] = Object.values(ErrorCode);
 
 /** The error part of a failed ack or HTTP error body. */
 export interface ErrorPayload {

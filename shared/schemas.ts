@@ -43,7 +43,8 @@ export const Limits = {
 /** Largest value of PostgreSQL `bigint` (the archive's `id_ms` and `id_seq`, `room_members.seq`); Redis stream ids allow up to 2^64-1, so this is the tighter bound. */
 const MAX_ID_PART = 9_223_372_036_854_775_807n;
 
-const jsonBytes = (value: unknown): number => {
+/** Bytes of `value` encoded as JSON (UTF-8); infinite when it nests too deep to encode. */
+export const jsonBytes = (value: unknown): number => {
   let text: string | undefined;
   try {
     text = JSON.stringify(value);

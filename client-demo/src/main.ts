@@ -3,7 +3,8 @@
  * `pinroom-client.ts`; forms are checked with the same schemas the server uses.
  */
 import { DisplayName, Password, Pin, RoomCreatePayload, Username, type FeedEntry, type MemberView, type RoomView } from '../../shared/schemas.ts';
-import { compareIds, createPinroomClient, PinroomError, type ConnectionState, type Roster } from './pinroom-client.ts';
+import { compareIds } from '../../shared/stream-ids.ts';
+import { createPinroomClient, PinroomError, type ConnectionState, type Roster } from './pinroom-client.ts';
 
 const client = createPinroomClient();
 Object.assign(globalThis, { pinroom: client }); // handy in the console

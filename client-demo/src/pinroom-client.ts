@@ -21,8 +21,10 @@
  * - errors: every failure is a `PinroomError` with a wire code and a message for people.
  */
 import { io, type Socket } from 'socket.io-client';
-import type { Ack, ErrorCode, ErrorPayload } from '../../shared/errors.ts';
+import { ERRORS, ErrorCode, type Ack, type ErrorPayload } from '../../shared/errors.ts';
 import type { ClientToServerEvents, ServerToClientEvents } from '../../shared/events.ts';
+import { HttpRoutes, pinLookupPath } from '../../shared/routes.ts';
+import { compareIds } from '../../shared/stream-ids.ts';
 import type {
   FeedEntry,
   FeedHistoryPage,
@@ -56,43 +58,12 @@ export class PinroomError extends Error {
   }
 }
 
-/** A sentence for a person, for each error code. */
+/** A sentence for a person, for each error code (from the shared table), with the wait when the server gave one. */
 export function describeError(code: ErrorCode | 'network', retryAfterMs?: number): string {
-  const wait = retryAfterMs ? ` Try again in ${Math.max(1, Math.ceil(retryAfterMs / 1000))} s.` : '';
-  switch (code) {
-    case 'room_not_found':
-      return 'No room has that PIN. Check the number on the host’s screen.';
-    case 'room_locked':
-      return 'The host has locked this room. Ask them to unlock it.';
-    case 'room_full':
-      return 'This room is full.';
-    case 'banned':
-      return `The host removed you from this room.${wait}`;
-    case 'rate_limited':
-      return `Too many tries.${wait || ' Wait a moment and try again.'}`;
-    case 'forbidden':
-      return 'You are not allowed to do that.';
-    case 'invalid_credentials':
-      return 'Wrong username or password.';
-    case 'username_taken':
-      return 'That username is taken. Pick another.';
-    case 'bad_request':
-      return 'That input is not valid.';
-    case 'unauthorized':
-    case 'token_expired':
-    case 'session_revoked':
-    case 'token_reused':
-      return 'Your session has ended. Please sign in again.';
-    case 'pin_unavailable':
-    case 'unavailable':
-      return 'The server is busy. Try again in a moment.';
-    case 'network':
-      return 'Cannot reach the server. Check your connection.';
-    case 'conflict':
-      return 'That is no longer possible: the room changed.';
-    default:
-      return 'Something went wrong. Try again.';
-  }
+  if (code === 'network') return 'Cannot reach the server. Check your connection.';
+  const message = ERRORS[code]?.message ?? ERRORS.internal.message;
+  if (retryAfterMs) return `${message} Try again in ${Math.max(1, Math.ceil(retryAfterMs / 1000))} s.`;
+  return code === ErrorCode.RateLimited ? `${message} Wait a moment and try again.` : message;
 }
 
 export type ConnectionState =
@@ -152,13 +123,6 @@ const STORE_KEY = 'pinroom.session';
 interface StoredSession {
   user: UserView;
   refreshToken: string;
-}
-
-/** Compare two stream ids (`<ms>-<seq>`) numerically. */
-export function compareIds(a: string, b: string): number {
-  const [am = 0n, as = 0n] = a.split('-').map((p) => BigInt(p));
-  const [bm = 0n, bs = 0n] = b.split('-').map((p) => BigInt(p));
-  return am === bm ? (as === bs ? 0 : as < bs ? -1 : 1) : am < bm ? -1 : 1;
 }
 
 export type PinroomClient = ReturnType<typeof createPinroomClient>;
@@ -264,7 +228,7 @@ export function createPinroomClient(options: PinroomClientOptions = {}) {
       const stored = readStored();
       if (!stored) throw new PinroomError({ code: 'unauthorized', message: 'no session' });
       try {
-        const pair = await http<TokenPair>('POST', '/auth/refresh', { refreshToken: stored.refreshToken });
+        const pair = await http<TokenPair>('POST', HttpRoutes.refresh, { refreshToken: stored.refreshToken });
         saveSession({ user: stored.user, ...pair });
       } catch (err) {
         // Another tab rotated the same token a moment ago: take its result.
@@ -516,32 +480,32 @@ export function createPinroomClient(options: PinroomClientOptions = {}) {
     },
 
     async signInGuest(displayName: string): Promise<UserView> {
-      saveSession(await http<SessionResponse>('POST', '/auth/guest', { displayName }));
+      saveSession(await http<SessionResponse>('POST', HttpRoutes.guest, { displayName }));
       await connectSocket();
       return user!;
     },
 
     async signUp(username: string, password: string, displayName?: string): Promise<UserView> {
-      saveSession(await http<SessionResponse>('POST', '/auth/register', displayName ? { username, password, displayName } : { username, password }));
+      saveSession(await http<SessionResponse>('POST', HttpRoutes.register, displayName ? { username, password, displayName } : { username, password }));
       await connectSocket();
       return user!;
     },
 
     async logIn(username: string, password: string): Promise<UserView> {
-      saveSession(await http<SessionResponse>('POST', '/auth/login', { username, password }));
+      saveSession(await http<SessionResponse>('POST', HttpRoutes.login, { username, password }));
       await connectSocket();
       return user!;
     },
 
     async logOut(): Promise<void> {
       const stored = readStored();
-      if (stored) await http('POST', '/auth/logout', { refreshToken: stored.refreshToken }).catch(() => undefined);
+      if (stored) await http('POST', HttpRoutes.logout, { refreshToken: stored.refreshToken }).catch(() => undefined);
       forgetSession('logout');
     },
 
     /** Check a PIN before asking for a nickname. */
     lookupPin(pin: string): Promise<PinLookup> {
-      return http<PinLookup>('GET', `/rooms/pin/${encodeURIComponent(pin)}`);
+      return http<PinLookup>('GET', pinLookupPath(pin));
     },
 
     async createRoom(title: string, maxMembers?: number): Promise<RoomView> {

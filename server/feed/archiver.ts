@@ -47,7 +47,7 @@ import type { Keys } from '../redis/keys.ts';
 import type { Scripts } from '../redis/scripts.ts';
 import { dayOf, isRowError, type ActivityRepository } from './activity-repository.ts';
 import type { ArchiveRecord, FeedStore } from './feed-store.ts';
-import { compareIds, ZERO_ID } from './stream-ids.ts';
+import { compareIds, ZERO_ID } from '../../shared/stream-ids.ts';
 
 /** How often a node writes the room hints it collected, ms. */
 export const HINT_FLUSH_MS = 100;

@@ -43,7 +43,7 @@ import type { FeedSubscribed } from '../../shared/schemas.ts';
 import { AppError, ErrorCode } from '../errors.ts';
 import type { ArchiveChain, ArchivedDelivery } from './activity-repository.ts';
 import type { Delivery, FeedRef, FeedStore, StorePosition } from './feed-store.ts';
-import { compareIds, isStreamId, ZERO_ID } from './stream-ids.ts';
+import { compareIds, isStreamId, ZERO_ID } from '../../shared/stream-ids.ts';
 
 export type LostReason = 'epoch_changed' | 'fell_behind';
 

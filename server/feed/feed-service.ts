@@ -11,6 +11,7 @@
 import { timingSafeEqual, createHash } from 'node:crypto';
 import type { Logger } from 'pino';
 import {
+  jsonBytes,
   Limits,
   ServerFeedType,
   type FeedActor,
@@ -29,7 +30,7 @@ import { AppError, ErrorCode } from '../errors.ts';
 import type { ActivityRepository } from './activity-repository.ts';
 import type { FeedRelay, FeedSink, FeedSubscription } from './feed-relay.ts';
 import type { FeedStore, LogInput } from './feed-store.ts';
-import { ZERO_ID } from './stream-ids.ts';
+import { ZERO_ID } from '../../shared/stream-ids.ts';
 
 /** Who is asking: the socket's user, and the rooms this connection has joined. */
 export interface FeedUser extends FeedActor {
@@ -63,7 +64,6 @@ export interface ServerFeedEvent {
 /** The idempotency namespace of entries a backend publishes over HTTP. */
 const SERVICE_KEY = 'service';
 
-const jsonBytes = (value: unknown) => Buffer.byteLength(JSON.stringify(value) ?? '');
 
 export type FeedService = ReturnType<typeof createFeedService>;
 

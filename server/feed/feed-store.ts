@@ -21,7 +21,7 @@ import type { FeedConfig } from '../config.ts';
 import { AppError, ErrorCode } from '../errors.ts';
 import type { Keys } from '../redis/keys.ts';
 import type { Scripts } from '../redis/scripts.ts';
-import { idTime, ZERO_ID } from './stream-ids.ts';
+import { idTime, ZERO_ID } from '../../shared/stream-ids.ts';
 
 /** Which feed: a room's, or one of the two admin feeds. */
 export type FeedRef = { kind: 'room'; roomId: string } | { kind: FeedScope };

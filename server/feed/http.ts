@@ -4,6 +4,7 @@
  * Without a configured key (`FEED_API_KEY` unset) the route is not registered
  * and answers 404 like any unknown route.
  */
+import { HttpRoutes } from '../../shared/routes.ts';
 import { FeedEventBody, Id } from '../../shared/schemas.ts';
 import { AppError, ErrorCode } from '../errors.ts';
 import type { HttpServer } from '../http/create-http.ts';
@@ -12,7 +13,7 @@ import type { FeedService } from './feed-service.ts';
 
 export function registerFeedRoutes(http: HttpServer, { feed, enabled }: { feed: FeedService; enabled: boolean }): void {
   if (!enabled) return;
-  http.post<{ Params: { roomId: string } }>('/api/rooms/:roomId/events', async (request, reply) => {
+  http.post<{ Params: { roomId: string } }>(HttpRoutes.roomEvents, async (request, reply) => {
     const header = request.headers['x-api-key'];
     if (!feed.checkApiKey(typeof header === 'string' ? header : undefined)) {
       throw new AppError(ErrorCode.Unauthorized, 'A valid service API key (x-api-key) is required');

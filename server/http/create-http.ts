@@ -8,7 +8,8 @@ import cors from '@fastify/cors';
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import type { Config } from '../config.ts';
-import { AppError, ErrorCode, HTTP_STATUS, toErrorPayload } from '../errors.ts';
+import { ERRORS } from '../../shared/errors.ts';
+import { AppError, ErrorCode, toErrorPayload } from '../errors.ts';
 import { compileTrust } from '../gateway/address.ts';
 
 export type HttpServer = FastifyInstance;
@@ -56,7 +57,7 @@ export function createHttp({
     const payload = toErrorPayload(error, request.log, { reqId: request.id, url: request.url });
     if (payload.code === ErrorCode.Internal) onInternal?.({ method: request.method, route: request.routeOptions.url ?? 'unknown' });
     if (payload.retryAfterMs !== undefined) void reply.header('retry-after', Math.ceil(payload.retryAfterMs / 1000));
-    void reply.status(HTTP_STATUS[payload.code]).send({ error: payload });
+    void reply.status(ERRORS[payload.code].http).send({ error: payload });
   });
   app.setNotFoundHandler((request, reply) => {
     void reply.status(404).send({ error: { code: ErrorCode.NotFound, message: `No route for ${request.method} ${request.url.split('?')[0]}` } });

@@ -1,3 +1,4 @@
+import { HttpRoutes } from '../../shared/routes.ts';
 import type { HttpServer } from './create-http.ts';
 
 export interface HealthOptions {
@@ -15,8 +16,8 @@ export interface HealthOptions {
  */
 export function registerHealthRoutes(http: HttpServer, options: HealthOptions): void {
   const timeoutMs = options.timeoutMs ?? 1000;
-  http.get('/healthz', async () => ({ status: 'ok' }));
-  http.get('/readyz', async (_request, reply) => {
+  http.get(HttpRoutes.health, async () => ({ status: 'ok' }));
+  http.get(HttpRoutes.ready, async (_request, reply) => {
     if (options.draining()) return reply.status(503).send({ status: 'draining', failed: [] });
     const entries = Object.entries(options.checks);
     const results = await Promise.all(entries.map(([, check]) => withTimeout(check(), timeoutMs).then(() => true, () => false)));

@@ -17,11 +17,10 @@ import { createHash, timingSafeEqual } from 'node:crypto';
 import type { FastifyRequest } from 'fastify';
 import type { Registry } from 'prom-client';
 import type { Config } from '../config.ts';
+import { HttpRoutes } from '../../shared/routes.ts';
 import { AppError, ErrorCode } from '../errors.ts';
 import type { PinroomServer } from '../gateway/create-io.ts';
 import type { HttpServer } from '../http/create-http.ts';
-
-export const ObservabilityRoutes = { metrics: '/metrics', adminOverview: '/admin/overview' } as const;
 
 /** The feed as the admin overview shows it: the archive (cluster-wide) and this node's live channels. */
 export interface FeedOverview {
@@ -91,7 +90,7 @@ export function registerObservabilityRoutes(
     request.log.debug({ reqId: request.id, method: request.method, path: request.url.split('?')[0], status: reply.statusCode, ms: Math.round(reply.elapsedTime) }, 'request');
   });
 
-  http.get(ObservabilityRoutes.metrics, async (request, reply) => {
+  http.get(HttpRoutes.metrics, async (request, reply) => {
     if (tokenDigest) {
       const presented = bearer(request);
       // Compared as digests: constant time whatever the lengths.
@@ -99,13 +98,13 @@ export function registerObservabilityRoutes(
         throw new AppError(ErrorCode.Unauthorized, 'GET /metrics needs Authorization: Bearer <METRICS_TOKEN>');
       }
     } else if (config.env === 'production') {
-      throw new AppError(ErrorCode.NotFound, `No route for GET ${ObservabilityRoutes.metrics}`);
+      throw new AppError(ErrorCode.NotFound, `No route for GET ${HttpRoutes.metrics}`);
     }
     const text = await registry.metrics();
     return reply.header('content-type', registry.contentType).header('cache-control', 'no-store').send(text);
   });
 
-  http.get<{ Querystring: { limit?: string } }>(ObservabilityRoutes.adminOverview, async (request, reply) => {
+  http.get<{ Querystring: { limit?: string } }>(HttpRoutes.adminOverview, async (request, reply) => {
     const token = bearer(request);
     if (!token) throw new AppError(ErrorCode.Unauthorized, 'GET /admin/overview needs Authorization: Bearer <access token> of an admin user');
     const claims = await authenticate(token);

@@ -5,6 +5,7 @@
  * for a PIN that never existed and one whose room ended), 429 `rate_limited`
  * with `Retry-After`, 400 `bad_request` for a malformed PIN.
  */
+import { HttpRoutes } from '../../shared/routes.ts';
 import { Pin, type PinLookup } from '../../shared/schemas.ts';
 import { addressKey, requestAddress } from '../gateway/address.ts';
 import type { HttpServer } from '../http/create-http.ts';
@@ -12,7 +13,7 @@ import { parse } from '../validation.ts';
 import type { RoomService } from './room-service.ts';
 
 export function registerRoomRoutes(http: HttpServer, { rooms }: { rooms: Pick<RoomService, 'lookup'> }): void {
-  http.get<{ Params: { pin: string } }>('/rooms/pin/:pin', async (request): Promise<PinLookup> => {
+  http.get<{ Params: { pin: string } }>(HttpRoutes.pinLookup, async (request): Promise<PinLookup> => {
     const pin = parse(Pin, request.params.pin, 'PIN');
     return rooms.lookup(pin, addressKey(requestAddress(request)));
   });

@@ -12,7 +12,7 @@ import { createArchiveHints, createArchiver, type Archiver } from '../../server/
 import { createFeedRelay, type FeedRelay, type LostReason } from '../../server/feed/feed-relay.ts';
 import { createFeedService } from '../../server/feed/feed-service.ts';
 import { createFeedStore, entryTail, type Delivery, type FeedStore } from '../../server/feed/feed-store.ts';
-import { compareIds } from '../../server/feed/stream-ids.ts';
+import { compareIds } from '../../shared/stream-ids.ts';
 import { createLogger } from '../../server/logger.ts';
 import { closeRedis, connectRedis, createRedisClient } from '../../server/redis/connections.ts';
 import { createKeys } from '../../server/redis/keys.ts';
