@@ -7,15 +7,18 @@
  * PostgreSQL, with redis-benchmark and raw clients as baselines) on the
  * server core. Each creates and drops its own database and key prefix.
  *
- * Writes bench/results/latest.json, latest.md and latest.svg, and prints the
- * table. `npm run bench -- fanout cache` runs only the scenarios named;
- * `npm run bench -- --readme` also replaces the table in README.md.
+ * Writes bench/results/latest.json, latest.md and latest.svg, prints the
+ * table, and puts it into bench/README.md between the bench markers (a run
+ * of every scenario only, so a partial run never replaces the full table).
+ * `npm run bench -- fanout cache` runs only the scenarios named; add
+ * `--readme` to write bench/README.md after such a partial run anyway.
  */
 import { spawn } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import { join } from 'node:path';
 import { BASE_PG_URL, BASE_REDIS_URL } from '../tests/support/context.ts';
+import { BENCH_TABLE, replaceBetween } from '../scripts/docs-pages.ts';
 import { describeMachine, LOAD_CORE, pinSelf, root, SERVER_CORE } from './lib/procs.ts';
 import { toMarkdown, toSvg, type BenchReport } from './report.ts';
 import type { BenchResult } from './types.ts';
@@ -34,8 +37,6 @@ const SCENARIOS = [
   { name: 'adapter', core: SERVER_CORE, timeoutMs: 150_000 },
 ] as const;
 
-const README_START = '<!-- bench:start (written by npm run bench -- --readme) -->';
-const README_END = '<!-- bench:end -->';
 
 function runScenario(name: string, core: number, timeoutMs: number): Promise<BenchResult> {
   return new Promise((resolve, reject) => {
@@ -69,9 +70,9 @@ function runScenario(name: string, core: number, timeoutMs: number): Promise<Ben
 
 await pinSelf(LOAD_CORE);
 const args = process.argv.slice(2);
-/** `--readme`: also put the table into README.md, between the bench markers. */
-const updateReadme = args.includes('--readme');
 const only = args.filter((a) => !a.startsWith('--'));
+/** A full run writes bench/README.md; `--readme` makes a partial run write it too. */
+const updateReadme = only.length === 0 || args.includes('--readme');
 const started = Date.now();
 const report: BenchReport = {
   startedAt: new Date(started).toISOString(),
@@ -102,13 +103,9 @@ writeFileSync(join(dir, 'latest.json'), `${JSON.stringify(report, null, 2)}\n`);
 writeFileSync(join(dir, 'latest.md'), markdown);
 writeFileSync(join(dir, 'latest.svg'), toSvg(report));
 if (updateReadme) {
-  const readmePath = join(root, 'README.md');
-  const readme = readFileSync(readmePath, 'utf8');
-  const start = readme.indexOf(README_START);
-  const end = readme.indexOf(README_END);
-  if (start < 0 || end < start) throw new Error(`README.md has no ${README_START} ... ${README_END} markers`);
-  writeFileSync(readmePath, `${readme.slice(0, start + README_START.length)}\n${markdown}${readme.slice(end)}`);
+  const readmePath = join(root, 'bench/README.md');
+  writeFileSync(readmePath, replaceBetween(readFileSync(readmePath, 'utf8'), BENCH_TABLE, markdown, 'bench/README.md'));
 }
 process.stdout.write(`\n${markdown}`);
-process.stdout.write(`\nWrote bench/results/latest.{json,md,svg} in ${report.durationSeconds} s.\n`);
+process.stdout.write(`\nWrote bench/results/latest.{json,md,svg}${updateReadme ? ' and bench/README.md' : ''} in ${report.durationSeconds} s.\n`);
 process.exit(report.results.some((r) => r.error) ? 1 : 0);

@@ -1,7 +1,7 @@
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { GENERATED_PAGES } from '../../scripts/docs-pages.ts';
+import { BENCH_TABLE, GENERATED_PAGES, textBetween } from '../../scripts/docs-pages.ts';
 import { VARIABLES } from '../../server/config.ts';
 import { ERROR_CODES, ERRORS } from '../../shared/errors.ts';
 
@@ -39,6 +39,10 @@ test('docs/configuration.md and the error table of docs/protocol.md are what npm
     const current = read(page.path);
     assert.ok(current === page.render(current), `${page.path} is stale: run npm run docs`);
   }
+});
+
+test('bench/README.md holds a benchmark table between the markers the harness writes it to', () => {
+  assert.match(textBetween(read('bench/README.md'), BENCH_TABLE), /^Machine: .*\n[\s\S]*\| Scenario \| Measure \| pinroom \|/);
 });
 
 test('docs/configuration.md lists every setting the server reads', () => {
