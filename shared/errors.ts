@@ -19,6 +19,7 @@ export const ErrorCode = {
   RoomNotFound: 'room_not_found',
   RoomLocked: 'room_locked',
   RoomFull: 'room_full',
+  NicknameTaken: 'nickname_taken',
   Banned: 'banned',
   RateLimited: 'rate_limited',
   PinUnavailable: 'pin_unavailable',
@@ -118,6 +119,12 @@ export const ERRORS: Readonly<Record<ErrorCode, Readonly<ErrorFacts>>> = {
     retryable: true,
     meaning: 'The host locked the room. It may be unlocked later.',
     message: 'The host has locked this room. Ask them to unlock it.',
+  },
+  nickname_taken: {
+    http: 409,
+    retryable: false,
+    meaning: '`room:join`: another member of the room already goes by this nickname (trimmed, case-insensitively). Pick another.',
+    message: 'Someone in this room already uses that name. Pick another one.',
   },
   room_full: {
     http: 409,

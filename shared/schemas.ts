@@ -196,7 +196,8 @@ export const RoomCreatePayload = z
     maxMembers: z.number().int().min(Limits.maxMembersMin).max(Limits.maxMembersMax).optional(),
   })
   .strict();
-export const RoomJoinPayload = z.object({ pin: Pin }).strict();
+/** `room:join`: `nickname` is the name to go by in this room (default: the display name); unique in the room, case-insensitively. */
+export const RoomJoinPayload = z.object({ pin: Pin, nickname: DisplayName.optional() }).strict();
 /** An opaque position in a room's member list (`nextAfter` of the previous page). */
 export const MembersCursor = z
   .string()
@@ -226,6 +227,8 @@ export const RoomSignalPayload = z
 export interface RoomJoined {
   room: RoomView;
   role: MemberRole;
+  /** The name the member goes by in this room: the join's `nickname` (or display name), or on a rejoin the name already held. */
+  name: string;
   /** Members holding a seat (joined and not left, online or not), the joiner included. */
   memberCount: number;
   /** Users online in the room (one or more sockets, on any node), the joiner included. */
@@ -288,6 +291,8 @@ export interface PinLookup {
   title: string;
   status: RoomStatus;
   locked: boolean;
+  /** Every seat is taken: a new member would get `room_full` now. */
+  full: boolean;
 }
 
 // ---------------------------------------------------------------- feed

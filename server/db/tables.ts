@@ -39,6 +39,8 @@ export interface RoomMembersTable {
   joined_at: Timestamp;
   left_at: NullableTimestamp;
   banned_until: NullableTimestamp;
+  /** The name the member goes by in this room (unique among its active members, case-insensitively); null only on rows that carry a ban alone. */
+  name: string | null;
   /** Join order (a new value on every (re)join): the key of member pages. bigint arrives as a string. */
   seq: Generated<string>;
 }

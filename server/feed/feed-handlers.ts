@@ -47,6 +47,7 @@ export function registerFeedHandlers({ router, feed, logger, maxBufferedBytes, d
   const userOf = (socket: PinroomSocket): FeedUser => ({
     id: socket.data.user.id,
     name: socket.data.user.name,
+    nameIn: (roomId) => socket.data.roomNames?.get(roomId),
     inRoom: (roomId) => socket.rooms.has(socketRooms.room(roomId)),
     roles: roles.get(socket) ?? roles.set(socket, new Map()).get(socket)!,
   });

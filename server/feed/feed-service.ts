@@ -34,6 +34,8 @@ import { ZERO_ID } from '../../shared/stream-ids.ts';
 
 /** Who is asking: the socket's user, and the rooms this connection has joined. */
 export interface FeedUser extends FeedActor {
+  /** The name the user goes by in a room, when it differs from `name` (their nickname there). */
+  nameIn?(roomId: string): string | undefined;
   /** Whether this connection is in the room (joined with `room:join` or `room:create`, not kicked, not left). */
   inRoom?(roomId: string): boolean;
   /**
@@ -110,7 +112,7 @@ export function createFeedService({
       const { id } = await store.append({
         roomId: input.roomId,
         type: input.type,
-        actor: { id: actor.id, name: actor.name },
+        actor: { id: actor.id, name: actor.nameIn?.(input.roomId) ?? actor.name },
         payload: input.payload,
         idempotency: { key: actor.id, clientMsgId: input.clientMsgId },
         // A room that ended refuses, atomically with the append, whatever this node's view of it.

@@ -26,6 +26,8 @@ export interface SocketData {
   tokenExpiresAt: number;
   /** The client address, as seen through a trusted proxy when configured. */
   address: string;
+  /** The name the user goes by in each room this socket joined or created (set by the rooms handlers). */
+  roomNames?: Map<string, string>;
 }
 
 // eslint-disable-next-line @typescript-eslint/no-empty-object-type

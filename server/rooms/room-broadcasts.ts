@@ -38,8 +38,8 @@ export interface RoomBroadcastsDeps {
   notifier: RoomNotifier;
   presence: Pick<Presence, 'states'>;
   events?: RoomEventSink;
-  /** Display names of users this node did not see (one query per flush). */
-  names(userIds: readonly string[]): Promise<Map<string, string>>;
+  /** The names in a room of users this node did not see (one query per flush). */
+  names(roomId: string, userIds: readonly string[]): Promise<Map<string, string>>;
   /** Host ids of rooms whose host this node does not know. */
   hostsOf(roomIds: string[]): Promise<Map<string, string>>;
   logger: Pick<Logger, 'warn'>;
@@ -130,7 +130,7 @@ export function createRoomBroadcasts(deps: RoomBroadcastsDeps) {
       throw err;
     }
     const unknownNames = ids.filter((id) => changed.get(id) === undefined);
-    const fetched = unknownNames.length > 0 ? await deps.names(unknownNames).catch(() => new Map<string, string>()) : undefined;
+    const fetched = unknownNames.length > 0 ? await deps.names(roomId, unknownNames).catch(() => new Map<string, string>()) : undefined;
     const hostId = state.hostId ?? (state.hostId = (await deps.hostsOf([roomId]).catch(() => new Map<string, string>())).get(roomId));
     const changes: MemberView[] = ids.map((userId, i) => ({
       userId,

@@ -12,11 +12,18 @@ import { socketRooms } from '../gateway/socket-rooms.ts';
 import { AppError, ErrorCode } from '../errors.ts';
 import type { RoomActor, RoomService } from './room-service.ts';
 
-const actorOf = (socket: PinroomSocket): RoomActor => {
+/** The socket's user; in `roomId`, going by the name they joined it with. */
+const actorOf = (socket: PinroomSocket, roomId?: string): RoomActor => {
   const { user, address } = socket.data;
   if (!user) throw new AppError(ErrorCode.Unauthorized, 'Not signed in');
+  const name = (roomId !== undefined && socket.data.roomNames?.get(roomId)) || user.name;
   // PIN guesses count per address key (an IPv6 /64 is one client).
-  return { id: user.id, name: user.name, kind: user.kind, address: addressKey(address) };
+  return { id: user.id, name, kind: user.kind, address: addressKey(address) };
+};
+
+/** Remember the name the socket's user goes by in a room (feed entries and leaves carry it). */
+const nameIn = (socket: PinroomSocket, roomId: string, name: string) => {
+  (socket.data.roomNames ??= new Map()).set(roomId, name);
 };
 
 /** Register the room events once, for every socket routed by `router`. */
@@ -32,11 +39,13 @@ export function registerRoomHandlers({ router, rooms, logger }: { router: EventR
 
   router.handle('room:create', RoomCreatePayload, async (socket, payload) => {
     const result = await rooms.create(actorOf(socket), payload, socket.id);
+    nameIn(socket, result.room.id, socket.data.user.name);
     await settle(socket);
     return result;
   });
-  router.handle('room:join', RoomJoinPayload, async (socket, { pin }) => {
-    const joined = await rooms.join(actorOf(socket), pin, socket.id);
+  router.handle('room:join', RoomJoinPayload, async (socket, { pin, nickname }) => {
+    const joined = await rooms.join(actorOf(socket), pin, socket.id, nickname);
+    nameIn(socket, joined.room.id, joined.name);
     await settle(socket);
     return joined;
   });
@@ -45,17 +54,18 @@ export function registerRoomHandlers({ router, rooms, logger }: { router: EventR
     return rooms.members(roomId, after, limit);
   });
   router.handle('room:leave', RoomRefPayload, async (socket, { roomId }) => {
-    await rooms.leave(actorOf(socket), roomId);
+    await rooms.leave(actorOf(socket, roomId), roomId);
+    socket.data.roomNames?.delete(roomId);
     return {};
   });
-  router.handle('room:start', RoomRefPayload, (socket, { roomId }) => rooms.goLive(actorOf(socket), roomId));
-  router.handle('room:lock', RoomLockPayload, (socket, { roomId, locked }) => rooms.lock(actorOf(socket), roomId, locked));
+  router.handle('room:start', RoomRefPayload, (socket, { roomId }) => rooms.goLive(actorOf(socket, roomId), roomId));
+  router.handle('room:lock', RoomLockPayload, (socket, { roomId, locked }) => rooms.lock(actorOf(socket, roomId), roomId, locked));
   router.handle('room:kick', RoomKickPayload, async (socket, payload) => {
-    await rooms.kick(actorOf(socket), payload);
+    await rooms.kick(actorOf(socket, payload.roomId), payload);
     return {};
   });
   router.handle('room:end', RoomRefPayload, async (socket, { roomId }) => {
-    await rooms.end(actorOf(socket), roomId);
+    await rooms.end(actorOf(socket, roomId), roomId);
     return {};
   });
   // Volatile: relayed to the other member sockets of the room, never stored, dropped under back-pressure.

@@ -64,7 +64,7 @@ export interface RoomFeedEvent {
  * {role} (a new or returning member, not a rejoin) and `member.left` {} in
  * rooms of at most `rosterBroadcastMax` members, `members.joined` /
  * `members.left` {users, count} once per window above that size,
- * `member.kicked` {userId, bannedUntil|null}, `room.started` {},
+ * `member.kicked` {userId, name, bannedUntil|null}, `room.started` {},
  * `room.locked` {locked}, `room.ended` {reason}. A failure is logged and
  * does not undo the change.
  */
@@ -75,6 +75,7 @@ export interface RoomEventSink {
 /** The user acting, as the socket authenticated them, and the client address (for guess limits). */
 export interface RoomActor {
   id: string;
+  /** The name the user goes by: in a room, the name they joined it with (`RoomJoined.name`). */
   name: string;
   kind: UserKind;
   address: string;
@@ -126,7 +127,7 @@ export function createRoomService(deps: RoomServiceDeps) {
     notifier,
     presence,
     ...(events ? { events } : {}),
-    names: (ids) => repo.names(ids),
+    names: (roomId, ids) => repo.names(roomId, ids),
     hostsOf: (ids) => hostsOf(ids),
     logger,
     now,
@@ -250,7 +251,7 @@ export function createRoomService(deps: RoomServiceDeps) {
   async function admit(actor: RoomActor, roomId: string | null, pin: string): Promise<Admitted> {
     const decision = await limits.guess({ address: actor.address, userId: actor.id }, async () => {
       if (!roomId) return null;
-      const decided = await repo.join(roomId, actor.id, pin, true);
+      const decided = await repo.join(roomId, actor.id, pin, actor.name, true);
       return decided.outcome === 'not_found' ? null : decided;
     });
     if (!decision) throw new AppError(ErrorCode.RoomNotFound, 'No live room has this PIN');
@@ -266,6 +267,8 @@ export function createRoomService(deps: RoomServiceDeps) {
         throw new AppError(ErrorCode.RoomLocked, 'The host has locked this room');
       case 'full':
         throw new AppError(ErrorCode.RoomFull, `The room is full (${decision.maxMembers} members)`);
+      case 'nickname_taken':
+        throw new AppError(ErrorCode.NicknameTaken, `Someone in this room already goes by "${actor.name}"; pick another nickname`);
       default:
         throw new AppError(ErrorCode.Internal, `Unexpected join outcome ${decision.outcome}`);
     }
@@ -325,7 +328,7 @@ export function createRoomService(deps: RoomServiceDeps) {
       await limits.creation(actor.id);
       const roomId = randomUUID();
       const pin = await pins.allocate(roomId, async (candidate) =>
-        (await repo.insertRoom({ id: roomId, pin: candidate, title: payload.title, hostId: actor.id, maxMembers })) ? 'inserted' : 'pin_taken',
+        (await repo.insertRoom({ id: roomId, pin: candidate, title: payload.title, hostId: actor.id, hostName: actor.name, maxMembers })) ? 'inserted' : 'pin_taken',
       );
       await rooms.invalidate(roomId);
       localPins.set(roomId, pin);
@@ -338,9 +341,12 @@ export function createRoomService(deps: RoomServiceDeps) {
     },
 
     /**
-     * Join a room by PIN and put `socketId` in it. Refusals: `rate_limited`
-     * (too many wrong PINs from this address or user), `room_not_found`,
-     * `banned` (with `retryAfterMs`), `room_locked`, `room_full`.
+     * Join a room by PIN and put `socketId` in it, going by `nickname` there
+     * (default: the user's display name). Refusals: `rate_limited` (too many
+     * wrong PINs from this address or user), `room_not_found`, `banned` (with
+     * `retryAfterMs`), `room_locked`, `room_full`, `nickname_taken` (another
+     * active member goes by that name, case-insensitively). A rejoin keeps the
+     * name the member already has (`RoomJoined.name`), whatever `nickname` says.
      *
      * A member who already is in the room (another tab, a reconnect, a node
      * restart) takes the rejoin path: the user's rejoin hint (Redis) points at
@@ -353,17 +359,19 @@ export function createRoomService(deps: RoomServiceDeps) {
      * are read, so every presence change after the answer's snapshot reaches
      * it; the feed position is read after the membership was recorded.
      */
-    async join(actor: RoomActor, pin: string, socketId: string): Promise<RoomJoined> {
-      const probe = await pins.probe(pin, actor.id);
+    async join(user: RoomActor, pin: string, socketId: string, nickname?: string): Promise<RoomJoined> {
+      const asked: RoomActor = nickname === undefined ? user : { ...user, name: nickname };
+      const probe = await pins.probe(pin, user.id);
       let decision: Admitted | undefined;
       if (probe.roomId && probe.hinted) {
-        const seen = await repo.join(probe.roomId, actor.id, pin, false);
+        const seen = await repo.join(probe.roomId, user.id, pin, asked.name, false);
         if (seen.outcome === 'rejoined') decision = seen;
       }
-      decision ??= await admit(actor, probe.roomId, pin);
+      decision ??= await admit(asked, probe.roomId, pin);
       const room = toView(decision.room);
       const rejoined = decision.outcome === 'rejoined';
-      const { role, memberCount } = decision;
+      const { role, memberCount, name } = decision;
+      const actor: RoomActor = { ...user, name };
       localPins.set(room.id, room.pin);
 
       let online = 0;
@@ -385,7 +393,7 @@ export function createRoomService(deps: RoomServiceDeps) {
           if (!rejoined) page = await firstPages(room.id, null);
         })(),
       ]);
-      const joined: RoomJoined = { room, role, memberCount, online, rejoined };
+      const joined: RoomJoined = { room, role, name, memberCount, online, rejoined };
       if (page) {
         joined.members = page.members;
         if (page.nextAfter) joined.nextAfter = page.nextAfter;
@@ -458,15 +466,15 @@ export function createRoomService(deps: RoomServiceDeps) {
       const room = await hostRoom(actor, roomId);
       if (userId === actor.id) throw new AppError(ErrorCode.Conflict, 'The host cannot kick themself; end the room instead');
       const bannedUntil = payload.banSeconds ? new Date(now() + payload.banSeconds * 1000) : null;
-      await repo.kick(roomId, userId, bannedUntil);
+      const { name } = await repo.kick(roomId, userId, bannedUntil);
       notifier.toUser(userId).emit('room:kicked', bannedUntil ? { roomId, bannedUntil: bannedUntil.toISOString() } : { roomId });
       notifier.removeUser(roomId, userId);
-      if (await presence.removeUser(roomId, userId)) broadcasts.presence(roomId, userId, undefined, room.hostId);
+      if (await presence.removeUser(roomId, userId)) broadcasts.presence(roomId, userId, name, room.hostId);
       await emitFeed({
         roomId,
         type: 'member.kicked',
         actor: { id: actor.id, name: actor.name },
-        payload: { userId, bannedUntil: bannedUntil ? bannedUntil.toISOString() : null },
+        payload: { userId, name, bannedUntil: bannedUntil ? bannedUntil.toISOString() : null },
       });
     },
 
@@ -477,14 +485,16 @@ export function createRoomService(deps: RoomServiceDeps) {
     },
 
     /**
-     * `GET /rooms/pin/:pin`: what a join screen shows before asking a nickname.
-     * A PIN that never existed and one whose room ended get the same answer
-     * (`room_not_found`) along the same path: one Redis read, then the count
-     * of a failed guess.
+     * `GET /rooms/pin/:pin`: what a join screen shows before asking a nickname
+     * (locked or full included, so it can say so first). A PIN that never
+     * existed and one whose room ended get the same answer (`room_not_found`)
+     * along the same path: one Redis read, then the count of a failed guess.
+     * A live room costs one more primary-key read (its member count).
      */
     async lookup(pin: string, address: string): Promise<PinLookup> {
       const room = await resolveLive(pin, { address });
-      return { roomId: room.id, title: room.title, status: room.status, locked: room.locked };
+      const full = (await repo.memberCount(room.id)) >= room.maxMembers;
+      return { roomId: room.id, title: room.title, status: room.status, locked: room.locked, full };
     },
 
     /** A socket is closing: it leaves every room it was in; users with no socket left go offline. Call before its groups are left. */

@@ -16,6 +16,8 @@ export interface NewRoomInput {
   pin: string;
   title: string;
   hostId: string;
+  /** The name the host goes by in the room. */
+  hostName: string;
   maxMembers: number;
 }
 
@@ -34,15 +36,18 @@ export interface JoinedRoom {
 /**
  * What `join` decided. `joined`: recorded (a new or returning member);
  * `rejoined`: already an active member, nothing written; `not_member`: only
- * from a probe (`admit` false), nothing written.
+ * from a probe (`admit` false), nothing written; `nickname_taken`: another
+ * active member of the room goes by that name (case-insensitively).
+ * `name` is the name the member goes by in the room.
  */
 export type JoinDecision =
-  | { outcome: 'joined' | 'rejoined'; room: JoinedRoom; role: MemberRole; memberCount: number }
+  | { outcome: 'joined' | 'rejoined'; room: JoinedRoom; role: MemberRole; memberCount: number; name: string }
   | { outcome: 'not_member'; room: JoinedRoom; memberCount: number }
   | { outcome: 'not_found' }
   | { outcome: 'banned'; bannedUntil: Date }
   | { outcome: 'locked' }
-  | { outcome: 'full'; maxMembers: number };
+  | { outcome: 'full'; maxMembers: number }
+  | { outcome: 'nickname_taken' };
 
 export interface MemberRecord {
   userId: string;
@@ -65,6 +70,7 @@ interface JoinRow {
   o_locked: boolean | null;
   o_max_members: number | null;
   o_created_at: Date | null;
+  o_name: string | null;
 }
 
 const isUniqueViolation = (err: unknown, constraint: string): boolean =>
@@ -80,6 +86,8 @@ function toDecision(roomId: string, row: JoinRow): JoinDecision {
       return { outcome: 'locked' };
     case 'full':
       return { outcome: 'full', maxMembers: row.o_max_members! };
+    case 'nickname_taken':
+      return { outcome: 'nickname_taken' };
   }
   const room: JoinedRoom = {
     id: roomId,
@@ -92,17 +100,18 @@ function toDecision(roomId: string, row: JoinRow): JoinDecision {
     createdAt: row.o_created_at!,
   };
   if (row.o_outcome === 'not_member') return { outcome: 'not_member', room, memberCount: row.o_member_count! };
-  return { outcome: row.o_outcome as 'joined' | 'rejoined', room, role: row.o_role!, memberCount: row.o_member_count! };
+  return { outcome: row.o_outcome as 'joined' | 'rejoined', room, role: row.o_role!, memberCount: row.o_member_count!, name: row.o_name ?? '' };
 }
 
 export function createRoomRepository({ db }: { db: Db }) {
   /** Joins into one room, batched per room and mode (see coalesce.ts): one `room_join` statement per batch. */
-  const joins = createCoalescer<{ userId: string; pin: string }, JoinDecision>(async (key, args) => {
+  const joins = createCoalescer<{ userId: string; pin: string; name: string }, JoinDecision>(async (key, args) => {
     const admit = key.startsWith('a:');
     const roomId = key.slice(2);
     const users = args.map((a) => a.userId);
     const pins = args.map((a) => a.pin);
-    const { rows } = await sql<JoinRow>`select * from room_join(${roomId}::uuid, ${users}::uuid[], ${pins}::text[], ${admit})`.execute(db);
+    const names = args.map((a) => a.name);
+    const { rows } = await sql<JoinRow>`select * from room_join(${roomId}::uuid, ${users}::uuid[], ${pins}::text[], ${names}::text[], ${admit})`.execute(db);
     return rows.map((row) => toDecision(roomId, row));
   });
 
@@ -121,7 +130,7 @@ export function createRoomRepository({ db }: { db: Db }) {
             .execute();
           await trx
             .insertInto('room_members')
-            .values({ room_id: input.id, user_id: input.hostId, role: 'host', joined_at: new Date() })
+            .values({ room_id: input.id, user_id: input.hostId, role: 'host', joined_at: new Date(), name: input.hostName })
             .execute();
         });
         return true;
@@ -140,11 +149,14 @@ export function createRoomRepository({ db }: { db: Db }) {
      * not one per join in a row. An active
      * member (joined, not left) comes back with their role whatever the lock
      * and the count (`rejoined`, nothing written); anyone else is refused
-     * when banned, locked or full, in that order. With `admit` false it only
-     * looks (no lock, no write): `rejoined`, or `not_member`.
+     * when banned, locked or full, in that order, then with `nickname_taken`
+     * when another active member goes by `name` (trimmed by the caller,
+     * compared case-insensitively). A rejoin keeps the name already held.
+     * With `admit` false it only looks (no lock, no write): `rejoined`, or
+     * `not_member`.
      */
-    join(roomId: string, userId: string, pin: string, admit: boolean): Promise<JoinDecision> {
-      return joins(`${admit ? 'a' : 'p'}:${roomId}`, { userId, pin });
+    join(roomId: string, userId: string, pin: string, name: string, admit: boolean): Promise<JoinDecision> {
+      return joins(`${admit ? 'a' : 'p'}:${roomId}`, { userId, pin, name });
     },
 
     /** Mark a member gone (`room_leave`, one statement). Returns the member count after, or null when they were not an active member. */
@@ -156,24 +168,27 @@ export function createRoomRepository({ db }: { db: Db }) {
     /**
      * Remove a member and, with `bannedUntil`, refuse them until then. A user
      * who never joined gets a membership row that only carries the ban.
-     * Returns whether they were an active member.
+     * Returns whether they were an active member, and the name they went by
+     * in the room (their display name when they never joined it).
      */
-    async kick(roomId: string, userId: string, bannedUntil: Date | null): Promise<boolean> {
+    async kick(roomId: string, userId: string, bannedUntil: Date | null): Promise<{ wasActive: boolean; name: string }> {
       const now = new Date();
       return db.transaction().execute(async (trx) => {
         // The room row first, as every membership write does (no deadlock with a join of the same user).
         await trx.selectFrom('rooms').select('id').where('id', '=', roomId).forUpdate().execute();
         const before = await trx
           .selectFrom('room_members')
-          .select(['left_at'])
+          .select(['left_at', 'name'])
           .where('room_id', '=', roomId)
           .where('user_id', '=', userId)
           .forUpdate()
           .executeTakeFirst();
-        if (before === undefined) {
+        let name = before?.name ?? null;
+        if (name === null) {
           // Banning someone who never joined needs a row; refuse ids that name no user.
-          const user = await trx.selectFrom('users').select('id').where('id', '=', userId).executeTakeFirst();
+          const user = await trx.selectFrom('users').select(['id', 'display_name']).where('id', '=', userId).executeTakeFirst();
           if (!user) throw new AppError(ErrorCode.NotFound, 'No such user');
+          name = user.display_name;
         }
         await trx
           .insertInto('room_members')
@@ -182,8 +197,14 @@ export function createRoomRepository({ db }: { db: Db }) {
           .execute();
         const wasActive = before !== undefined && before.left_at === null;
         if (wasActive) await trx.updateTable('rooms').set((eb) => ({ member_count: eb('member_count', '-', 1) })).where('id', '=', roomId).execute();
-        return wasActive;
+        return { wasActive, name };
       });
+    },
+
+    /** Members holding a seat in a room (0 when there is no such room): one primary-key read. */
+    async memberCount(roomId: string): Promise<number> {
+      const row = await db.selectFrom('rooms').select('member_count').where('id', '=', roomId).executeTakeFirst();
+      return row?.member_count ?? 0;
     },
 
     /** Set a room's status from `from` to `to`. Returns false when it was not in `from`. */
@@ -226,20 +247,19 @@ export function createRoomRepository({ db }: { db: Db }) {
     async membersPage(roomId: string, after: string | undefined, limit: number): Promise<MemberRecord[]> {
       let query = db
         .selectFrom('room_members')
-        .innerJoin('users', 'users.id', 'room_members.user_id')
-        .select(['room_members.user_id', 'users.display_name', 'room_members.role', 'room_members.seq'])
-        .where('room_members.room_id', '=', roomId)
-        .where('room_members.left_at', 'is', null);
-      if (after !== undefined) query = query.where('room_members.seq', '>', after);
-      const rows = await query.orderBy('room_members.seq').limit(limit).execute();
-      return rows.map((r) => ({ userId: r.user_id, name: r.display_name, role: r.role, seq: String(r.seq) }));
+        .select(['user_id', 'name', 'role', 'seq'])
+        .where('room_id', '=', roomId)
+        .where('left_at', 'is', null);
+      if (after !== undefined) query = query.where('seq', '>', after);
+      const rows = await query.orderBy('seq').limit(limit).execute();
+      return rows.map((r) => ({ userId: r.user_id, name: r.name ?? '', role: r.role, seq: String(r.seq) }));
     },
 
-    /** Display names by user id. */
-    async names(userIds: readonly string[]): Promise<Map<string, string>> {
+    /** The names members go by in a room, by user id (members who never joined it are absent). */
+    async names(roomId: string, userIds: readonly string[]): Promise<Map<string, string>> {
       if (userIds.length === 0) return new Map();
-      const rows = await db.selectFrom('users').select(['id', 'display_name']).where('id', 'in', userIds).execute();
-      return new Map(rows.map((r) => [r.id, r.display_name]));
+      const rows = await db.selectFrom('room_members').select(['user_id', 'name']).where('room_id', '=', roomId).where('user_id', 'in', userIds).execute();
+      return new Map(rows.flatMap((r) => (r.name === null ? [] : [[r.user_id, r.name] as const])));
     },
   };
 }

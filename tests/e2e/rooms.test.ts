@@ -99,7 +99,7 @@ test('GET /rooms/pin/:pin answers the room, and the same 404 for a PIN that neve
   const room = await createRoom(host, 'Lookup');
   const found = await fetch(`${b.url}/rooms/pin/${room.pin}`);
   assert.is(found.status, 200);
-  assert.equal(await found.json(), { roomId: room.id, title: 'Lookup', status: 'lobby', locked: false });
+  assert.equal(await found.json(), { roomId: room.id, title: 'Lookup', status: 'lobby', locked: false, full: false });
 
   let never = String((Number(room.pin) + 1) % 1_000_000).padStart(6, '0');
   while (await ctx.redis().exists(`${ctx.keyPrefix}pin:${never}`)) never = String((Number(never) + 1) % 1_000_000).padStart(6, '0');

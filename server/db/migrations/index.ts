@@ -9,6 +9,7 @@ import * as feedArchive from './2026_11_22_060000_feed_archive.ts';
 import * as membershipAtScale from './2026_11_23_000000_membership_at_scale.ts';
 import * as guestRetention from './2026_11_23_090000_guest_retention.ts';
 import * as activityPartitions from './2026_11_23_100000_activity_partitions.ts';
+import * as memberNames from './2026_11_30_000000_member_names.ts';
 
 export const migrations: Record<string, Migration> = {
   '2026_11_22_000000_init': init,
@@ -16,4 +17,5 @@ export const migrations: Record<string, Migration> = {
   '2026_11_23_000000_membership_at_scale': membershipAtScale,
   '2026_11_23_090000_guest_retention': guestRetention,
   '2026_11_23_100000_activity_partitions': activityPartitions,
+  '2026_11_30_000000_member_names': memberNames,
 };
