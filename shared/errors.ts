@@ -124,7 +124,7 @@ export const ERRORS: Readonly<Record<ErrorCode, Readonly<ErrorFacts>>> = {
     http: 409,
     retryable: false,
     meaning: '`room:join`: another member of the room already goes by this nickname (trimmed, case-insensitively). Pick another.',
-    message: 'Someone in this room already uses that name. Pick another one.',
+    message: 'Someone in this room already uses that nickname. Pick another.',
   },
   room_full: {
     http: 409,

@@ -1,10 +1,12 @@
 /**
  * The demo page: screens and DOM only. Everything about the protocol lives in
- * `pinroom-client.ts`; forms are checked with the same schemas the server uses.
+ * `pinroom-client.ts`; forms are checked with the same schemas the server uses,
+ * and each problem is told next to its field.
  */
-import { DisplayName, Password, Pin, RoomCreatePayload, Username, type FeedEntry, type MemberView, type RoomView } from '../../shared/schemas.ts';
+import QRCode from 'qrcode';
+import { DisplayName, Limits, Password, Pin, Username, type FeedEntry, type RoomView } from '../../shared/schemas.ts';
 import { compareIds } from '../../shared/stream-ids.ts';
-import { createPinroomClient, PinroomError, type ConnectionState, type Roster } from './pinroom-client.ts';
+import { createPinroomClient, PinroomError, type ConnectionState, type OutboxItem, type Roster } from './pinroom-client.ts';
 
 const client = createPinroomClient();
 Object.assign(globalThis, { pinroom: client }); // handy in the console
@@ -13,6 +15,10 @@ const $ = <T extends HTMLElement = HTMLElement>(id: string) => document.getEleme
 const screens = ['home', 'nickname', 'host-auth', 'create', 'room', 'gone'] as const;
 type Screen = (typeof screens)[number];
 const ROOM_KEY = 'pinroom.room';
+/** How long "Resumed" / "Reconnected" stays up before the pill says "Connected" again, ms. */
+const RESUMED_SHOWN_MS = 4000;
+/** A ban from the kick dialog, in seconds. */
+const BAN_SECONDS = 600;
 
 function show(screen: Screen): void {
   for (const name of screens) $(`screen-${name}`).hidden = name !== screen;
@@ -34,27 +40,84 @@ function messageOf(err: unknown): string {
   return err instanceof PinroomError ? err.message : 'Something went wrong. Try again.';
 }
 
-/** Run a form action with its button disabled and errors shown in the form. */
-function onSubmit(formId: string, errorId: string, action: (data: FormData) => Promise<void>): void {
+// ------------------------------------------------------------------ forms
+
+/** Problems with what was typed, each for one field (by the input's id). */
+class FieldErrors extends Error {
+  constructor(readonly problems: { field: string; message: string }[]) {
+    super(problems.map((p) => p.message).join(' '));
+  }
+}
+
+/** A field's message element: the one its `aria-describedby` names. */
+function errorElementOf(input: HTMLElement): HTMLElement {
+  return $(input.getAttribute('aria-describedby')!);
+}
+
+function clearErrors(form: HTMLFormElement): void {
+  for (const input of form.querySelectorAll<HTMLElement>('[aria-invalid]')) input.removeAttribute('aria-invalid');
+  for (const el of form.querySelectorAll<HTMLElement>('.field-error, .form-error')) el.textContent = '';
+}
+
+/** Show each problem under its field (`aria-invalid`, described by the message) and focus the first. */
+function showFieldErrors(problems: { field: string; message: string }[]): void {
+  for (const { field, message } of problems) {
+    const input = $(field);
+    input.setAttribute('aria-invalid', 'true');
+    errorElementOf(input).textContent = message;
+  }
+  if (problems[0]) $(problems[0].field).focus();
+}
+
+/**
+ * Run a form action with its button disabled. Problems with a field are shown
+ * there; a server error goes to the field `fieldOf` names for its code, else
+ * to the form's own message.
+ */
+function onSubmit(formId: string, errorId: string, action: (data: FormData) => Promise<void>, fieldOf: (err: PinroomError) => string | null = () => null): void {
   const form = $<HTMLFormElement>(formId);
+  let busy = false;
   form.addEventListener('submit', (event) => {
     event.preventDefault();
+    if (busy) return; // pressed again while the first press is still at work
+    busy = true;
     const button = form.querySelector<HTMLButtonElement>('button[type=submit]')!;
-    const error = $(errorId);
-    error.textContent = '';
+    clearErrors(form);
     button.disabled = true;
     action(new FormData(form))
       .catch((err: unknown) => {
-        error.textContent = messageOf(err);
+        if (err instanceof FieldErrors) return showFieldErrors(err.problems);
+        const field = err instanceof PinroomError ? fieldOf(err) : null;
+        if (field) return showFieldErrors([{ field, message: messageOf(err) }]);
+        $(errorId).textContent = messageOf(err);
       })
       .finally(() => {
+        busy = false;
         button.disabled = false;
       });
   });
 }
 
-function invalid(message: string): never {
-  throw new PinroomError({ code: 'bad_request', message }) as never;
+/** Collect problems, throwing them all at once. */
+function check(...problems: ({ field: string; message: string } | null)[]): void {
+  const found = problems.filter((p): p is { field: string; message: string } => p !== null);
+  if (found.length > 0) throw new FieldErrors(found);
+}
+
+/** A PIN as people type or paste it ("175 994", "175-994", " 175994\n") → its digits; null when it is not a PIN. */
+function normalisePin(raw: string): { pin: string } | { problem: string } {
+  const compact = raw.replace(/[\s\-‐‑–—.]/g, '');
+  if (compact === '') return { problem: 'Enter the PIN shown on the host’s screen.' };
+  if (!/^[0-9]+$/.test(compact)) return { problem: 'A PIN has digits only, like 123 456.' };
+  if (!Pin.safeParse(compact).success) return { problem: `A PIN has ${Limits.pinMinDigits} to ${Limits.pinMaxDigits} digits.` };
+  return { pin: compact };
+}
+
+function nicknameProblem(raw: string): string | null {
+  if (raw.trim() === '') return 'Enter a nickname, so others know who you are.';
+  if (raw.trim().length > Limits.displayNameMax) return `A nickname has at most ${Limits.displayNameMax} characters.`;
+  if (!DisplayName.safeParse(raw).success) return 'A nickname can only have printable characters.';
+  return null;
 }
 
 // ------------------------------------------------------------------ top bar
@@ -68,15 +131,32 @@ const STATE_TEXT: Record<ConnectionState['status'], (s: ConnectionState) => stri
   reloaded: () => 'Reconnected · feed reloaded',
 };
 
-client.on('state', (state) => {
+let settleTimer: ReturnType<typeof setTimeout> | undefined;
+let everConnected = false;
+
+function renderState(status: ConnectionState['status'], text: string): void {
   const el = $('connection');
-  el.dataset.status = state.status;
-  el.textContent = STATE_TEXT[state.status](state);
+  el.dataset.status = status;
+  el.textContent = text;
+}
+
+client.on('state', (state) => {
+  clearTimeout(settleTimer);
+  if (state.status !== 'offline' && state.status !== 'connecting') everConnected = true;
+  // Nothing to say before the first connection: a first-time visitor is not "offline".
+  $('connection').hidden = !everConnected && (state.status === 'offline' || state.status === 'connecting');
+  renderState(state.status, STATE_TEXT[state.status](state));
+  if (state.status === 'resumed' || state.status === 'reloaded') {
+    settleTimer = setTimeout(() => {
+      if (client.state.status === state.status) renderState('connected', 'Connected');
+    }, RESUMED_SHOWN_MS);
+  }
 });
 
 function renderWho(): void {
   const user = client.user;
-  $('who-name').textContent = user ? `${user.name}${user.kind === 'guest' ? ' (guest)' : ''}` : '';
+  const name = client.memberName ?? user?.name;
+  $('who-name').textContent = user ? `${name}${user.kind === 'guest' ? ' (guest)' : ''}` : '';
   $('sign-out').hidden = !user;
 }
 
@@ -94,26 +174,42 @@ client.on('signedOut', (reason) => {
 
 let pendingPin = '';
 
-onSubmit('pin-form', 'pin-error', async (data) => {
-  const pin = Pin.safeParse(String(data.get('pin') ?? '').trim());
-  if (!pin.success) invalid('A PIN is a number of 3 to 10 digits.');
-  const room = await client.lookupPin(pin.data);
-  if (room.status === 'ended') invalid('That room has ended.');
-  pendingPin = pin.data;
-  $('nick-room-title').textContent = room.title;
-  if (room.locked) banner('This room is locked right now; you can join once the host unlocks it.');
-  // Already signed in (e.g. a host joining as a player): straight in.
-  if (client.user) return enterRoom(pendingPin);
-  show('nickname');
-});
+onSubmit(
+  'pin-form',
+  'pin-error',
+  async (data) => {
+    const input = $<HTMLInputElement>('pin-input');
+    const parsed = normalisePin(String(data.get('pin') ?? ''));
+    if ('problem' in parsed) throw new FieldErrors([{ field: 'pin-input', message: parsed.problem }]);
+    input.value = parsed.pin;
+    const room = await client.lookupPin(parsed.pin);
+    // Said before any nickname is asked for.
+    if (room.status === 'ended') throw new FieldErrors([{ field: 'pin-input', message: 'That room has ended.' }]);
+    if (room.locked) throw new FieldErrors([{ field: 'pin-input', message: `“${room.title}” is locked right now. Ask the host to unlock it, then try again.` }]);
+    if (room.full) throw new FieldErrors([{ field: 'pin-input', message: `“${room.title}” is full.` }]);
+    pendingPin = parsed.pin;
+    $('nick-room-title').textContent = room.title;
+    const nick = $<HTMLInputElement>('nick-input');
+    nick.value = client.memberName ?? client.user?.name ?? '';
+    show('nickname');
+  },
+  (err) => (['room_not_found', 'rate_limited', 'room_locked', 'room_full', 'bad_request'].includes(err.code) ? 'pin-input' : null),
+);
 
-onSubmit('nick-form', 'nick-error', async (data) => {
-  const name = DisplayName.safeParse(String(data.get('nickname') ?? ''));
-  if (!name.success) invalid('A nickname has 1 to 32 printable characters.');
-  await client.signInGuest(name.data);
-  renderWho();
-  await enterRoom(pendingPin);
-});
+onSubmit(
+  'nick-form',
+  'nick-error',
+  async (data) => {
+    const raw = String(data.get('nickname') ?? '');
+    check(nicknameProblem(raw) ? { field: 'nick-input', message: nicknameProblem(raw)! } : null);
+    const nickname = raw.trim();
+    // One guest per browser: a guest is made once, then every join (another
+    // room, another nickname after one was taken) goes by that same guest.
+    if (!client.user) await client.signInGuest(nickname);
+    await enterRoom(pendingPin, nickname);
+  },
+  (err) => (err.code === 'nickname_taken' ? 'nick-input' : null),
+);
 
 // ------------------------------------------------------------------ host flow
 
@@ -129,25 +225,51 @@ authForm.addEventListener('change', () => {
   $<HTMLInputElement>('auth-password').autocomplete = register ? 'new-password' : 'current-password';
 });
 
-onSubmit('auth-form', 'auth-error', async (data) => {
-  const username = Username.safeParse(String(data.get('username') ?? ''));
-  const password = Password.safeParse(String(data.get('password') ?? ''));
-  if (!username.success) invalid('A username has 3 to 32 letters, digits, “_”, “.” or “-”.');
-  if (!password.success) invalid('A password has 8 to 128 characters.');
-  if (data.get('mode') === 'register') {
+onSubmit(
+  'auth-form',
+  'auth-error',
+  async (data) => {
+    const rawName = String(data.get('username') ?? '');
+    const rawPassword = String(data.get('password') ?? '');
+    const register = data.get('mode') === 'register';
     const display = String(data.get('displayName') ?? '').trim();
-    await client.signUp(username.data, password.data, display || undefined);
-  } else {
-    await client.logIn(username.data, password.data);
-  }
-  renderWho();
-  show('create');
-});
+    const username = Username.safeParse(rawName);
+    const password = Password.safeParse(rawPassword);
+    check(
+      rawName === ''
+        ? { field: 'auth-username', message: 'Enter a username.' }
+        : username.success
+          ? null
+          : { field: 'auth-username', message: `A username has ${Limits.usernameMin} to ${Limits.usernameMax} letters, digits, “_”, “.” or “-”.` },
+      rawPassword === ''
+        ? { field: 'auth-password', message: 'Enter a password.' }
+        : password.success
+          ? null
+          : { field: 'auth-password', message: `A password has ${Limits.passwordMin} to ${Limits.passwordMax} characters; this one has ${rawPassword.length}.` },
+      register && display !== '' && !DisplayName.safeParse(display).success
+        ? { field: 'auth-display', message: `A display name has 1 to ${Limits.displayNameMax} printable characters.` }
+        : null,
+    );
+    if (register) await client.signUp(username.data!, password.data!, display || undefined);
+    else await client.logIn(username.data!, password.data!);
+    renderWho();
+    show('create');
+  },
+  (err) => (err.code === 'username_taken' ? 'auth-username' : null),
+);
 
 onSubmit('create-form', 'create-error', async (data) => {
-  const parsed = RoomCreatePayload.safeParse({ title: String(data.get('title') ?? ''), maxMembers: Number(data.get('maxMembers') || 50) });
-  if (!parsed.success) invalid('A title has 1 to 80 characters, and a room holds 2 to 10,000 people.');
-  const room = await client.createRoom(parsed.data.title, parsed.data.maxMembers);
+  const title = String(data.get('title') ?? '').trim();
+  const maxRaw = String(data.get('maxMembers') ?? '').trim();
+  const maxMembers = maxRaw === '' ? 50 : Number(maxRaw);
+  check(
+    title === '' ? { field: 'create-title-input', message: 'Give the room a title, like “Friday quiz”.' } : null,
+    title.length > Limits.titleMax ? { field: 'create-title-input', message: `A title has at most ${Limits.titleMax} characters.` } : null,
+    !Number.isInteger(maxMembers) || maxMembers < Limits.maxMembersMin || maxMembers > Limits.maxMembersMax
+      ? { field: 'create-max', message: `A room holds ${Limits.maxMembersMin} to ${Limits.maxMembersMax.toLocaleString('en')} people.` }
+      : null,
+  );
+  const room = await client.createRoom(title, maxMembers);
   await enterRoom(room.pin);
 });
 
@@ -160,17 +282,25 @@ const shown = new Set<string>();
 let oldestShown: string | null = null;
 let loadingOlder = false;
 let reachedStart = false;
+/** Members known to have left or been removed (feed entries say so): not listed. */
+const departed = new Set<string>();
 
-async function enterRoom(pin: string): Promise<void> {
-  const joined = await client.joinRoom(pin);
+async function enterRoom(pin: string, nickname?: string): Promise<void> {
+  const joined = await client.joinRoom(pin, nickname);
   sessionStorage.setItem(ROOM_KEY, pin);
   resetFeed();
+  departed.clear();
   renderRoom(joined.room);
+  renderWho();
   shownMembers = MEMBERS_STEP;
   renderMembers(client.roster);
+  renderPending(client.outbox);
   show('room');
   await loadOlder();
 }
+
+const joinLink = (pin: string) => `${location.origin}/?pin=${pin}`;
+let qrFor = '';
 
 function renderRoom(room: RoomView): void {
   $('room-title').textContent = room.title;
@@ -181,54 +311,79 @@ function renderRoom(room: RoomView): void {
   $('room-locked').hidden = !room.locked;
   const host = client.role === 'host';
   $('host-controls').hidden = !host;
+  $('lobby').hidden = !host;
   $('screen-room').classList.toggle('is-host', host);
+  $('btn-leave').textContent = host ? 'Leave and end the room' : 'Leave room';
   $<HTMLButtonElement>('btn-start').disabled = room.status !== 'lobby';
-  const lock = $<HTMLButtonElement>('btn-lock');
-  lock.textContent = room.locked ? 'Unlock' : 'Lock';
-  lock.setAttribute('aria-pressed', String(room.locked));
+  $('btn-lock').setAttribute('aria-pressed', String(room.locked));
+  if (host && qrFor !== room.pin) {
+    qrFor = room.pin;
+    const link = joinLink(room.pin);
+    const a = $<HTMLAnchorElement>('join-link');
+    a.href = link;
+    a.textContent = link.replace(/^https?:\/\//, '');
+    QRCode.toCanvas($<HTMLCanvasElement>('join-qr'), link, { width: 180, margin: 2, errorCorrectionLevel: 'M' }).catch(() => undefined);
+  }
 }
 
-/** Members drawn at once: a room of thousands shows the first ones and its counts. */
+/** Members drawn at once: a room of thousands shows the first ones and its counts, and pages on. */
 const MEMBERS_STEP = 100;
 let shownMembers = MEMBERS_STEP;
 
-function renderMembers(roster: Roster): void {
-  const { members, online, memberCount, hasMore } = roster;
-  const list = $('member-list');
-  list.replaceChildren();
-  const sorted = [...members].sort((a, b) => Number(b.online) - Number(a.online) || (a.role === 'host' ? -1 : b.role === 'host' ? 1 : a.name.localeCompare(b.name)));
-  for (const member of sorted.slice(0, shownMembers)) {
-    const li = document.createElement('li');
-    li.className = member.online ? 'online' : 'offline';
-    li.dataset.userId = member.userId;
-    const dot = document.createElement('span');
-    dot.className = 'dot';
-    dot.setAttribute('aria-hidden', 'true');
-    const name = document.createElement('span');
-    name.className = 'name';
-    name.textContent = member.name + (member.role === 'host' ? ' · host' : '') + (member.userId === client.user?.id ? ' (you)' : '');
-    const sr = document.createElement('span');
-    sr.className = 'sr-only';
-    sr.textContent = member.online ? ' online' : ' away';
-    li.append(dot, name, sr);
-    if (client.role === 'host' && member.userId !== client.user?.id) {
-      const kick = document.createElement('button');
-      kick.type = 'button';
-      kick.className = 'kick';
-      kick.textContent = 'Kick';
-      kick.setAttribute('aria-label', `Kick ${member.name}`);
-      kick.addEventListener('click', () => {
-        client.kick(member.userId, 300).catch((err: unknown) => banner(messageOf(err)));
-      });
-      li.append(kick);
-    }
-    list.append(li);
+function memberItem(member: Roster['members'][number]): HTMLLIElement {
+  const li = document.createElement('li');
+  li.className = member.online ? 'online' : 'offline';
+  li.dataset.userId = member.userId;
+  const dot = document.createElement('span');
+  dot.className = 'dot';
+  dot.setAttribute('aria-hidden', 'true');
+  const name = document.createElement('span');
+  name.className = 'name';
+  name.textContent = member.name + (member.role === 'host' ? ' · host' : '') + (member.userId === client.user?.id ? ' (you)' : '');
+  const sr = document.createElement('span');
+  sr.className = 'sr-only';
+  sr.textContent = member.online ? ' online' : ' away';
+  li.append(dot, name, sr);
+  if (client.role === 'host' && member.userId !== client.user?.id) {
+    const kick = document.createElement('button');
+    kick.type = 'button';
+    kick.className = 'kick';
+    kick.textContent = 'Remove';
+    kick.setAttribute('aria-label', `Remove ${member.name}`);
+    kick.addEventListener('click', () => askKick(member.userId, member.name));
+    li.append(kick);
   }
+  return li;
+}
+
+function renderMembers(roster: Roster): void {
+  const { online, memberCount, hasMore } = roster;
+  const members = roster.members.filter((m) => !departed.has(m.userId));
+  const list = $('member-list');
+  list.classList.toggle('tiles', client.role === 'host');
+  // Online first (the host leading), then those who dropped and may come back.
+  const sorted = [...members].sort((a, b) => Number(b.online) - Number(a.online) || (a.role === 'host' ? -1 : b.role === 'host' ? 1 : a.name.localeCompare(b.name)));
+  const items: HTMLElement[] = [];
+  let awayHeading = false;
+  for (const member of sorted.slice(0, shownMembers)) {
+    if (!member.online && !awayHeading) {
+      awayHeading = true;
+      const h = document.createElement('li');
+      h.className = 'group';
+      h.textContent = 'Away';
+      items.push(h);
+    }
+    items.push(memberItem(member));
+  }
+  list.replaceChildren(...items);
   $('member-count').textContent = `(${online} online)`;
-  const shown = Math.min(sorted.length, shownMembers);
+  const players = Math.max(0, online - 1);
+  $('lobby-count').textContent = players.toLocaleString('en');
+  $('lobby-count-label').textContent = players === 1 ? 'player here' : 'players here';
+  const count = Math.min(sorted.length, shownMembers);
   const total = Math.max(memberCount, sorted.length);
-  $('member-more').hidden = shown >= total && !hasMore;
-  $('member-more-text').textContent = `Showing ${shown} of ${total}`;
+  $('member-more').hidden = count >= total && !hasMore;
+  $('member-more-text').textContent = `Showing ${count} of ${total.toLocaleString('en')}`;
 }
 
 $('btn-more-members').addEventListener('click', () => {
@@ -237,6 +392,29 @@ $('btn-more-members').addEventListener('click', () => {
   if (roster.members.length < shownMembers && roster.hasMore) client.loadMoreMembers().catch((err: unknown) => banner(messageOf(err)));
   else renderMembers(roster);
 });
+
+// ---- kick / ban, after a confirmation
+
+const kickDialog = $<HTMLDialogElement>('kick-dialog');
+let kickTarget: { userId: string; name: string } | null = null;
+
+function askKick(userId: string, name: string): void {
+  kickTarget = { userId, name };
+  $('kick-name').textContent = name;
+  kickDialog.showModal();
+  $('kick-cancel').focus();
+}
+function closeKick(banSeconds: number | null): void {
+  const target = kickTarget;
+  kickTarget = null;
+  kickDialog.close();
+  if (target && banSeconds !== null) client.kick(target.userId, banSeconds || undefined).catch((err: unknown) => banner(messageOf(err)));
+}
+$('kick-cancel').addEventListener('click', () => closeKick(null));
+$('kick-confirm').addEventListener('click', () => closeKick(0));
+$('ban-confirm').addEventListener('click', () => closeKick(BAN_SECONDS));
+
+// ---- the feed
 
 function describeEntry(entry: FeedEntry): { text: string; kind: string } {
   const who = entry.actor?.name ?? 'pinroom';
@@ -256,7 +434,7 @@ function describeEntry(entry: FeedEntry): { text: string; kind: string } {
     case 'members.left':
       return { text: describeCrowd(p as { users?: { name: string }[]; count?: number }, entry.type === 'members.joined' ? 'joined' : 'left'), kind: 'event' };
     case 'member.kicked':
-      return { text: `${String(p.name ?? 'Someone')} was removed by the host`, kind: 'event' };
+      return { text: `${String(p.name ?? 'Someone')} was ${p.bannedUntil ? 'banned' : 'removed'} by the host`, kind: 'event' };
     case 'room.started':
       return { text: 'The host started the room', kind: 'event' };
     case 'room.locked':
@@ -276,23 +454,25 @@ function describeCrowd(p: { users?: { name: string }[]; count?: number }, verb: 
   return `${names.join(', ')} and ${others} ${others === 1 ? 'other' : 'others'} ${verb}`;
 }
 
+/** A chat line: the speaker, a separator screen readers say too, the text. */
+function chatParts(author: string, text: string): HTMLElement[] {
+  const who = document.createElement('span');
+  who.className = 'author';
+  who.textContent = `${author}:`;
+  const body = document.createElement('span');
+  body.className = 'text';
+  body.textContent = text;
+  return [who, body];
+}
+
 function entryElement(entry: FeedEntry): HTMLLIElement {
   const { text, kind } = describeEntry(entry);
   const li = document.createElement('li');
   li.className = `entry ${kind}`;
   li.dataset.id = entry.id;
   li.dataset.type = entry.type;
-  if (kind === 'chat') {
-    const author = document.createElement('span');
-    author.className = 'author';
-    author.textContent = entry.actor?.name ?? 'pinroom';
-    const body = document.createElement('span');
-    body.className = 'text';
-    body.textContent = text;
-    li.append(author, body);
-  } else {
-    li.textContent = text;
-  }
+  if (kind === 'chat') li.append(...chatParts(entry.actor?.name ?? 'pinroom', text));
+  else li.textContent = text;
   const time = document.createElement('time');
   time.dateTime = new Date(entry.ts).toISOString();
   time.textContent = new Date(entry.ts).toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' });
@@ -300,7 +480,26 @@ function entryElement(entry: FeedEntry): HTMLLIElement {
   return li;
 }
 
-function appendEntry(entry: FeedEntry): void {
+/** Membership entries keep the list of who is here honest: who left or was removed is not listed. */
+function trackMembership(entry: FeedEntry): void {
+  const p = entry.payload as { userId?: string; users?: { id: string }[] };
+  let changed = true;
+  if (entry.type === 'member.left' && entry.actor) departed.add(entry.actor.id);
+  else if (entry.type === 'member.kicked' && p.userId) departed.add(p.userId);
+  else if (entry.type === 'members.left') for (const u of p.users ?? []) departed.add(u.id);
+  else if (entry.type === 'member.joined' && entry.actor) departed.delete(entry.actor.id);
+  else if (entry.type === 'members.joined') for (const u of p.users ?? []) departed.delete(u.id);
+  else changed = false;
+  if (changed) renderMembers(client.roster);
+}
+
+/** Live chat is read out as "Ada: hello"; reactions and membership changes are not read out. */
+function announce(entry: FeedEntry): void {
+  if (entry.type !== 'chat.message') return;
+  $('feed-announcer').textContent = `${entry.actor?.name ?? 'pinroom'}: ${String((entry.payload as { text?: unknown }).text ?? '')}`;
+}
+
+function appendEntry(entry: FeedEntry, live: boolean): void {
   if (shown.has(entry.id)) return;
   shown.add(entry.id);
   const atBottom = feedList.scrollHeight - feedList.scrollTop - feedList.clientHeight < 40;
@@ -309,6 +508,8 @@ function appendEntry(entry: FeedEntry): void {
   feedList.insertBefore(entryElement(entry), next ?? null);
   oldestShown ??= entry.id;
   if (atBottom) feedList.scrollTop = feedList.scrollHeight;
+  trackMembership(entry);
+  if (live && entry.actor?.id !== client.user?.id) announce(entry);
 }
 
 function resetFeed(): void {
@@ -346,7 +547,41 @@ feedList.addEventListener('scroll', () => {
   if (feedList.scrollTop < 60) void loadOlder();
 });
 
-client.on('entry', (entry) => appendEntry(entry));
+// ---- what was typed and not yet acknowledged
+
+function renderPending(items: OutboxItem[]): void {
+  const list = $('pending-list');
+  list.replaceChildren(
+    ...items.map((item) => {
+      const li = document.createElement('li');
+      li.className = 'entry pending';
+      li.dataset.clientMsgId = item.clientMsgId;
+      li.dataset.type = item.type;
+      const you = client.memberName ?? client.user?.name ?? 'You';
+      if (item.type === 'chat.message') li.append(...chatParts(you, String(item.payload.text ?? '')));
+      else li.textContent = `${you} reacted ${String(item.payload.emoji ?? '')}`;
+      const state = document.createElement('span');
+      state.className = 'sending';
+      state.textContent = 'Sending…';
+      li.append(state);
+      return li;
+    }),
+  );
+  list.hidden = items.length === 0;
+}
+
+client.on('outbox', (items) => renderPending(items));
+client.on('sendFailed', (item, err) => {
+  if (item.type === 'chat.message') {
+    const input = $<HTMLInputElement>('chat-input');
+    if (input.value === '') input.value = String(item.payload.text ?? '');
+    showFieldErrors([{ field: 'chat-input', message: `Not sent: ${err.message}` }]);
+  } else {
+    banner(`Reaction not sent: ${err.message}`);
+  }
+});
+
+client.on('entry', (entry, live) => appendEntry(entry, live));
 client.on('reset', () => {
   resetFeed();
   void loadOlder();
@@ -355,28 +590,43 @@ client.on('presence', (roster) => renderMembers(roster));
 client.on('room', (room) => renderRoom(room));
 client.on('kicked', (event) => {
   sessionStorage.removeItem(ROOM_KEY);
+  renderWho();
   $('gone-title').textContent = 'You were removed from the room';
   $('gone-text').textContent = event.bannedUntil
     ? `The host removed you. You can rejoin after ${new Date(event.bannedUntil).toLocaleTimeString()}.`
-    : 'The host removed you from this room.';
+    : 'The host removed you from this room. You can join again.';
   show('gone');
 });
 client.on('ended', (event) => {
   sessionStorage.removeItem(ROOM_KEY);
+  renderWho();
   $('gone-title').textContent = 'The room has ended';
   $('gone-text').textContent = event.reason === 'host_left' ? 'The host left and did not come back.' : 'Thanks for joining.';
   show('gone');
 });
 
-onSubmit('chat-form', 'chat-error', async (data) => {
-  const text = String(data.get('text') ?? '').trim();
+const chatForm = $<HTMLFormElement>('chat-form');
+chatForm.addEventListener('submit', (event) => {
+  event.preventDefault();
+  clearErrors(chatForm);
+  const input = $<HTMLInputElement>('chat-input');
+  const text = input.value.trim();
   if (!text) return;
-  $<HTMLInputElement>('chat-input').value = '';
-  await client.publish('chat.message', { text });
+  if (text.length > Limits.chatTextMax) return showFieldErrors([{ field: 'chat-input', message: `A message has at most ${Limits.chatTextMax} characters.` }]);
+  try {
+    client.send('chat.message', { text });
+    input.value = '';
+  } catch (err) {
+    showFieldErrors([{ field: 'chat-input', message: messageOf(err) }]);
+  }
 });
 for (const button of document.querySelectorAll<HTMLButtonElement>('.reactions button')) {
   button.addEventListener('click', () => {
-    client.publish('reaction', { emoji: button.dataset.emoji! }).catch((err: unknown) => banner(messageOf(err)));
+    try {
+      client.send('reaction', { emoji: button.dataset.emoji! });
+    } catch (err) {
+      banner(messageOf(err));
+    }
   });
 }
 
@@ -390,8 +640,10 @@ hostAction('btn-end', async () => {
   if (confirm('End the room for everyone?')) await client.end();
 });
 $('btn-leave').addEventListener('click', () => {
+  if (client.role === 'host' && !confirm('You are the host: leaving ends the room for everyone. Leave and end it?')) return;
   sessionStorage.removeItem(ROOM_KEY);
   client.leaveRoom().catch(() => undefined);
+  renderWho();
   show('home');
 });
 $('gone-home').addEventListener('click', () => show('home'));

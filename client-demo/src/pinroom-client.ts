@@ -18,6 +18,11 @@
  *   online count current (in big rooms members get counts only, the host
  *   every change); presence that arrives while a join is in flight is applied
  *   after the join's snapshot, not lost;
+ * - the outbox: chat messages and reactions are queued with their
+ *   `clientMsgId` (kept in sessionStorage, so a reload keeps them) and sent
+ *   only while the room is joined and its feed resumed; after a drop they go
+ *   once the client has rejoined and caught up. The server's idempotency per
+ *   `clientMsgId` makes a resend after a lost ack add nothing: each lands once;
  * - errors: every failure is a `PinroomError` with a wire code and a message for people.
  */
 import { io, type Socket } from 'socket.io-client';
@@ -89,6 +94,20 @@ export interface ClientEvents {
   ended: (event: RoomEnded) => void;
   /** The session ended (logout, revocation, expired refresh token). */
   signedOut: (reason: ErrorCode | 'logout') => void;
+  /** The outbox of the current room changed (queued, or acknowledged): what is still pending, oldest first. */
+  outbox: (pending: OutboxItem[]) => void;
+  /** The server refused a queued item for good (not a connection problem); it left the outbox. */
+  sendFailed: (item: OutboxItem, error: PinroomError) => void;
+}
+
+/** A chat message or reaction waiting to be acknowledged by the server. */
+export interface OutboxItem {
+  clientMsgId: string;
+  roomId: string;
+  type: string;
+  payload: Record<string, unknown>;
+  /** When it was queued, ms since the epoch. */
+  queuedAt: number;
 }
 
 /** What the client knows of the room's members. */
@@ -116,9 +135,12 @@ export interface PinroomClientOptions {
   storage?: KeyValueStore;
   /** Timeout of one request (HTTP or ack), ms. @default 8000 */
   timeoutMs?: number;
+  /** Where the outbox is kept (per tab: a reload keeps it). @default sessionStorage */
+  outboxStorage?: KeyValueStore;
 }
 
 const STORE_KEY = 'pinroom.session';
+const OUTBOX_KEY = 'pinroom.outbox';
 
 interface StoredSession {
   user: UserView;
@@ -131,6 +153,7 @@ export function createPinroomClient(options: PinroomClientOptions = {}) {
   const baseUrl = options.baseUrl ?? globalThis.location.origin;
   const storage: KeyValueStore = options.storage ?? globalThis.localStorage;
   const timeoutMs = options.timeoutMs ?? 8000;
+  const outboxStorage: KeyValueStore = options.outboxStorage ?? globalThis.sessionStorage;
 
   const listeners = new Map<keyof ClientEvents, Set<(...args: never[]) => void>>();
   function emit<K extends keyof ClientEvents>(event: K, ...args: Parameters<ClientEvents[K]>): void {
@@ -147,6 +170,8 @@ export function createPinroomClient(options: PinroomClientOptions = {}) {
   let current: {
     room: RoomView;
     role: MemberView['role'];
+    /** The name this user goes by in the room. */
+    name: string;
     epoch: string | null;
     lastId: string | null;
     members: Map<string, MemberView>;
@@ -156,6 +181,11 @@ export function createPinroomClient(options: PinroomClientOptions = {}) {
     nextAfter: string | null;
   } | null = null;
   let everConnected = false;
+  /** Joined and the feed subscribed (or resumed) on the live socket: the outbox may send. */
+  let ready = false;
+  let outbox: OutboxItem[] = readOutbox();
+  let flushing = false;
+  let flushTimer: ReturnType<typeof setTimeout> | undefined;
   /** `room:presence` that arrived while a `room:join` was in flight: applied after its snapshot. */
   let heldPresence: RoomPresence[] | null = null;
 
@@ -204,11 +234,105 @@ export function createPinroomClient(options: PinroomClientOptions = {}) {
     }
   }
 
+  function readOutbox(): OutboxItem[] {
+    try {
+      const raw = outboxStorage.getItem(OUTBOX_KEY);
+      return raw ? (JSON.parse(raw) as OutboxItem[]) : [];
+    } catch {
+      return [];
+    }
+  }
+
+  function saveOutbox(): void {
+    if (outbox.length === 0) outboxStorage.removeItem(OUTBOX_KEY);
+    else outboxStorage.setItem(OUTBOX_KEY, JSON.stringify(outbox));
+  }
+
+  const pendingIn = (roomId: string | undefined) => outbox.filter((item) => item.roomId === roomId);
+
+  function outboxChanged(): void {
+    saveOutbox();
+    emit('outbox', pendingIn(current?.room.id));
+  }
+
+  /** Drop what was queued for a room this client is no longer in (left, kicked, ended). */
+  function dropOutbox(roomId: string): void {
+    const before = outbox.length;
+    outbox = outbox.filter((item) => item.roomId !== roomId);
+    if (outbox.length !== before) outboxChanged();
+  }
+
+  function flushLater(ms: number): void {
+    clearTimeout(flushTimer);
+    flushTimer = setTimeout(() => {
+      flushTimer = undefined;
+      void flushOutbox();
+    }, ms);
+  }
+
+  /**
+   * Send the current room's queued items, oldest first, one at a time, while
+   * the client is ready. A connection problem stops the loop with the item
+   * still queued (sent again once the room is rejoined and the feed resumed);
+   * the server's answer for a `clientMsgId` it already has is that entry's id,
+   * so a resend never adds a second entry. Volatile: a send while the socket
+   * is down is dropped by Socket.IO rather than replayed on reconnect ahead of
+   * the rejoin (which the server would refuse as not a member).
+   */
+  async function flushOutbox(): Promise<void> {
+    if (flushing) return;
+    flushing = true;
+    try {
+      for (;;) {
+        const s = socket;
+        const roomId = current?.room.id;
+        const item = outbox.find((i) => i.roomId === roomId);
+        if (!ready || !s?.connected || !item) return;
+        try {
+          await (s.volatile.timeout(timeoutMs) as unknown as { emitWithAck(e: string, p: unknown): Promise<Ack<unknown>> })
+            .emitWithAck('feed:publish', { roomId: item.roomId, type: item.type, payload: item.payload, clientMsgId: item.clientMsgId })
+            .then(
+              (ack) => {
+                if (!ack.ok) throw new PinroomError(ack.error);
+              },
+              () => {
+                throw new PinroomError({ code: 'network', message: 'no answer from the server' });
+              },
+            );
+          outbox = outbox.filter((i) => i !== item);
+          outboxChanged();
+        } catch (err) {
+          const error = err as PinroomError;
+          if (error.code === 'network') return; // tried again after the next rejoin, or by the timer below
+          if (error.code === 'rate_limited' || error.code === 'unavailable' || error.code === 'internal') {
+            flushLater(error.retryAfterMs ?? 1000);
+            return;
+          }
+          outbox = outbox.filter((i) => i !== item);
+          outboxChanged();
+          emit('sendFailed', item, error);
+        }
+      }
+    } finally {
+      flushing = false;
+      // A send that timed out on a live socket: try again soon rather than waiting for a reconnect.
+      if (ready && socket?.connected && pendingIn(current?.room.id).length > 0 && !flushTimer) flushLater(2000);
+    }
+  }
+
+  function setReady(value: boolean): void {
+    ready = value;
+    if (value) void flushOutbox();
+  }
+
   function forgetSession(reason: ErrorCode | 'logout'): void {
     storage.removeItem(STORE_KEY);
     user = null;
     accessToken = null;
     current = null;
+    ready = false;
+    outbox = [];
+    saveOutbox();
     socket?.close();
     socket = null;
     setState({ status: 'offline' });
@@ -325,16 +449,17 @@ export function createPinroomClient(options: PinroomClientOptions = {}) {
    * (read with `room:members` after a rejoin, whose answer carries none), the
    * counts, and the presence that arrived meanwhile.
    */
-  async function joinAndLoad(pin: string, previous: { epoch: string | null; lastId: string | null } | null): Promise<RoomJoined> {
+  async function joinAndLoad(pin: string, nickname: string | undefined, previous: { epoch: string | null; lastId: string | null } | null): Promise<RoomJoined> {
     heldPresence = [];
     let joined: RoomJoined;
     try {
-      joined = (await request('room:join', { pin })) as RoomJoined;
+      joined = (await request('room:join', nickname ? { pin, nickname } : { pin })) as RoomJoined;
       let page: RoomMembersPage | undefined = joined.members ? { members: joined.members, ...(joined.nextAfter ? { nextAfter: joined.nextAfter } : {}) } : undefined;
       page ??= (await request('room:members', { roomId: joined.room.id })) as RoomMembersPage;
       current = {
         room: joined.room,
         role: joined.role,
+        name: joined.name,
         epoch: previous ? previous.epoch : (joined.feed?.epoch ?? null),
         lastId: previous ? previous.lastId : (joined.feed?.lastId ?? null),
         members: new Map(page.members.map((m) => [m.userId, m])),
@@ -377,10 +502,12 @@ export function createPinroomClient(options: PinroomClientOptions = {}) {
     });
     s.on('room:kicked', (event) => {
       if (current && event.roomId === current.room.id) current = null;
+      dropOutbox(event.roomId);
       emit('kicked', event);
     });
     s.on('room:ended', (event) => {
       if (current && event.roomId === current.room.id) current = null;
+      dropOutbox(event.roomId);
       emit('ended', event);
     });
     s.on('auth:expiring', () => {
@@ -393,6 +520,7 @@ export function createPinroomClient(options: PinroomClientOptions = {}) {
     });
     s.io.on('reconnect_attempt', (attempt) => setState({ status: 'reconnecting', attempt }));
     s.on('disconnect', (reason) => {
+      ready = false;
       if (reason === 'io client disconnect') return;
       setState({ status: 'reconnecting', attempt: 0 });
       // The server closed the socket on purpose (kick, auth): Socket.IO will not retry by itself.
@@ -426,12 +554,14 @@ export function createPinroomClient(options: PinroomClientOptions = {}) {
         void (async () => {
           if (!current) return setState({ status: 'connected' });
           try {
-            await joinAndLoad(current.room.pin, { epoch: current.epoch, lastId: current.lastId });
+            await joinAndLoad(current.room.pin, current.name, { epoch: current.epoch, lastId: current.lastId });
             await subscribeFeed(true);
+            setReady(true);
           } catch (err) {
             if (err instanceof PinroomError && ['room_not_found', 'banned', 'conflict'].includes(err.code)) {
               const roomId = current?.room.id ?? '';
               current = null;
+              dropOutbox(roomId);
               emit('ended', { roomId, reason: 'expired' });
             }
           }
@@ -457,6 +587,14 @@ export function createPinroomClient(options: PinroomClientOptions = {}) {
     },
     get role() {
       return current?.role ?? null;
+    },
+    /** The name this user goes by in the current room (their nickname there). */
+    get memberName() {
+      return current?.name ?? null;
+    },
+    /** Queued items of the current room, oldest first. */
+    get outbox(): OutboxItem[] {
+      return pendingIn(current?.room.id);
     },
 
     on<K extends keyof ClientEvents>(event: K, listener: ClientEvents[K]): () => void {
@@ -518,9 +656,14 @@ export function createPinroomClient(options: PinroomClientOptions = {}) {
       return roster();
     },
 
-    /** Join by PIN, then subscribe to the room's feed from the position the join returned. */
-    async joinRoom(pin: string): Promise<RoomJoined> {
-      const joined = await joinAndLoad(pin, null);
+    /**
+     * Join by PIN going by `nickname` (default: the display name), then
+     * subscribe to the room's feed from the position the join returned; the
+     * outbox of that room (after a reload) is sent then.
+     */
+    async joinRoom(pin: string, nickname?: string): Promise<RoomJoined> {
+      ready = false;
+      const joined = await joinAndLoad(pin, nickname, null);
       if (joined.feed) {
         const { epoch, lastId } = joined.feed;
         const result = (await request('feed:subscribe', { roomId: joined.room.id, since: { epoch, id: lastId } })) as { epoch: string; recovered: boolean };
@@ -528,6 +671,7 @@ export function createPinroomClient(options: PinroomClientOptions = {}) {
       } else {
         await subscribeFeed(false);
       }
+      setReady(true);
       return joined;
     },
 
@@ -548,6 +692,8 @@ export function createPinroomClient(options: PinroomClientOptions = {}) {
       if (!current) return;
       const roomId = current.room.id;
       current = null;
+      ready = false;
+      dropOutbox(roomId);
       await request('room:leave', { roomId });
     },
 
@@ -583,6 +729,21 @@ export function createPinroomClient(options: PinroomClientOptions = {}) {
       }
     },
 
+    /**
+     * Queue a chat message or reaction for the current room: it is sent now
+     * if the room is joined and the feed live, else once it is again (after a
+     * reconnect, or a reload of this tab). Pending until acknowledged (the
+     * `outbox` event); lands exactly once.
+     */
+    send(type: 'chat.message' | 'reaction', payload: Record<string, unknown>): OutboxItem {
+      if (!current) throw new PinroomError({ code: 'conflict', message: 'not in a room' });
+      const item: OutboxItem = { clientMsgId: crypto.randomUUID(), roomId: current.room.id, type, payload, queuedAt: Date.now() };
+      outbox.push(item);
+      outboxChanged();
+      void flushOutbox();
+      return item;
+    },
+
     /** One page of older entries, newest first. */
     async history(before?: string, limit = 50): Promise<FeedHistoryPage> {
       if (!current) return { entries: [] };
@@ -591,6 +752,7 @@ export function createPinroomClient(options: PinroomClientOptions = {}) {
 
     /** Close the socket (the session stays stored). */
     disconnect(): void {
+      ready = false;
       socket?.close();
       socket = null;
       everConnected = false;

@@ -168,11 +168,20 @@ test('a player away for more entries than FEED_REPLAY_MAX comes back "reloaded",
   await screenshot(ada, '05b-reloaded');
 });
 
-test('the host kicks a player, who is told why', async () => {
+test('the host kicks a player after confirming; the player is told why and the feed names whom the kick removed', async () => {
   await host.click('#member-list li:has-text("Bob") button.kick');
+  await host.waitForSelector('#kick-dialog[open]');
+  assert.match((await host.textContent('#kick-title'))!, 'Remove Bob?');
+  await host.click('#kick-cancel');
+  assert.ok(await host.isHidden('#kick-dialog'), 'cancel closes the dialog');
+  await host.click('#member-list li:has-text("Bob") button.kick');
+  await host.click('#kick-confirm');
   await bob.waitForSelector('#screen-gone:not([hidden])');
   assert.match((await bob.textContent('#gone-title'))!, 'removed');
-  await host.waitForFunction(() => ![...document.querySelectorAll('#member-list li.online .name')].some((el) => (el.textContent ?? '').startsWith('Bob')));
+  assert.match((await bob.textContent('#gone-text'))!, 'You can join again');
+  await host.waitForFunction(() => [...document.querySelectorAll('#feed-list li[data-type="member.kicked"]')].some((el) => (el.textContent ?? '').startsWith('Bob was removed by the host')));
+  // Whoever was removed is no longer listed, online or away.
+  await host.waitForFunction(() => ![...document.querySelectorAll('#member-list .name')].some((el) => (el.textContent ?? '').startsWith('Bob')));
   await screenshot(bob, '06-kicked');
   await screenshot(host, '06-host-after-kick');
 });
@@ -189,20 +198,20 @@ test('in a room of hundreds the host sees the first page of members and the coun
   // 250 members who joined and went away, added straight into PostgreSQL.
   const db = ctx.db();
   const roomId = (await db.selectFrom('rooms').select('id').where('pin', '=', pin).where('status', '<>', 'ended').executeTakeFirstOrThrow()).id;
-  await sql`with u as (insert into users (display_name, kind) select 'Crowd ' || g, 'guest' from generate_series(1, 250) g returning id)
-    insert into room_members (room_id, user_id, role) select ${roomId}::uuid, id, 'member' from u`.execute(db);
+  await sql`with u as (insert into users (display_name, kind) select 'Crowd ' || g, 'guest' from generate_series(1, 250) g returning id, display_name)
+    insert into room_members (room_id, user_id, role, name) select ${roomId}::uuid, id, 'member', display_name from u`.execute(db);
   await sql`update rooms set member_count = member_count + 250 where id = ${roomId}::uuid`.execute(db);
   const total = (await db.selectFrom('rooms').select('member_count').where('id', '=', roomId).executeTakeFirstOrThrow()).member_count;
 
   await host.reload();
   await host.waitForSelector('#screen-room:not([hidden])');
   await host.waitForFunction(() => !(document.querySelector('#member-more') as HTMLElement).hidden);
-  assert.is(await host.$$eval('#member-list li', (els) => els.length), 100);
+  assert.is(await host.$$eval('#member-list li[data-user-id]', (els) => els.length), 100);
   assert.is(await host.textContent('#member-more-text'), `Showing 100 of ${total}`);
   assert.match((await host.textContent('#member-count'))!, '(2 online)');
   for (const shown of [200, total]) {
     await host.click('#btn-more-members');
-    await host.waitForFunction((n) => document.querySelectorAll('#member-list li').length === n, shown);
+    await host.waitForFunction((n) => document.querySelectorAll('#member-list li[data-user-id]').length === n, shown);
   }
   assert.ok(await host.isHidden('#member-more'), 'everyone is shown');
   await screenshot(host, '07-host-big-room');
