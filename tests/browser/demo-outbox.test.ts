@@ -1,0 +1,133 @@
+/**
+ * Nothing typed is lost: a player types while the server is down; the page
+ * shows it pending, and once the server is back and the page has rejoined and
+ * resumed the feed, it lands exactly once. The outage is real: the page talks
+ * to the server through a TCP proxy that resets every connection and refuses
+ * new ones for five seconds.
+ */
+import { randomUUID } from 'node:crypto';
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import type { Browser, BrowserContext, Page } from 'playwright-core';
+import type { FeedEntry, RoomView } from '../../shared/schemas.ts';
+import { signUp } from '../support/auth.ts';
+import { launchBrowser, screenshot } from '../support/browser.ts';
+import { connect, request, type TestSocket } from '../support/client.ts';
+import { createTestContext, type TestContext } from '../support/context.ts';
+import { startTestServer, type TestServer } from '../support/server.ts';
+import { startTcpProxy, type TcpProxy } from '../support/tcp-proxy.ts';
+
+const test = suite('client-demo outbox');
+const OUTAGE_MS = 5000;
+
+let ctx: TestContext;
+let server: TestServer;
+let proxy: TcpProxy;
+let browser: Browser;
+let context: BrowserContext;
+let player: Page;
+let hostToken: string;
+let room: RoomView;
+const sockets: TestSocket[] = [];
+
+async function hostSocket(): Promise<TestSocket> {
+  const socket = await connect(server.url, { token: hostToken });
+  sockets.push(socket);
+  return socket;
+}
+
+/** Every chat text of the room, read from the server (history, newest first → oldest first). */
+async function chatTextsOnServer(): Promise<string[]> {
+  const socket = await hostSocket();
+  const joined = await request(socket, 'room:join', { pin: room.pin });
+  if (!joined.ok) throw new Error(JSON.stringify(joined.error));
+  const page = await request(socket, 'feed:history', { roomId: room.id, limit: 100 });
+  if (!page.ok) throw new Error(JSON.stringify(page.error));
+  return page.data.entries
+    .filter((e: FeedEntry) => e.type === 'chat.message')
+    .map((e: FeedEntry) => String(e.payload.text))
+    .reverse();
+}
+
+async function shownTexts(page: Page): Promise<string[]> {
+  return page.$$eval('#feed-list li[data-type="chat.message"] .text', (els) => els.map((el) => el.textContent ?? ''));
+}
+
+test.before(async () => {
+  ctx = createTestContext();
+  server = await startTestServer({ ...ctx.env, WS_PING_INTERVAL_MS: '1000', WS_PING_TIMEOUT_MS: '1500' });
+  proxy = await startTcpProxy('127.0.0.1', server.port);
+  browser = await launchBrowser();
+  const host = await signUp(server.url, { displayName: 'Outbox host' });
+  hostToken = host.accessToken;
+  const created = await request(await hostSocket(), 'room:create', { title: 'Outbox' });
+  if (!created.ok) throw new Error(JSON.stringify(created.error));
+  room = created.data.room;
+
+  context = await browser.newContext({ viewport: { width: 1000, height: 760 } });
+  player = await context.newPage();
+  player.on('pageerror', (err) => console.error(`page error: ${err.message}`));
+  await player.goto(`${proxy.url(server.url).replace(/\/$/, '')}/?pin=${room.pin}`);
+  await player.press('#pin-input', 'Enter');
+  await player.waitForSelector('#screen-nickname:not([hidden])');
+  await player.fill('#nick-input', 'Pat');
+  await player.press('#nick-input', 'Enter');
+  await player.waitForSelector('#screen-room:not([hidden])');
+});
+
+test.after(async () => {
+  for (const s of sockets) s.close();
+  await context?.close().catch(() => undefined);
+  await browser?.close();
+  await proxy?.close();
+  await server?.stop();
+  await ctx.cleanup();
+});
+
+test('a message typed during a 5 s server outage shows pending, then is delivered once after the reconnect', async () => {
+  const before = `before the outage ${randomUUID().slice(0, 8)}`;
+  await player.fill('#chat-input', before);
+  await player.press('#chat-input', 'Enter');
+  await player.waitForFunction((t) => [...document.querySelectorAll('#feed-list .text')].some((el) => el.textContent === t), before);
+
+  proxy.cut();
+  const downAt = Date.now();
+  await player.waitForFunction(() => document.querySelector('#connection')?.getAttribute('data-status') === 'reconnecting', undefined, { timeout: 15_000 });
+  // Typed near the end of the outage: the server is back well within one request's timeout of it.
+  await new Promise((r) => setTimeout(r, Math.max(0, OUTAGE_MS - 1500 - (Date.now() - downAt))));
+  const during = `typed while the server was down ${randomUUID().slice(0, 8)}`;
+  await player.fill('#chat-input', during);
+  await player.press('#chat-input', 'Enter');
+  await player.click('.reactions button[data-emoji="🎉"]');
+  assert.is(await player.inputValue('#chat-input'), '', 'the box is cleared: the message is in the outbox');
+  await player.waitForFunction((t) => [...document.querySelectorAll('#pending-list .text')].some((el) => el.textContent === t), during);
+  assert.match((await player.textContent('#pending-list'))!, 'Sending…');
+  assert.is(await player.evaluate(() => JSON.parse(sessionStorage.getItem('pinroom.outbox') ?? '[]').length), 2, 'the outbox is kept in sessionStorage');
+  await screenshot(player, 'outbox-01-pending');
+
+  await new Promise((r) => setTimeout(r, Math.max(0, OUTAGE_MS - (Date.now() - downAt))));
+  proxy.restore();
+
+  await player.waitForFunction((t) => [...document.querySelectorAll('#feed-list .text')].some((el) => el.textContent === t), during, { timeout: 30_000 });
+  await player.waitForFunction(() => document.querySelectorAll('#pending-list li').length === 0, undefined, { timeout: 30_000 });
+  await player.waitForFunction(() => [...document.querySelectorAll('#feed-list li[data-type="reaction"]')].some((el) => (el.textContent ?? '').includes('🎉')), undefined, { timeout: 30_000 });
+  assert.is(await player.evaluate(() => sessionStorage.getItem('pinroom.outbox')), null, 'the outbox is empty once acknowledged');
+  assert.ok(await player.isHidden('#banner'), 'no error was shown');
+  assert.is(await player.textContent('#chat-error'), '');
+
+  // A later message marks the end of what the outbox could still send: it was sent exactly once.
+  const after = `after the outage ${randomUUID().slice(0, 8)}`;
+  await player.fill('#chat-input', after);
+  await player.press('#chat-input', 'Enter');
+  await player.waitForFunction((t) => [...document.querySelectorAll('#feed-list .text')].some((el) => el.textContent === t), after);
+  assert.equal(await shownTexts(player), [before, during, after]);
+  assert.equal(await chatTextsOnServer(), [before, during, after]);
+  await screenshot(player, 'outbox-02-delivered');
+});
+
+test('after the reconnect the connection pill settles back on "Connected"', async () => {
+  await player.waitForFunction(() => document.querySelector('#connection')?.textContent === 'Connected', undefined, { timeout: 15_000 });
+  assert.is(await player.getAttribute('#connection', 'data-status'), 'connected');
+});
+
+test.run();
