@@ -6,13 +6,19 @@
  */
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
+import { createRequire } from 'node:module';
+import { readFileSync } from 'node:fs';
 import { sql } from 'kysely';
+import jsQRModule from 'jsqr';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { launchBrowser, screenshot } from '../support/browser.ts';
 import { createTestContext, type TestContext } from '../support/context.ts';
 import { startTestServer, type TestServer } from '../support/server.ts';
 
 const test = suite('client-demo in chromium');
+// jsqr is CommonJS with an ES-style `default`: at run time the import is the function itself.
+const jsQR = ((jsQRModule as unknown as { default?: typeof jsQRModule }).default ?? jsQRModule) as unknown as typeof jsQRModule.default;
+const AXE_SOURCE = readFileSync(createRequire(import.meta.url).resolve('axe-core/axe.min.js'), 'utf8');
 const REPLAY_MAX = 8;
 
 let ctx: TestContext;
@@ -33,6 +39,16 @@ async function newPage(width = 1100, height = 780): Promise<Page> {
   return page;
 }
 
+/** WCAG 2 A and AA violations axe-core finds in the page as it is now (colour contrast included). */
+async function accessibilityViolations(page: Page): Promise<string[]> {
+  await page.evaluate(AXE_SOURCE);
+  return page.evaluate(async () => {
+    const axe = (globalThis as unknown as { axe: { run(ctx: Document, opts: unknown): Promise<{ violations: { id: string; nodes: { target: string[]; failureSummary?: string }[] }[] }> } }).axe;
+    const result = await axe.run(document, { runOnly: { type: 'tag', values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa'] } });
+    return result.violations.flatMap((v) => v.nodes.map((n) => `${v.id} at ${n.target.join(' ')}: ${n.failureSummary ?? ''}`));
+  });
+}
+
 /** Texts of the chat messages shown in a page's feed, in order. */
 async function chatTexts(page: Page): Promise<string[]> {
   return page.$$eval('#feed-list li[data-type="chat.message"] .text', (els) => els.map((el) => el.textContent ?? ''));
@@ -49,7 +65,7 @@ async function joinAs(page: Page, nickname: string): Promise<void> {
 
 /** Take Ada offline, have Bob send `texts` (each shown on his page), then bring Ada back online. */
 async function sendWhileAdaIsAway(texts: string[]): Promise<void> {
-  const offline = contexts[contexts.length - 2]!; // Ada's context
+  const offline = ada.context();
   await offline.setOffline(true);
   await ada.waitForFunction(() => document.querySelector('#connection')?.getAttribute('data-status') === 'reconnecting', undefined, { timeout: 15_000 });
   for (const text of texts) await say(bob, text);
@@ -85,6 +101,8 @@ test.after(async () => {
 
 test('a wrong PIN is refused with a message a person understands', async () => {
   const page = await newPage();
+  assert.ok(await page.isHidden('#connection'), 'no connection state (no "Offline") before a first connection');
+  assert.equal(await accessibilityViolations(page), [], 'the join view');
   await page.fill('#pin-input', '000000');
   await page.press('#pin-input', 'Enter');
   await page.waitForFunction(() => (document.querySelector('#pin-error')?.textContent ?? '').length > 0);
@@ -104,6 +122,29 @@ test('a host signs up, creates a room and sees its PIN large', async () => {
   await screenshot(host, '02-host-room');
 });
 
+test('the host lobby shows the join link and a QR code that encodes it', async () => {
+  const link = `${server.url}/?pin=${pin}`;
+  assert.is(await host.getAttribute('#join-link', 'href'), link);
+  await host.waitForFunction(() => {
+    const canvas = document.getElementById('join-qr') as HTMLCanvasElement;
+    return canvas.getContext('2d')!.getImageData(0, 0, 1, 1).data[3] !== 0;
+  });
+  const image = await host.$eval('#join-qr', (el) => {
+    const canvas = el as HTMLCanvasElement;
+    const data = canvas.getContext('2d')!.getImageData(0, 0, canvas.width, canvas.height);
+    return { width: data.width, height: data.height, pixels: [...data.data] };
+  });
+  const decoded = jsQR(Uint8ClampedArray.from(image.pixels), image.width, image.height);
+  assert.is(decoded?.data, link);
+  assert.is(await host.textContent('#lobby-count'), '0');
+  // Checked with the "Locked" badge showing, then unlocked again.
+  await host.click('#btn-lock');
+  await host.waitForSelector('#room-locked:not([hidden])');
+  assert.equal(await accessibilityViolations(host), [], 'the host lobby');
+  await host.click('#btn-lock');
+  await host.waitForSelector('#room-locked', { state: 'hidden' });
+});
+
 async function page_signUpAndCreate(page: Page): Promise<void> {
   await page.click('#go-host');
   await page.check('input[name=mode][value=register]');
@@ -119,9 +160,10 @@ async function page_signUpAndCreate(page: Page): Promise<void> {
 
 test('two players join by PIN in their own browsers and the host sees both arrive', async () => {
   ada = await newPage();
-  bob = await newPage(390, 780); // a phone-sized screen
+  bob = await newPage(390, 844); // a phone-sized screen
   await joinAs(ada, 'Ada');
   await joinAs(bob, 'Bob');
+  await host.waitForFunction(() => document.getElementById('lobby-count')?.textContent === '2');
   await host.waitForFunction(() => {
     const names = [...document.querySelectorAll('#member-list li.online .name')].map((el) => el.textContent ?? '');
     return names.some((n) => n.startsWith('Ada')) && names.some((n) => n.startsWith('Bob'));
@@ -130,7 +172,28 @@ test('two players join by PIN in their own browsers and the host sees both arriv
   await screenshot(bob, '03-player-phone');
 });
 
-test('a chat message appears for all three', async () => {
+test('the nickname and room views pass an automated WCAG AA check', async () => {
+  const page = await newPage();
+  await page.fill('#pin-input', pin);
+  await page.press('#pin-input', 'Enter');
+  await page.waitForSelector('#screen-nickname:not([hidden])');
+  assert.equal(await accessibilityViolations(page), [], 'the nickname view');
+  assert.equal(await accessibilityViolations(ada), [], 'the room view');
+  assert.equal(await accessibilityViolations(bob), [], 'the room view on a phone');
+});
+
+test('on a phone the message box and the reactions stay on screen, however the page is scrolled', async () => {
+  for (const scroll of [0, 10_000]) {
+    await bob.evaluate((y) => window.scrollTo(0, y), scroll);
+    for (const selector of ['#chat-input', '.reactions']) {
+      const box = (await bob.locator(selector).boundingBox())!;
+      assert.ok(box.y >= 0 && box.y + box.height <= 844, `${selector} is on screen (scrolled to ${scroll}): ${JSON.stringify(box)}`);
+    }
+  }
+  await screenshot(bob, '03b-phone-composer');
+});
+
+test('a chat message appears for all three, and the live region reads it with the speaker set apart', async () => {
   await ada.fill('#chat-input', 'hello from Ada');
   await ada.press('#chat-input', 'Enter');
   for (const page of [host, ada, bob]) {
@@ -140,6 +203,11 @@ test('a chat message appears for all three', async () => {
       ['hello from Ada'],
     );
   }
+  await host.waitForFunction(() => document.getElementById('feed-announcer')?.textContent === 'Ada: hello from Ada');
+  assert.ok(await host.$eval('#feed-list', (el) => !el.hasAttribute('aria-live')), 'the feed itself is not a live region');
+  await ada.click('.reactions button[data-emoji="👏"]');
+  await host.waitForFunction(() => [...document.querySelectorAll('#feed-list li[data-type="reaction"]')].some((el) => (el.textContent ?? '').includes('👏')));
+  assert.is(await host.textContent('#feed-announcer'), 'Ada: hello from Ada', 'a reaction is not read out');
   await screenshot(host, '04-chat');
 });
 
@@ -215,6 +283,22 @@ test('in a room of hundreds the host sees the first page of members and the coun
   }
   assert.ok(await host.isHidden('#member-more'), 'everyone is shown');
   await screenshot(host, '07-host-big-room');
+});
+
+test("the host's Leave says it ends the room and asks first", async () => {
+  const asked: string[] = [];
+  host.once('dialog', (dialog) => {
+    asked.push(dialog.message());
+    void dialog.dismiss();
+  });
+  await host.click('#btn-leave');
+  assert.match(asked[0] ?? '', 'ends the room for everyone');
+  assert.ok(await host.isVisible('#screen-room'), 'still in the room after saying no');
+  host.once('dialog', (dialog) => void dialog.accept());
+  await host.click('#btn-leave');
+  await host.waitForSelector('#screen-home:not([hidden])');
+  await ada.waitForSelector('#screen-gone:not([hidden])');
+  assert.match((await ada.textContent('#gone-title'))!, 'ended');
 });
 
 test.run();
