@@ -339,7 +339,10 @@ function memberItem(member: Roster['members'][number]): HTMLLIElement {
   dot.setAttribute('aria-hidden', 'true');
   const name = document.createElement('span');
   name.className = 'name';
-  name.textContent = member.name + (member.role === 'host' ? ' · host' : '') + (member.userId === client.user?.id ? ' (you)' : '');
+  const self = member.userId === client.user?.id;
+  // The host's own tile is short: the lobby is about the players.
+  name.textContent = self && member.role === 'host' ? 'You · host' : member.name + (member.role === 'host' ? ' · host' : '') + (self ? ' (you)' : '');
+  name.title = name.textContent;
   const sr = document.createElement('span');
   sr.className = 'sr-only';
   sr.textContent = member.online ? ' online' : ' away';

@@ -262,24 +262,25 @@ test('a reload keeps the session and rejoins the room', async () => {
   assert.equal((await chatTexts(ada)).slice(0, 1), ['hello from Ada']);
 });
 
-test('in a room of hundreds the host sees the first page of members and the count, and pages through the rest', async () => {
-  // 250 members who joined and went away, added straight into PostgreSQL.
+test('in a room of 1,000 the host sees the first page of player tiles and the counts, and pages through the rest', async () => {
+  // 1,000 members who joined and went away, added straight into PostgreSQL.
   const db = ctx.db();
   const roomId = (await db.selectFrom('rooms').select('id').where('pin', '=', pin).where('status', '<>', 'ended').executeTakeFirstOrThrow()).id;
-  await sql`with u as (insert into users (display_name, kind) select 'Crowd ' || g, 'guest' from generate_series(1, 250) g returning id, display_name)
+  await sql`with u as (insert into users (display_name, kind) select 'Crowd ' || g, 'guest' from generate_series(1, 1000) g returning id, display_name)
     insert into room_members (room_id, user_id, role, name) select ${roomId}::uuid, id, 'member', display_name from u`.execute(db);
-  await sql`update rooms set member_count = member_count + 250 where id = ${roomId}::uuid`.execute(db);
+  await sql`update rooms set member_count = member_count + 1000 where id = ${roomId}::uuid`.execute(db);
   const total = (await db.selectFrom('rooms').select('member_count').where('id', '=', roomId).executeTakeFirstOrThrow()).member_count;
 
   await host.reload();
   await host.waitForSelector('#screen-room:not([hidden])');
   await host.waitForFunction(() => !(document.querySelector('#member-more') as HTMLElement).hidden);
   assert.is(await host.$$eval('#member-list li[data-user-id]', (els) => els.length), 100);
-  assert.is(await host.textContent('#member-more-text'), `Showing 100 of ${total}`);
+  assert.is(await host.textContent('#member-more-text'), `Showing 100 of ${total.toLocaleString('en')}`);
   assert.match((await host.textContent('#member-count'))!, '(2 online)');
-  for (const shown of [200, total]) {
+  assert.is(await host.textContent('#lobby-count'), '1');
+  for (let shown = 200; shown < total + 100; shown += 100) {
     await host.click('#btn-more-members');
-    await host.waitForFunction((n) => document.querySelectorAll('#member-list li[data-user-id]').length === n, shown);
+    await host.waitForFunction((n) => document.querySelectorAll('#member-list li[data-user-id]').length === n, Math.min(shown, total));
   }
   assert.ok(await host.isHidden('#member-more'), 'everyone is shown');
   await screenshot(host, '07-host-big-room');
