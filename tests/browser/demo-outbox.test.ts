@@ -130,4 +130,38 @@ test('after the reconnect the connection pill settles back on "Connected"', asyn
   assert.is(await player.getAttribute('#connection', 'data-status'), 'connected');
 });
 
+test('a message typed during an outage is kept across a reload of the tab and lands once after it', async () => {
+  const base = proxy.url(server.url).replace(/\/$/, '');
+  proxy.cut();
+  await player.waitForFunction(() => document.querySelector('#connection')?.getAttribute('data-status') === 'reconnecting', undefined, { timeout: 15_000 });
+  const kept = `kept across a reload ${randomUUID().slice(0, 8)}`;
+  await player.fill('#chat-input', kept);
+  await player.press('#chat-input', 'Enter');
+  await player.waitForFunction((t) => [...document.querySelectorAll('#pending-list .text')].some((el) => el.textContent === t), kept);
+  // The reload fails (the server is unreachable): the tab shows an error page, its sessionStorage stays.
+  await player.reload().catch(() => undefined);
+  await player.waitForURL(/^chrome-error:/, { timeout: 15_000 }).catch(() => undefined);
+  proxy.restore();
+  // Back to the app in the same tab (a late error page may still interrupt the first try).
+  for (let attempt = 1; ; attempt++) {
+    try {
+      await player.goto(base);
+      break;
+    } catch (err) {
+      if (attempt >= 5) throw err;
+    }
+  }
+  await player.waitForSelector('#screen-room:not([hidden])', { timeout: 30_000 });
+  await player.waitForFunction((t) => [...document.querySelectorAll('#feed-list .text')].some((el) => el.textContent === t), kept, { timeout: 30_000 });
+  await player.waitForFunction(() => sessionStorage.getItem('pinroom.outbox') === null, undefined, { timeout: 30_000 });
+  const marker = `after the reload ${randomUUID().slice(0, 8)}`;
+  await player.fill('#chat-input', marker);
+  await player.press('#chat-input', 'Enter');
+  await player.waitForFunction((t) => [...document.querySelectorAll('#feed-list .text')].some((el) => el.textContent === t), marker);
+  const texts = await chatTextsOnServer();
+  assert.equal(texts.slice(-2), [kept, marker]);
+  assert.is(texts.filter((t) => t === kept).length, 1);
+  assert.is((await shownTexts(player)).filter((t) => t === kept).length, 1);
+});
+
 test.run();
