@@ -489,11 +489,19 @@ export function createRoomService(deps: RoomServiceDeps) {
      * (locked or full included, so it can say so first). A PIN that never
      * existed and one whose room ended get the same answer (`room_not_found`)
      * along the same path: one Redis read, then the count of a failed guess.
-     * A live room costs one more primary-key read (its member count).
+     * A live room costs one more primary-key read (its member count); when
+     * PostgreSQL cannot answer it, `full` is false (the join itself still
+     * answers `room_full`) and the lookup is served from the cache as before.
      */
     async lookup(pin: string, address: string): Promise<PinLookup> {
       const room = await resolveLive(pin, { address });
-      const full = (await repo.memberCount(room.id)) >= room.maxMembers;
+      const full = await repo.memberCount(room.id).then(
+        (count) => count >= room.maxMembers,
+        (err: unknown) => {
+          logger.warn({ err, roomId: room.id }, 'could not read the member count for a PIN lookup; answering full: false');
+          return false;
+        },
+      );
       return { roomId: room.id, title: room.title, status: room.status, locked: room.locked, full };
     },
 
