@@ -8,7 +8,7 @@ COPY client-demo ./client-demo
 RUN npm run build:client
 
 # pinroom server image. TypeScript runs through tsx; no build step.
-FROM node:20-bookworm-slim
+FROM node:24-bookworm-slim
 ENV NODE_ENV=production
 WORKDIR /app
 COPY package.json package-lock.json ./

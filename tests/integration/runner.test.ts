@@ -3,7 +3,7 @@
  * tests/fixtures/runner/: its closing line counts failures and skips right,
  * a failing `before` hook's error is printed, `.only`/`.skip` are refused with
  * CI=true, and a file that is killed or hangs leaves no process, database,
- * key or folder behind.
+ * key or folder behind; a full run covers each supported Node.
  */
 import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
@@ -107,6 +107,22 @@ test('a file that outlives TEST_FILE_TIMEOUT_MS is killed with every process it 
   assert.match(run.output, 'timed out after 15000 ms, killing its process group');
   const [pid] = run.fixture!.pids;
   assert.not.ok(alive(pid!), `its child ${pid} is gone`);
+});
+
+test('a full run goes through every file once under each supported Node, and its closing line sums both', async () => {
+  const run = await runFixtures('nodes', { TEST_NODES: 'all' });
+  assert.is(run.summary, '2 passed, 0 failed', run.output);
+  assert.is(run.code, 0);
+  const versions = [...run.output.matchAll(/NODE (v\d+\.\d+\.\d+)$/gm)].map((m) => m[1]!);
+  assert.is(versions.length, 2, run.output);
+  assert.is(new Set(versions).size, 2, `two different Nodes: ${versions.join(', ')}`);
+  assert.ok(versions.some((v) => v.startsWith('v24.')), `one of them is Node 24: ${versions.join(', ')}`);
+});
+
+test('a filtered run uses the Node that runs the runner, once', async () => {
+  const run = await runFixtures('nodes');
+  assert.is(run.summary, '1 passed, 0 failed', run.output);
+  assert.match(run.output, `NODE ${process.version}`);
 });
 
 test.run();
