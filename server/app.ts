@@ -29,7 +29,7 @@ import { createIo, type PinroomServer } from './gateway/create-io.ts';
 import { createHttp, type HttpServer } from './http/create-http.ts';
 import { registerDemoRoutes } from './http/demo.ts';
 import { registerHealthRoutes } from './http/health.ts';
-import { createLogger } from './logger.ts';
+import { createLogger, startupLine } from './logger.ts';
 import { createMetrics, type Metrics } from './metrics.ts';
 import { createInstruments } from './observability/instruments.ts';
 import { registerObservabilityRoutes } from './observability/http.ts';
@@ -235,7 +235,7 @@ export function createApp(config: Config, options: AppOptions = {}): App {
   });
 
   let draining = false;
-  registerDemoRoutes(http, { logger });
+  const demo = registerDemoRoutes(http, { logger });
   registerHealthRoutes(http, {
     checks: { redis: () => redis.ping(), postgres: () => pingDb(db) },
     draining: () => draining,
@@ -287,7 +287,11 @@ export function createApp(config: Config, options: AppOptions = {}): App {
       const address = http.server.address();
       const port = typeof address === 'object' && address ? address.port : config.http.port;
       const url = `http://${config.http.host === '0.0.0.0' || config.http.host === '::' ? '127.0.0.1' : config.http.host}:${port}`;
-      logger.info({ url }, options.listen === false ? 'pinroom worker ready' : 'pinroom listening');
+      if (options.listen === false) logger.info({ url }, 'pinroom worker ready');
+      else {
+        const line = startupLine({ url, demoBuilt: demo, redisUrl: config.redis.url, databaseUrl: config.db.url });
+        logger.info(line.fields, line.message);
+      }
       return { port, url };
     },
 

@@ -35,6 +35,8 @@ import type { Config } from './config.ts';
 import { createDb, ensureDatabase, connectDb } from './db/database.ts';
 import { migrateToLatest } from './db/migrate.ts';
 import { StartupError } from './errors.ts';
+import { demoBuilt } from './http/demo.ts';
+import { startupLine } from './logger.ts';
 
 /** IPC message a worker sends once its node is started. */
 export const WORKER_READY = 'pinroom:worker-ready';
@@ -164,7 +166,8 @@ export async function runPrimary(config: Config, logger: Logger): Promise<void> 
   const address = server.address();
   const port = typeof address === 'object' && address ? address.port : config.http.port;
   const host = config.http.host === '0.0.0.0' || config.http.host === '::' ? '127.0.0.1' : config.http.host;
-  log.info({ workers: config.cluster.workers, url: `http://${host}:${port}` }, 'pinroom listening');
+  const line = startupLine({ url: `http://${host}:${port}`, demoBuilt: demoBuilt(), redisUrl: config.redis.url, databaseUrl: config.db.url });
+  log.info({ workers: config.cluster.workers, ...line.fields }, line.message);
 
   const shutdown = (signal: NodeJS.Signals) => {
     if (stopping) return;

@@ -30,10 +30,14 @@ const CSP = [
   "form-action 'none'",
 ].join('; ');
 
-export function registerDemoRoutes(http: HttpServer, { logger, dir = DEMO_DIR }: { logger: Logger; dir?: string }): void {
-  if (!existsSync(`${dir}index.html`)) {
+/** Whether the demo has been built into `dir`. */
+export const demoBuilt = (dir = DEMO_DIR): boolean => existsSync(`${dir}index.html`);
+
+/** Serve the demo from `dir`; false (and a warning) when it is not built. */
+export function registerDemoRoutes(http: HttpServer, { logger, dir = DEMO_DIR }: { logger: Logger; dir?: string }): boolean {
+  if (!demoBuilt(dir)) {
     logger.warn({ dir }, 'the browser demo is not built (npm run build:client); / will answer 404');
-    return;
+    return false;
   }
   void http.register(fastifyStatic, {
     root: dir,
@@ -50,4 +54,5 @@ export function registerDemoRoutes(http: HttpServer, { logger, dir = DEMO_DIR }:
       res.header('referrer-policy', 'no-referrer');
     },
   });
+  return true;
 }

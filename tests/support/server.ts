@@ -40,7 +40,7 @@ export async function startTestServer(env: Record<string, string>, options: Star
   });
   const onData = (chunk: Buffer) => {
     output += chunk.toString();
-    const match = /"url":"(http:\/\/[^"]+)","msg":"pinroom listening"/.exec(output);
+    const match = /"url":"(http:\/\/[^"]+)"[^\n]*"msg":"pinroom listening/.exec(output);
     if (match) resolveUrl(match[1]!);
   };
   child.stdout!.on('data', onData);
