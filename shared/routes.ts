@@ -29,6 +29,8 @@ export const HttpRoutes = {
   metrics: '/metrics',
   /** `GET` with an admin's access token: this node's live sockets and rooms. */
   adminOverview: '/admin/overview',
+  /** `GET`: the OpenAPI 3 document of these routes (docs/operations.md). */
+  openapi: '/openapi.json',
 } as const;
 
 export type HttpRoute = (typeof HttpRoutes)[keyof typeof HttpRoutes];

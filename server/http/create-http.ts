@@ -4,15 +4,36 @@
  * with a stable code; nothing unknown leaks beyond a generic `internal`.
  */
 import { randomUUID } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import cors from '@fastify/cors';
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import type { Logger } from 'pino';
 import type { Config } from '../config.ts';
 import { ERRORS } from '../../shared/errors.ts';
 import { AppError, ErrorCode, toErrorPayload } from '../errors.ts';
 import { compileTrust } from '../gateway/address.ts';
+import { setUpOpenApi } from './openapi.ts';
 
-export type HttpServer = FastifyInstance;
+/** The Fastify instance; route schemas are zod schemas (request types are inferred from them). */
+export type HttpServer = FastifyInstance<Server, IncomingMessage, ServerResponse, FastifyBaseLogger, ZodTypeProvider>;
+
+/** A route as the server registered it; `hidden` routes (static files, CORS preflight) are not in the OpenAPI document. */
+export interface RegisteredRoute {
+  method: string;
+  url: string;
+  hidden: boolean;
+}
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    /** Every route registered so far, in order (HEAD routes Fastify adds for GET included). */
+    registeredRoutes(): readonly RegisteredRoute[];
+  }
+}
+
+const VERSION = (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
 
 export function createHttp({
   config,
@@ -43,6 +64,13 @@ export function createHttp({
   });
   // Headers (including a WebSocket upgrade request) must arrive quickly (slowloris).
   app.server.headersTimeout = config.http.headersTimeoutMs;
+
+  const routes: RegisteredRoute[] = [];
+  app.addHook('onRoute', (route) => {
+    for (const method of [route.method].flat()) routes.push({ method, url: route.url, hidden: route.schema?.hide === true });
+  });
+  app.decorate('registeredRoutes', () => routes);
+  setUpOpenApi(app, { version: VERSION });
 
   const anyOrigin = config.http.corsOrigins.includes('*');
   void app.register(cors, {

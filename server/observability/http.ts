@@ -16,11 +16,13 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { FastifyRequest } from 'fastify';
 import type { Registry } from 'prom-client';
+import { z } from 'zod';
 import type { Config } from '../config.ts';
 import { HttpRoutes } from '../../shared/routes.ts';
 import { AppError, ErrorCode } from '../errors.ts';
 import type { PinroomServer } from '../gateway/create-io.ts';
 import type { HttpServer } from '../http/create-http.ts';
+import { Security } from '../http/openapi.ts';
 
 /** The feed as the admin overview shows it: the archive (cluster-wide) and this node's live channels. */
 export interface FeedOverview {
@@ -90,7 +92,7 @@ export function registerObservabilityRoutes(
     request.log.debug({ reqId: request.id, method: request.method, path: request.url.split('?')[0], status: reply.statusCode, ms: Math.round(reply.elapsedTime) }, 'request');
   });
 
-  http.get(HttpRoutes.metrics, async (request, reply) => {
+  http.get(HttpRoutes.metrics, { schema: { summary: 'Prometheus metrics of this node (text format)', tags: ['operations'], security: [...Security.bearer] } }, async (request, reply) => {
     if (tokenDigest) {
       const presented = bearer(request);
       // Compared as digests: constant time whatever the lengths.
@@ -104,7 +106,13 @@ export function registerObservabilityRoutes(
     return reply.header('content-type', registry.contentType).header('cache-control', 'no-store').send(text);
   });
 
-  http.get<{ Querystring: { limit?: string } }>(HttpRoutes.adminOverview, async (request, reply) => {
+  const overviewSchema = {
+    summary: "This node's sockets and rooms (the first `limit`, default 100, at most 1000), and the feed archive's lag (admins)",
+    tags: ['operations'],
+    security: [...Security.bearer],
+    querystring: z.object({ limit: z.string().optional() }),
+  };
+  http.get(HttpRoutes.adminOverview, { schema: overviewSchema }, async (request, reply) => {
     const token = bearer(request);
     if (!token) throw new AppError(ErrorCode.Unauthorized, 'GET /admin/overview needs Authorization: Bearer <access token> of an admin user');
     const claims = await authenticate(token);

@@ -5,16 +5,16 @@
  * for a PIN that never existed and one whose room ended), 429 `rate_limited`
  * with `Retry-After`, 400 `bad_request` for a malformed PIN.
  */
+import { z } from 'zod';
 import { HttpRoutes } from '../../shared/routes.ts';
 import { Pin, type PinLookup } from '../../shared/schemas.ts';
 import { addressKey, requestAddress } from '../gateway/address.ts';
 import type { HttpServer } from '../http/create-http.ts';
-import { parse } from '../validation.ts';
 import type { RoomService } from './room-service.ts';
 
 export function registerRoomRoutes(http: HttpServer, { rooms }: { rooms: Pick<RoomService, 'lookup'> }): void {
-  http.get<{ Params: { pin: string } }>(HttpRoutes.pinLookup, async (request): Promise<PinLookup> => {
-    const pin = parse(Pin, request.params.pin, 'PIN');
-    return rooms.lookup(pin, addressKey(requestAddress(request)));
+  const schema = { summary: 'Check a PIN before joining its room', tags: ['rooms'], params: z.object({ pin: Pin.describe('PIN') }) };
+  http.get(HttpRoutes.pinLookup, { schema }, async (request): Promise<PinLookup> => {
+    return rooms.lookup(request.params.pin, addressKey(requestAddress(request)));
   });
 }
