@@ -97,7 +97,9 @@ export function createApp(config: Config, options: AppOptions = {}): App {
   const instruments = createInstruments({ registry: metrics.registry });
   instruments.observeRedis(redis);
   instruments.observeRedis(roomsRedis);
-  const { db, pool } = createDb(config, logger, { plugins: [instruments.pgPlugin] });
+  for (const connection of [redis, roomsRedis, redisSub, feedLive, feedArchive]) instruments.countRedisErrors(connection);
+  const { db, pool } = createDb(config, logger, { plugins: [instruments.pgPlugin], log: instruments.pgLog });
+  instruments.observePool(pool);
   const scripts = createScripts(redis);
   // Internal errors and dependency transitions, rate-limited into the system log (written through the feed, below).
   const systemEvents = createSystemEvents({
@@ -172,6 +174,7 @@ export function createApp(config: Config, options: AppOptions = {}): App {
     archiveConnection: feedArchive,
     router,
     http,
+    onLiveDelivery: instruments.observeFeedDelivery,
     isAdmin: (userId) => admins.isAdmin(userId),
     limits: userLimits,
     access: {

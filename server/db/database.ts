@@ -2,7 +2,7 @@
  * PostgreSQL through Kysely and a pg pool. The pool is built here and nowhere
  * else; `createDb` does not connect until the first query.
  */
-import { Kysely, PostgresDialect, sql, type KyselyPlugin } from 'kysely';
+import { Kysely, PostgresDialect, sql, type KyselyPlugin, type LogEvent } from 'kysely';
 import pg from 'pg';
 import type { Logger } from 'pino';
 import { redactUrl, type Config } from '../config.ts';
@@ -16,7 +16,7 @@ export interface DbHandle {
   pool: pg.Pool;
 }
 
-export function createDb(config: Pick<Config, 'db'>, logger: Logger, options: { plugins?: KyselyPlugin[] } = {}): DbHandle {
+export function createDb(config: Pick<Config, 'db'>, logger: Logger, options: { plugins?: KyselyPlugin[]; log?: (event: LogEvent) => void } = {}): DbHandle {
   const pool = new pg.Pool({
     connectionString: config.db.url,
     max: config.db.poolMax,
@@ -30,7 +30,7 @@ export function createDb(config: Pick<Config, 'db'>, logger: Logger, options: { 
   pool.on('error', (err) => logger.warn({ err: { message: err.message, code: (err as { code?: string }).code } }, 'idle postgres client error'));
   // A checked-out client whose connection drops emits 'error' too (its query also fails, and the pool discards it on release).
   pool.on('connect', (client) => client.on('error', (err) => logger.warn({ err: { message: err.message, code: (err as { code?: string }).code } }, 'postgres connection lost')));
-  const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }), plugins: options.plugins ?? [] });
+  const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }), plugins: options.plugins ?? [], ...(options.log ? { log: options.log } : {}) });
   return { db, pool };
 }
 

@@ -1,12 +1,14 @@
 /**
  * Feed series on the app's Prometheus registry, read when scraped: archive
  * lag (seconds since the oldest entry not yet in PostgreSQL, and rooms
- * waiting), dead letters, and the relay's channels and subscriptions on this node.
+ * waiting), dead letters, entries appended by this node, and the relay's
+ * channels and subscriptions on this node. The publish → delivery histogram
+ * (`pinroom_feed_delivery_seconds`) is in server/observability/instruments.ts.
  */
 import { Counter, Gauge, type Registry } from 'prom-client';
 import type { Feed } from './feed.ts';
 
-export function registerFeedMetrics(registry: Registry, feed: Pick<Feed, 'archiveLag' | 'relay' | 'archiver'>): void {
+export function registerFeedMetrics(registry: Registry, feed: Pick<Feed, 'archiveLag' | 'relay' | 'archiver' | 'store'>): void {
   const registers = [registry];
   const lag = () => feed.archiveLag().catch(() => ({ seconds: Number.NaN, rooms: Number.NaN }));
   new Gauge({
@@ -32,6 +34,18 @@ export function registerFeedMetrics(registry: Registry, feed: Pick<Feed, 'archiv
     collect() {
       this.reset();
       this.inc(feed.archiver.stats().deadLetters);
+    },
+  });
+  new Counter({
+    name: 'pinroom_feed_entries_total',
+    help: 'Feed entries appended by this node (an idempotent retry not counted), by feed: a room\'s or the system log.',
+    labelNames: ['feed'],
+    registers,
+    collect() {
+      this.reset();
+      const appended = feed.store.stats();
+      this.inc({ feed: 'room' }, appended.room);
+      this.inc({ feed: 'system' }, appended.system);
     },
   });
   new Gauge({

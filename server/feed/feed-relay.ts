@@ -92,6 +92,12 @@ export interface FeedRelayOptions {
   checkIntervalMs?: number;
   /** How long subscribing to a live channel may take before the subscribe fails with `unavailable`, ms. @default 2000 */
   subscribeTimeoutMs?: number;
+  /**
+   * Called once per live entry this node fans out (not per subscriber), with
+   * its age in seconds: from the append (the stream id's time, Redis's clock)
+   * to the fan-out (this node's clock).
+   */
+  onLiveDelivery?: (ageSeconds: number) => void;
 }
 
 interface Message extends Delivery {
@@ -239,6 +245,7 @@ export function createFeedRelay(options: FeedRelayOptions) {
     if (m.prev === ch.cursor) {
       // The next entry (the usual case: no id comparison).
       fanOut(ch, m);
+      if (options.onLiveDelivery) options.onLiveDelivery((Date.now() - Number.parseInt(m.id, 10)) / 1000);
       return;
     }
     if (compareIds(m.id, ch.cursor) <= 0) return;

@@ -203,6 +203,8 @@ export function createFeedStore({
 }) {
   const { feed } = config;
   const newEpoch = createEpochSource();
+  /** Entries this store appended (duplicates not counted), for `pinroom_feed_entries_total`. */
+  const appended = { room: 0, system: 0 };
 
   const streamKey = (ref: FeedRef) => (ref.kind === 'room' ? keys.feedStream(ref.roomId) : ref.kind === 'global' ? keys.feedGlobal : keys.feedSystem);
   const metaKey = (ref: FeedRef) => (ref.kind === 'room' ? keys.feedMeta(ref.roomId) : ref.kind === 'global' ? keys.feedGlobalMeta : keys.feedSystemMeta);
@@ -213,6 +215,9 @@ export function createFeedStore({
     streamKey,
     metaKey,
     liveChannel,
+
+    /** Entries appended through this store, by feed. */
+    stats: (): Readonly<{ room: number; system: number }> => appended,
 
     /** Append to a room's feed and publish it live, idempotently when `idempotency` is given. */
     async append(input: AppendInput): Promise<AppendResult> {
@@ -235,7 +240,10 @@ export function createFeedStore({
         type === 'room.ended' ? '1' : '',
       ]);
       if (status === 2) throw new AppError(ErrorCode.Forbidden, 'The room has ended; its feed is closed');
-      if (status === 0) onAppended?.(roomId);
+      if (status === 0) {
+        appended.room++;
+        onAppended?.(roomId);
+      }
       return { id, epoch, duplicate: status === 1 };
     },
 
@@ -252,6 +260,7 @@ export function createFeedStore({
         payloadJson,
         entryTail(input.roomId ?? null, 'system', input.type, input.actor?.id ?? '', input.actor?.name ?? '', payloadJson),
       ]);
+      appended.system++;
       return { id, epoch };
     },
 

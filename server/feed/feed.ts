@@ -41,6 +41,8 @@ export interface FeedDeps {
   limits?: { publish(userId: string, roomId: string): Promise<void> };
   router: EventRouter;
   http: HttpServer;
+  /** Age of each live entry this node fans out, in seconds (the publish → delivery latency metric). */
+  onLiveDelivery?: (ageSeconds: number) => void;
 }
 
 export type Feed = ReturnType<typeof createFeed>;
@@ -58,6 +60,7 @@ export function createFeed(deps: FeedDeps) {
     checkIntervalMs: config.feed.checkIntervalMs,
     subscribeTimeoutMs: config.redis.commandTimeoutMs,
     logger,
+    ...(deps.onLiveDelivery ? { onLiveDelivery: deps.onLiveDelivery } : {}),
   });
   // The archive's own connection, and a store on it: its XRANGEs and global copies stay off the publish path.
   const archiveRedis = deps.archiveConnection;

@@ -12,6 +12,11 @@
  * - `pinroom_redis_command_duration_seconds{command}` (command connection only;
  *   blocking reads would measure their own wait) and
  *   `pinroom_pg_query_duration_seconds{kind}`: latency histograms;
+ * - `pinroom_redis_errors_total{kind}`, `pinroom_pg_errors_total{kind}`: a
+ *   command or query that failed (`kind="command"`/`"query"`), and a
+ *   connection that failed to open or was lost (`kind="connection"`);
+ * - `pinroom_feed_delivery_seconds`: age of a feed entry when this node fans
+ *   it out live, from its append (publish → delivery; once per entry and node);
  * - Node's defaults (prom-client): event-loop lag (`nodejs_eventloop_lag_*`),
  *   resident memory and heap (`process_resident_memory_bytes`, `nodejs_heap_*`), ...
  *
@@ -20,8 +25,9 @@
  * take them when scraped, so a fan-out to thousands of sockets pays no label
  * hashing per delivery.
  */
-import type { KyselyPlugin, PluginTransformQueryArgs, PluginTransformResultArgs, QueryResult, RootOperationNode, UnknownRow } from 'kysely';
+import type { KyselyPlugin, LogEvent, PluginTransformQueryArgs, PluginTransformResultArgs, QueryResult, RootOperationNode, UnknownRow } from 'kysely';
 import type { Redis } from 'ioredis';
+import type pg from 'pg';
 import type { Logger } from 'pino';
 import { collectDefaultMetrics, Counter, Gauge, Histogram, type Registry } from 'prom-client';
 import type { PinroomServer, PinroomSocket } from '../gateway/create-io.ts';
@@ -97,6 +103,28 @@ export function createInstruments({ registry }: { registry: Registry }) {
     registers,
   });
 
+  const redisErrors = new Counter({
+    name: 'pinroom_redis_errors_total',
+    help: 'Redis failures: commands that failed on an observed connection (kind="command"), connection errors on any connection (kind="connection").',
+    labelNames: ['kind'],
+    registers,
+  });
+  const pgErrors = new Counter({
+    name: 'pinroom_pg_errors_total',
+    help: 'PostgreSQL failures: queries that failed (kind="query"), connections that could not be opened or were lost (kind="connection").',
+    labelNames: ['kind'],
+    registers,
+  });
+  // Every series shows from the first scrape, at 0.
+  for (const kind of ['command', 'connection']) redisErrors.inc({ kind }, 0);
+  for (const kind of ['query', 'connection']) pgErrors.inc({ kind }, 0);
+  const feedDelivery = new Histogram({
+    name: 'pinroom_feed_delivery_seconds',
+    help: 'Age of a feed entry when this node fans it out to its live subscribers: from the append (stream id time, Redis clock) to the fan-out (this node clock). Once per entry and node.',
+    buckets: LATENCY_BUCKETS,
+    registers,
+  });
+
   /** Incoming-event and ack counters for the event router. */
   const routerHooks = {
     onEvent: (event: string) => eventsIn.add(event),
@@ -154,12 +182,44 @@ export function createInstruments({ registry }: { registry: Registry }) {
         const end = redisLatency.startTimer({ command: command.name });
         command.promise.then(
           () => end(),
-          () => end(),
+          (err: unknown) => {
+            end();
+            if (!handledByClient(command, err)) redisErrors.inc({ kind: 'command' });
+          },
         );
       }
       return (send as (c: unknown, s?: unknown) => unknown)(command, stream);
     }) as Redis['sendCommand'];
   }
+
+  /** Count connection errors of a Redis client (call once per connection). */
+  function countRedisErrors(redis: Redis): void {
+    redis.on('error', () => redisErrors.inc({ kind: 'connection' }));
+  }
+
+  /** Count PostgreSQL connections of `pool` that fail to open or are lost. */
+  function observePool(pool: pg.Pool): void {
+    const lost = () => pgErrors.inc({ kind: 'connection' });
+    pool.on('error', lost);
+    pool.on('connect', (client) => client.on('error', lost));
+    // A connection that cannot be opened emits nothing: watch the promise form of `connect` (what Kysely calls).
+    const connect = pool.connect.bind(pool) as (...args: unknown[]) => unknown;
+    (pool as { connect: (...args: unknown[]) => unknown }).connect = (...args: unknown[]) => {
+      if (args.length > 0) return connect(...args);
+      return (connect() as Promise<pg.PoolClient>).catch((err: unknown) => {
+        lost();
+        throw err;
+      });
+    };
+  }
+
+  /** Kysely's `log` option: counts failed queries. */
+  const pgLog = (event: LogEvent): void => {
+    if (event.level === 'error') pgErrors.inc({ kind: 'query' });
+  };
+
+  /** Publish → delivery latency of the feed's live fan-out (the relay's `onLiveDelivery`). */
+  const observeFeedDelivery = (ageSeconds: number): void => feedDelivery.observe(Math.max(0, ageSeconds));
 
   /** A Kysely plugin timing each query from compilation to result. */
   const started = new WeakMap<object, { at: bigint; kind: string }>();
@@ -178,7 +238,17 @@ export function createInstruments({ registry }: { registry: Registry }) {
     },
   };
 
-  return { routerHooks, observeIo, observeRedis, pgPlugin };
+  return { routerHooks, observeIo, observeRedis, countRedisErrors, observePool, pgLog, pgPlugin, observeFeedDelivery };
+}
+
+/**
+ * Refusals ioredis expects and answers by itself, which are no failure:
+ * NOSCRIPT (it sends EVAL after EVALSHA) and `CLIENT SETINFO` on connect,
+ * which Redis before 7.2 does not know.
+ */
+function handledByClient(command: { name: string; args: unknown[] }, err: unknown): boolean {
+  if (err instanceof Error && err.message.startsWith('NOSCRIPT')) return true;
+  return command.name === 'client' && String(command.args[0]).toLowerCase() === 'setinfo';
 }
 
 function kindOf(node: RootOperationNode): string {
