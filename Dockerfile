@@ -1,5 +1,5 @@
 # The browser demo (client-demo/dist), built in a stage of its own with the dev dependencies (esbuild, qrcode).
-FROM node:20-bookworm-slim AS demo
+FROM node:24-bookworm-slim AS demo
 WORKDIR /build
 COPY package.json package-lock.json ./
 RUN npm ci

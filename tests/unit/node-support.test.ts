@@ -36,10 +36,10 @@ test('the Nodes the suite runs on are the ones engines declares', () => {
   assert.is(semver.major(node24), 24);
 });
 
-test('the image runs the Node 24 LTS that the suite runs on', () => {
-  const from = /^FROM\s+node:(\d+)[-\w.]*\s*$/m.exec(read('Dockerfile'));
-  assert.ok(from, 'the Dockerfile starts from an official node image');
-  assert.is(Number(from![1]), semver.major(node24));
+test('every stage of the image runs the Node 24 LTS that the suite runs on', () => {
+  const stages = [...read('Dockerfile').matchAll(/^FROM\s+(\S+)/gm)].map((m) => m[1]!);
+  assert.ok(stages.length > 0, 'the Dockerfile has stages');
+  for (const image of stages) assert.match(image, new RegExp(`^node:${semver.major(node24)}[-.]`), `${image} is an official node:${semver.major(node24)} image`);
 });
 
 test('docs/node.md names each supported Node line and the engines range', () => {
