@@ -214,6 +214,8 @@ export interface AuthConfig {
   loginBackoffAfter: RateLimit;
   /** Longest wait of that backoff, seconds. @default 300 */
   loginBackoffMaxSeconds: number;
+  /** First wait of the per-account login backoff, ms. @default 1000 */
+  loginBackoffFirstMs: number;
   /** Password hashes (scrypt) at once; the rest wait in a bounded queue. */
   hashing: {
     /** Hashes computed at once on this node. @default half the CPU cores, at least 1 */
@@ -427,7 +429,8 @@ export const VARIABLES = {
   AUTH_RATE_LOGIN_USER_IP: { default: '10/900', doc: 'Login attempts per username and client address, `<points>/<seconds>`; a successful login resets it.', schema: rate },
   AUTH_RATE_LOGIN_IP: { default: '100/900', doc: 'Login attempts per client address, `<points>/<seconds>`.', schema: rate },
   AUTH_RATE_REGISTER_IP: { default: '20/3600', doc: 'Account registrations per client address, `<points>/<seconds>`.', schema: rate },
-  AUTH_RATE_LOGIN_USER: { default: '10/900', doc: 'Failed logins per account from any address, `<points>/<seconds>`; past it each further attempt must wait a backoff doubling from 1 s (up to `AUTH_LOGIN_BACKOFF_MAX_SECONDS`), else `rate_limited`; a successful login resets it.', schema: rate },
+  AUTH_RATE_LOGIN_USER: { default: '10/900', doc: 'Failed logins per account from any address, `<points>/<seconds>`; past it each further attempt must wait a backoff doubling from `AUTH_LOGIN_BACKOFF_FIRST_MS` (up to `AUTH_LOGIN_BACKOFF_MAX_SECONDS`), else `rate_limited`; a successful login resets it.', schema: rate },
+  AUTH_LOGIN_BACKOFF_FIRST_MS: { default: '1000', doc: 'First wait of the per-account login backoff, ms; it doubles with every further failure.', schema: int(1, 3_600_000) },
   AUTH_LOGIN_BACKOFF_MAX_SECONDS: { default: '300', doc: 'Longest wait of the per-account login backoff, seconds.', schema: int(1, 86_400) },
   AUTH_HASH_CONCURRENCY: { doc: 'Password hashes (scrypt, 32 MiB each) computed at once on one node; the rest wait. Default half the CPU cores, at least 1.', schema: int(1, 256) },
   AUTH_HASH_QUEUE: { default: '64', doc: 'Sign-ins (login, register) that may wait for a password-hash slot on one node; more are refused at once with `rate_limited`.', schema: int(0, 100_000) },
@@ -616,6 +619,7 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>> = p
       guestSweepIntervalSeconds: v.GUEST_SWEEP_INTERVAL_SECONDS!,
       loginBackoffAfter: v.AUTH_RATE_LOGIN_USER!,
       loginBackoffMaxSeconds: v.AUTH_LOGIN_BACKOFF_MAX_SECONDS!,
+      loginBackoffFirstMs: v.AUTH_LOGIN_BACKOFF_FIRST_MS!,
       hashing: {
         concurrency: v.AUTH_HASH_CONCURRENCY ?? Math.max(1, Math.floor(availableParallelism() / 2)),
         queue: v.AUTH_HASH_QUEUE!,

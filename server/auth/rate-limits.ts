@@ -69,7 +69,7 @@ export function createLoginBackoff({
   redis: Redis;
   scripts: Scripts;
   keys: Keys;
-  config: Pick<AuthConfig, 'loginBackoffAfter' | 'loginBackoffMaxSeconds'>;
+  config: Pick<AuthConfig, 'loginBackoffAfter' | 'loginBackoffMaxSeconds' | 'loginBackoffFirstMs'>;
   now?: () => number;
 }) {
   const maxMs = config.loginBackoffMaxSeconds * 1000;
@@ -79,7 +79,7 @@ export function createLoginBackoff({
     async attempt(username: string): Promise<void> {
       let waitMs: number;
       try {
-        waitMs = await scripts.run<number>('login-attempt', [keys.loginFailures(username)], [now(), config.loginBackoffAfter.points, 1000, maxMs, ttlMs]);
+        waitMs = await scripts.run<number>('login-attempt', [keys.loginFailures(username)], [now(), config.loginBackoffAfter.points, config.loginBackoffFirstMs, maxMs, ttlMs]);
       } catch (err) {
         throw unavailable('Redis (login backoff)', err);
       }
