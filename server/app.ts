@@ -224,7 +224,7 @@ export function createApp(config: Config, options: AppOptions = {}): App {
     events: { emit: (event) => feed.service.emit(event) },
     feedPosition: (roomId) => feed.service.position(roomId),
   });
-  registerRoomRoutes(http, { rooms });
+  registerRoomRoutes(http, { rooms, authenticate: (token) => auth.authenticate(token) });
 
   registerRoomHandlers({ router, rooms, logger });
 

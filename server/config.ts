@@ -248,10 +248,12 @@ export interface RoomsConfig {
   pinTtlSeconds: number;
   /** How long an ended room's PIN stays unclaimable, in seconds. @default 300 */
   pinQuarantineSeconds: number;
-  /** Failed PIN lookups and joins per client address. @default 20/300 */
+  /** Wrong PINs per client address (an IPv6 /64), all users together: binds a crowd of throwaway guests, not a classroom. @default 300/3600 */
   guessRateIp: RateLimit;
-  /** Failed PIN joins per user. @default 10/300 */
+  /** Wrong PINs per user, from any address. @default 30/3600 */
   guessRateUser: RateLimit;
+  /** Wrong PINs per user from one address. @default 10/300 */
+  guessRateUserIp: RateLimit;
   /** Block after a guess limit is exceeded, in seconds; outlasts the window. @default 900 */
   guessBlockSeconds: number;
   /** Room creations per user. @default 10/60 */
@@ -456,8 +458,9 @@ export const VARIABLES = {
   PIN_CLAIM_ATTEMPTS: { default: '8', doc: 'Random draws per PIN length before giving up on that length.', schema: int(1, 100) },
   PIN_TTL_SECONDS: { default: '7200', doc: 'TTL of a live PIN claim, seconds; renewed every heartbeat while the room has members online.', schema: int(30, 30 * 86_400) },
   PIN_QUARANTINE_SECONDS: { default: '300', doc: 'How long an ended room\'s PIN cannot be claimed again, seconds (stale clients cannot land in a newer room).', schema: int(0, 86_400) },
-  PIN_GUESS_RATE_IP: { default: '20/300', doc: 'Failed PIN lookups and joins per client address, `<points>/<seconds>`; past it, `rate_limited` for `PIN_GUESS_BLOCK_SECONDS`.', schema: rate },
-  PIN_GUESS_RATE_USER: { default: '10/300', doc: 'Failed PIN joins per user, `<points>/<seconds>`; past it, `rate_limited` for `PIN_GUESS_BLOCK_SECONDS`.', schema: rate },
+  PIN_GUESS_RATE_IP: { default: '300/3600', doc: 'Wrong PINs (lookups and joins) per client address, all users together, `<points>/<seconds>`; past it, every PIN attempt from the address is `rate_limited` for `PIN_GUESS_BLOCK_SECONDS`. Much higher than the per-user limits, so one pupil cannot lock out a classroom.', schema: rate },
+  PIN_GUESS_RATE_USER: { default: '30/3600', doc: 'Wrong PINs per user from any address, `<points>/<seconds>`; past it, that user is `rate_limited` for `PIN_GUESS_BLOCK_SECONDS`.', schema: rate },
+  PIN_GUESS_RATE_USER_IP: { default: '10/300', doc: 'Wrong PINs per user from one client address, `<points>/<seconds>`; past it, that user is `rate_limited` at that address for `PIN_GUESS_BLOCK_SECONDS`.', schema: rate },
   PIN_GUESS_BLOCK_SECONDS: { default: '900', doc: 'Block after a PIN guess limit is exceeded, seconds.', schema: int(1, 7 * 86_400) },
   ROOM_CREATE_RATE_USER: { default: '10/60', doc: 'Room creations per user, `<points>/<seconds>`.', schema: rate },
   ROOM_MAX_MEMBERS_DEFAULT: { default: '100', doc: 'Member limit of a room created without `maxMembers`.', schema: int(2, 10_000) },
@@ -587,6 +590,7 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>> = p
       pinQuarantineSeconds: v.PIN_QUARANTINE_SECONDS!,
       guessRateIp: v.PIN_GUESS_RATE_IP!,
       guessRateUser: v.PIN_GUESS_RATE_USER!,
+      guessRateUserIp: v.PIN_GUESS_RATE_USER_IP!,
       guessBlockSeconds: v.PIN_GUESS_BLOCK_SECONDS!,
       createRateUser: v.ROOM_CREATE_RATE_USER!,
       maxMembersDefault: v.ROOM_MAX_MEMBERS_DEFAULT!,

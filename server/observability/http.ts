@@ -14,14 +14,13 @@
  * their request id, method, path (never the query string) and status.
  */
 import { createHash, timingSafeEqual } from 'node:crypto';
-import type { FastifyRequest } from 'fastify';
 import type { Registry } from 'prom-client';
 import { z } from 'zod';
 import type { Config } from '../config.ts';
 import { HttpRoutes } from '../../shared/routes.ts';
 import { AppError, ErrorCode } from '../errors.ts';
 import type { PinroomServer } from '../gateway/create-io.ts';
-import type { HttpServer } from '../http/create-http.ts';
+import { bearer, type HttpServer } from '../http/create-http.ts';
 import { Security } from '../http/openapi.ts';
 
 /** The feed as the admin overview shows it: the archive (cluster-wide) and this node's live channels. */
@@ -57,13 +56,6 @@ export interface AdminOverview {
 const ROOM_PREFIX = 'room:';
 
 const digest = (value: string) => createHash('sha256').update(value).digest();
-
-function bearer(request: FastifyRequest): string | undefined {
-  const header = request.headers.authorization;
-  if (typeof header !== 'string') return undefined;
-  const match = /^Bearer\s+(\S+)$/i.exec(header.trim());
-  return match?.[1];
-}
 
 export function registerObservabilityRoutes(
   http: HttpServer,

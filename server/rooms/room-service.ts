@@ -16,8 +16,8 @@
  *   Redis 3 round trips (probe script, presence script, feed position),
  *   PostgreSQL 1 statement (`room_join` looking: no lock, no write), no guess
  *   accounting, no member list, no feed entry, no socket write but the ack;
- * - a first join: Redis 6 sequential round trips (probe script; guess charge
- *   and refund, two commands each; presence script; the `member.joined`
+ * - a first join: Redis 6 sequential round trips (probe script; guess check
+ *   and charge, three commands side by side; refund, two commands; presence script; the `member.joined`
  *   append in rooms of at most `rosterBroadcastMax` members; feed position)
  *   and, alongside, the member page's HMGET; PostgreSQL 2 statements
  *   (`room_join`, one page of at most 100 members); socket writes: the ack,
@@ -233,7 +233,7 @@ export function createRoomService(deps: RoomServiceDeps) {
     return true;
   }
 
-  /** PIN → live room, for the HTTP lookup: one PIN guess (charged first, refunded when the PIN was right). */
+  /** PIN → live room, for the HTTP lookup: one PIN guess (limits.ts: only a wrong PIN counts). */
   async function resolveLive(pin: string, who: Guesser): Promise<RoomRecord> {
     const room = await limits.guess(who, async () => {
       const roomId = await pins.resolve(pin);
@@ -245,8 +245,9 @@ export function createRoomService(deps: RoomServiceDeps) {
   }
 
   /**
-   * A join that is not a rejoin: one PIN guess (charged before the PIN is
-   * looked at, refunded when it was right), and the decision in PostgreSQL.
+   * A join that is not a rejoin: one PIN guess (limits.ts: only a wrong PIN
+   * counts, against this user and, past the lookup, this address), and the
+   * decision in PostgreSQL.
    */
   async function admit(actor: RoomActor, roomId: string | null, pin: string): Promise<Admitted> {
     const decision = await limits.guess({ address: actor.address, userId: actor.id }, async () => {
@@ -492,9 +493,11 @@ export function createRoomService(deps: RoomServiceDeps) {
      * A live room costs one more primary-key read (its member count); when
      * PostgreSQL cannot answer it, `full` is false (the join itself still
      * answers `room_full`) and the lookup is served from the cache as before.
+     * `userId`: the asker when the request carried an access token (counted
+     * like a join), else the address alone counts.
      */
-    async lookup(pin: string, address: string): Promise<PinLookup> {
-      const room = await resolveLive(pin, { address });
+    async lookup(pin: string, address: string, userId?: string): Promise<PinLookup> {
+      const room = await resolveLive(pin, userId ? { address, userId } : { address });
       const full = await repo.memberCount(room.id).then(
         (count) => count >= room.maxMembers,
         (err: unknown) => {

@@ -191,7 +191,7 @@ test('a rejoin adds no feed entry, reads no member list and needs no PIN-guess a
   await until(async () => (await feedLength(room.id)) === 2, 'room.created and member.joined in the feed');
   const atHost = collect<FeedEntry>(hostSocket, 'feed:entry');
 
-  // Use up this user's wrong-PIN allowance (PIN_GUESS_RATE_USER, 10 per 300 s): new joins are refused from now on.
+  // Use up this user's wrong-PIN allowance at this address (PIN_GUESS_RATE_USER_IP, 10 per 300 s): new joins are refused from now on.
   let wrong = String((Number(room.pin) + 1) % 1_000_000).padStart(6, '0');
   for (let i = 0; i < 12; i++) {
     while (wrong === room.pin || wrong === other.room.pin) wrong = String((Number(wrong) + 1) % 1_000_000).padStart(6, '0');

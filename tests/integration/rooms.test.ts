@@ -84,6 +84,7 @@ test.before(async () => {
     ROOM_CREATE_RATE_USER: '1000/60',
     PIN_GUESS_RATE_IP: '1000/60',
     PIN_GUESS_RATE_USER: '1000/60',
+    PIN_GUESS_RATE_USER_IP: '1000/60',
   });
   await ctx.migrate();
 });
@@ -143,16 +144,37 @@ test('renewal extends only a claim that still names the room, and re-claims a va
   assert.is(await ctx.redis().get(keys.pin('0603')), 'room-3');
 });
 
-test('a parallel burst of guesses is never evaluated past the limit, and a right PIN is refunded', async () => {
+test('a parallel burst of one user\'s wrong PINs is never evaluated past their limit, and a right PIN costs nothing', async () => {
   const { keys } = node();
-  const limits = createRoomLimits({ redis: ctx.redis(), keys, config: { ...ctx.config.rooms, guessRateIp: { points: 5, durationSeconds: 60 } } });
-  const who = { address: '10.7.7.7' };
-  await limits.chargeGuess(who);
-  await limits.refundGuess(who); // a right PIN costs nothing
-  const outcomes = await Promise.allSettled(Array.from({ length: 30 }, () => limits.chargeGuess(who)));
+  const limits = createRoomLimits({ redis: ctx.redis(), keys, config: { ...ctx.config.rooms, guessRateUserIp: { points: 5, durationSeconds: 60 } } });
+  const who = { address: '10.7.7.7', userId: 'u-burst' };
+  assert.is(await limits.guess(who, async () => 'room'), 'room'); // a right PIN
+  let looked = 0;
+  const outcomes = await Promise.allSettled(
+    Array.from({ length: 30 }, () =>
+      limits.guess(who, async () => {
+        looked++;
+        return null;
+      }),
+    ),
+  );
+  assert.is(looked, 5, 'PINs looked at');
   assert.is(outcomes.filter((o) => o.status === 'fulfilled').length, 5);
   const refused = outcomes.find((o) => o.status === 'rejected') as PromiseRejectedResult;
   assert.is((refused.reason as { code: string }).code, 'rate_limited');
+  // Blocked: even a right PIN is refused, without being looked at.
+  await rejectsWithCode(() => limits.guess(who, async () => 'room'), 'rate_limited');
+});
+
+test('right PINs of many users at one address never count against it, however many run at once', async () => {
+  const { keys } = node();
+  const limits = createRoomLimits({ redis: ctx.redis(), keys, config: { ...ctx.config.rooms, guessRateIp: { points: 3, durationSeconds: 60 } } });
+  const address = '10.8.8.8';
+  const right = await Promise.all(Array.from({ length: 50 }, (_, i) => limits.guess({ address, userId: `pupil-${i}` }, async () => 'room')));
+  assert.is(right.filter((r) => r === 'room').length, 50);
+  // Wrong PINs of three users reach the address limit; the next attempt from the address is refused, a right PIN too.
+  for (let i = 0; i < 3; i++) assert.is(await limits.guess({ address, userId: `typo-${i}` }, async () => null), null);
+  await rejectsWithCode(() => limits.guess({ address, userId: 'pupil-0' }, async () => 'room'), 'rate_limited');
 });
 
 test('guests cannot create rooms and maxMembers is capped', async () => {
