@@ -26,6 +26,10 @@ export interface RoomNotifier {
    * group, for the host). False when the socket is gone (closed meanwhile).
    */
   enter(socketId: string, roomId: string, asHost: boolean): Promise<boolean>;
+  /** Take a socket of this node out of the room's broadcast groups (a join undone). */
+  leave(socketId: string, roomId: string): void;
+  /** Whether a socket of this node is in the room's broadcast group now. */
+  holds(socketId: string, roomId: string): boolean;
   /** Take every socket of `userId` out of the room's broadcast group, on every node. */
   removeUser(roomId: string, userId: string): void;
   /** Empty the room's broadcast groups, on every node. */
@@ -69,6 +73,13 @@ export function createIoNotifier(io: PinroomServer): RoomNotifier {
       await socket.join(asHost ? [groupOf(roomId), socketRooms.roomHost(roomId)] : groupOf(roomId));
       return true;
     },
+    leave(socketId, roomId) {
+      const socket = io.sockets.sockets.get(socketId);
+      if (!socket) return;
+      void socket.leave(socketRooms.room(roomId));
+      void socket.leave(socketRooms.roomHost(roomId));
+    },
+    holds: (socketId, roomId) => io.sockets.sockets.get(socketId)?.rooms.has(socketRooms.room(roomId)) ?? false,
     removeUser: (roomId, userId) => io.in(socketRooms.user(userId)).socketsLeave(socketRooms.room(roomId)),
     removeAll: (roomId) => io.in([socketRooms.room(roomId), socketRooms.roomHost(roomId)]).socketsLeave([socketRooms.room(roomId), socketRooms.roomHost(roomId)]),
     follow(onLeave) {

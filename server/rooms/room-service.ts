@@ -14,17 +14,20 @@
  * Cost of one `room:join` (hot path), whatever the room's size:
  * - a rejoin (already a member: another tab, a reconnect, a node restart):
  *   Redis 3 round trips (probe script, presence script, feed position),
- *   PostgreSQL 1 statement (`room_join` looking: no lock, no write), no guess
+ *   PostgreSQL 2 statements (`room_join` looking: no lock, no write; the
+ *   membership re-read once the socket is in the group), no guess
  *   accounting, no member list, no feed entry, no socket write but the ack;
  * - a first join: Redis 6 sequential round trips (probe script; guess check
  *   and charge, three commands side by side; refund, two commands; presence script; the `member.joined`
  *   append in rooms of at most `rosterBroadcastMax` members; feed position)
- *   and, alongside, the member page's HMGET; PostgreSQL 2 statements
- *   (`room_join`, one page of at most 100 members); socket writes: the ack,
+ *   and, alongside, the member page's HMGET; PostgreSQL 3 statements
+ *   (`room_join`, the membership re-read once the socket is in the group,
+ *   one page of at most 100 members); socket writes: the ack,
  *   plus one delivery per subscriber of the `member.joined` entry in a small
  *   room, or a share of the window's paced broadcasts in a big one.
  * Joins into one room that queue up on a node share one `room_join`
- * statement and commit, one page read and one position read (coalesce.ts).
+ * statement and commit, one membership re-read, one page read and one
+ * position read (coalesce.ts).
  * A leave: 1 PostgreSQL statement (`room_leave`), 2 Redis round trips (the
  * presence script, the `member.left` append in a small room; a third, the
  * room from the cache, when no socket of the room is on this node) and one
@@ -275,6 +278,29 @@ export function createRoomService(deps: RoomServiceDeps) {
     }
   }
 
+  const removedWhileJoining = () => new AppError(ErrorCode.Forbidden, 'The host removed you from this room while you were joining');
+
+  /**
+   * The join's socket is in the room's group: confirm in PostgreSQL that the
+   * membership still stands. A kick (on any node) that committed after the
+   * join's decision but before the socket entered the group took no socket
+   * out (`removeUser` found none); this read sees it, and the socket leaves
+   * again. A kick committing after this read finds the socket in the group.
+   * Either way no access remains: feed access checks the group.
+   */
+  async function stillMember(roomId: string, actor: RoomActor, socketId: string): Promise<void> {
+    let active: boolean;
+    try {
+      active = await repo.isActive(roomId, actor.id);
+    } catch (err) {
+      notifier.leave(socketId, roomId);
+      throw err;
+    }
+    if (active) return;
+    notifier.leave(socketId, roomId);
+    throw removedWhileJoining();
+  }
+
   // ---- timers
   let heartbeatTimer: NodeJS.Timeout | undefined;
   let sweepTimer: NodeJS.Timeout | undefined;
@@ -387,7 +413,13 @@ export function createRoomService(deps: RoomServiceDeps) {
         // ... alongside the socket's presence and the member page read after it (so it shows the joiner online).
         (async () => {
           if (await notifier.enter(socketId, room.id, role === 'host')) {
+            await stillMember(room.id, actor, socketId);
             const counted = await presence.join(room.id, socketId, actor, room.hostId);
+            if (!notifier.holds(socketId, room.id)) {
+              // A kick took the socket out after the re-read; its presence removal may have run before this join's.
+              await presence.removeUser(room.id, actor.id);
+              throw removedWhileJoining();
+            }
             online = counted.count;
             if (counted.online) broadcasts.presence(room.id, actor.id, actor.name, room.hostId);
           }

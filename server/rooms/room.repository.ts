@@ -115,7 +115,30 @@ export function createRoomRepository({ db }: { db: Db }) {
     return rows.map((row) => toDecision(roomId, row));
   });
 
+  /** Which of these users are active members, batched per room (see coalesce.ts): one indexed read per batch. */
+  const actives = createCoalescer<string, boolean>(async (roomId, userIds) => {
+    const rows = await db
+      .selectFrom('room_members')
+      .select('user_id')
+      .where('room_id', '=', roomId)
+      .where('user_id', 'in', userIds)
+      .where('left_at', 'is', null)
+      .execute();
+    const active = new Set(rows.map((r) => r.user_id));
+    return userIds.map((id) => active.has(id));
+  });
+
   return {
+    /**
+     * Whether `userId` is an active member of the room now (read committed: a
+     * kick or leave committed before this call is seen). The join re-reads
+     * this after its socket entered the room's group, so a kick that
+     * committed between the join's decision and that entry is not missed.
+     */
+    isActive(roomId: string, userId: string): Promise<boolean> {
+      return actives(roomId, userId);
+    },
+
     /**
      * Insert a room and its host membership in one transaction. Returns false
      * when the PIN is already used by a room that has not ended (the partial

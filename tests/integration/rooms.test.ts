@@ -26,6 +26,7 @@ interface Sent {
 function recorder(): RoomNotifier & { sent: Sent[]; removed: string[] } {
   const sent: Sent[] = [];
   const removed: string[] = [];
+  const entered = new Set<string>();
   const to = (target: string) => ({ emit: (event: string, payload: unknown) => void sent.push({ target, event, payload }) });
   return {
     sent,
@@ -34,7 +35,9 @@ function recorder(): RoomNotifier & { sent: Sent[]; removed: string[] } {
     toHost: (roomId) => to(`host:${roomId}`) as never,
     toMembers: (roomId) => to(`members:${roomId}`) as never,
     toUser: (userId) => to(`user:${userId}`) as never,
-    enter: async () => true,
+    enter: async (socketId, roomId) => (entered.add(`${socketId}@${roomId}`), true),
+    leave: (socketId, roomId) => void entered.delete(`${socketId}@${roomId}`),
+    holds: (socketId, roomId) => entered.has(`${socketId}@${roomId}`),
     removeUser: (roomId, userId) => void removed.push(`${userId}@${roomId}`),
     removeAll: (roomId) => void removed.push(`*@${roomId}`),
     follow: () => undefined,
