@@ -32,6 +32,9 @@ import type { FeedRelay, FeedSink, FeedSubscription } from './feed-relay.ts';
 import type { FeedStore, LogInput } from './feed-store.ts';
 import { ZERO_ID } from '../../shared/stream-ids.ts';
 
+/** Rooms whose role one connection remembers (`FeedUser.roles`); a connection in more rooms asks again for the oldest. */
+export const ROLES_REMEMBERED = 64;
+
 /** Who is asking: the socket's user, and the rooms this connection has joined. */
 export interface FeedUser extends FeedActor {
   /** The name the user goes by in a room, when it differs from `name` (their nickname there). */
@@ -43,6 +46,9 @@ export interface FeedUser extends FeedActor {
    * the connection's life: asked once, then answered from here while `inRoom`
    * holds (a kick, a leave or the room's end takes the connection out of the
    * room on every node, which revokes it), so a publish costs no Redis read.
+   * Bounded: at most `ROLES_REMEMBERED` rooms per connection (the oldest is
+   * forgotten first, and asked again if it is used again), and a room the
+   * connection is no longer in is forgotten when next asked.
    */
   roles?: Map<string, MemberRole>;
 }
@@ -95,11 +101,17 @@ export function createFeedService({
 
   async function requireMember(roomId: string, user: FeedUser): Promise<MemberRole> {
     // The connection's membership is checked every time; the role (a room's host never changes) is remembered.
-    const known = user.inRoom?.(roomId) !== false ? user.roles?.get(roomId) : undefined;
+    const inRoom = user.inRoom?.(roomId) !== false;
+    if (!inRoom) user.roles?.delete(roomId);
+    const known = inRoom ? user.roles?.get(roomId) : undefined;
     if (known) return known;
     const role = await access.roleOf(roomId, user);
     if (!role) throw new AppError(ErrorCode.Forbidden, 'Join the room (room:join) before using its feed; members only');
-    user.roles?.set(roomId, role);
+    if (user.roles) {
+      // Insertion order: the first key is the oldest remembered room.
+      if (user.roles.size >= ROLES_REMEMBERED) user.roles.delete(user.roles.keys().next().value!);
+      user.roles.set(roomId, role);
+    }
     return role;
   }
 

@@ -10,7 +10,7 @@ import { loadConfig, type Config } from '../../server/config.ts';
 import { createActivityRepository, dayOf, partitionName } from '../../server/feed/activity-repository.ts';
 import { createArchiveHints, createArchiver, type Archiver } from '../../server/feed/archiver.ts';
 import { createFeedRelay, type FeedRelay, type LostReason } from '../../server/feed/feed-relay.ts';
-import { createFeedService } from '../../server/feed/feed-service.ts';
+import { ROLES_REMEMBERED, createFeedService, type FeedAccess } from '../../server/feed/feed-service.ts';
 import { createFeedStore, entryTail, type Delivery, type FeedStore } from '../../server/feed/feed-store.ts';
 import { compareIds } from '../../shared/stream-ids.ts';
 import { createLogger } from '../../server/logger.ts';
@@ -487,17 +487,43 @@ test('a resume point trimmed out of the stream is served from the archive; an ar
   assert.is(holed.entries.length, 0);
 });
 
-function service(node: Node) {
+function service(node: Node, access: FeedAccess = { roleOf: async () => 'member' as const, isOpen: async () => true }) {
   return createFeedService({
     store: node.store,
     relay: node.relay,
     activity: createActivityRepository(ctx.db()),
-    access: { roleOf: async () => 'member' as const, isOpen: async () => true },
+    access,
     isAdmin: () => false,
     config: ctx.config,
     logger,
   });
 }
+
+test('a connection in more rooms than the bound remembers at most ROLES_REMEMBERED roles, forgets rooms it left, and is still served in every room', async () => {
+  const node = await startNode(ctx.config);
+  let asked = 0;
+  const feed = service(node, { roleOf: async () => (asked++, 'member' as const), isOpen: async () => true });
+  const inRooms = new Set<string>();
+  const roles = new Map<string, 'host' | 'member'>();
+  const user = { id: randomUUID(), name: 'Wanderer', inRoom: (roomId: string) => inRooms.has(roomId), roles };
+  const rooms = Array.from({ length: ROLES_REMEMBERED + 16 }, () => randomUUID());
+  for (const [i, roomId] of rooms.entries()) {
+    inRooms.add(roomId);
+    await feed.publish(user, { roomId, type: 'chat.message', payload: { text: 'hi' }, clientMsgId: `m-${i}` });
+    assert.ok(roles.size <= ROLES_REMEMBERED, `${roles.size} roles remembered`);
+  }
+  assert.is(asked, rooms.length);
+  // The latest room is answered from memory; the first, forgotten, is asked again.
+  await feed.publish(user, { roomId: rooms.at(-1)!, type: 'chat.message', payload: { text: 'again' }, clientMsgId: 'again-last' });
+  assert.is(asked, rooms.length);
+  await feed.publish(user, { roomId: rooms[0]!, type: 'chat.message', payload: { text: 'again' }, clientMsgId: 'again-first' });
+  assert.is(asked, rooms.length + 1);
+  // Out of a room (kicked, left): its role is dropped when next asked.
+  inRooms.delete(rooms.at(-2)!);
+  await feed.publish(user, { roomId: rooms.at(-2)!, type: 'chat.message', payload: { text: 'gone' }, clientMsgId: 'gone' });
+  assert.is(roles.has(rooms.at(-2)!), true, 'asked again and remembered (the access here says member)');
+  assert.is(asked, rooms.length + 2);
+});
 
 test('history is newest first, from the stream while it holds the range and from PostgreSQL beyond it', async () => {
   const node = await startNode(ctx.config);
