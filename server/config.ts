@@ -262,6 +262,10 @@ export interface RoomsConfig {
   maxMembersDefault: number;
   /** Largest `maxMembers` a host may ask for. @default 1000 */
   maxMembersCap: number;
+  /** Users who may wait at once in one room's waiting room (approval mode); past it, `room_full`. @default 500 */
+  waitingMax: number;
+  /** How long a waiting room is kept after its latest arrival, in seconds. @default 3600 */
+  waitingTtlSeconds: number;
   /** Time a host who dropped has to come back before the room ends, in ms. @default 60000 */
   hostGraceMs: number;
   /** How often every node looks for rooms whose host grace ran out, in ms. @default 1000 */
@@ -464,6 +468,8 @@ export const VARIABLES = {
   PIN_GUESS_BLOCK_SECONDS: { default: '900', doc: 'Block after a PIN guess limit is exceeded, seconds.', schema: int(1, 7 * 86_400) },
   ROOM_CREATE_RATE_USER: { default: '10/60', doc: 'Room creations per user, `<points>/<seconds>`.', schema: rate },
   ROOM_MAX_MEMBERS_DEFAULT: { default: '100', doc: 'Member limit of a room created without `maxMembers`.', schema: int(2, 10_000) },
+  ROOM_WAITING_MAX: { default: '500', doc: 'Users who may wait at once in one room\'s waiting room (approval mode); past it, `room:join` answers `room_full`.', schema: int(1, 100_000) },
+  ROOM_WAITING_TTL_SECONDS: { default: '3600', doc: 'How long a waiting room (approval mode) is kept after its latest arrival, seconds; waiting users not admitted or denied by then must join again.', schema: int(60, 7 * 86_400) },
   ROOM_MAX_MEMBERS_CAP: { default: '1000', doc: 'Largest `maxMembers` a host may ask for (at most 10000); more is `bad_request`.', schema: int(2, 10_000) },
   ROOM_HOST_GRACE_MS: { default: '60000', doc: 'Time a host who dropped has to come back before the room ends by itself, ms.', schema: int(100, 86_400_000) },
   ROOM_SWEEP_INTERVAL_MS: { default: '1000', doc: 'How often every node looks for rooms whose host grace ran out, ms.', schema: int(50, 60_000) },
@@ -595,6 +601,8 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>> = p
       createRateUser: v.ROOM_CREATE_RATE_USER!,
       maxMembersDefault: v.ROOM_MAX_MEMBERS_DEFAULT!,
       maxMembersCap: v.ROOM_MAX_MEMBERS_CAP!,
+      waitingMax: v.ROOM_WAITING_MAX!,
+      waitingTtlSeconds: v.ROOM_WAITING_TTL_SECONDS!,
       hostGraceMs: v.ROOM_HOST_GRACE_MS!,
       sweepIntervalMs: v.ROOM_SWEEP_INTERVAL_MS!,
       presenceHeartbeatMs: v.PRESENCE_HEARTBEAT_MS!,

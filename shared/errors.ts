@@ -20,6 +20,7 @@ export const ErrorCode = {
   RoomLocked: 'room_locked',
   RoomFull: 'room_full',
   NicknameTaken: 'nickname_taken',
+  AwaitingApproval: 'awaiting_approval',
   Banned: 'banned',
   RateLimited: 'rate_limited',
   PinUnavailable: 'pin_unavailable',
@@ -131,6 +132,12 @@ export const ERRORS: Readonly<Record<ErrorCode, Readonly<ErrorFacts>>> = {
     retryable: true,
     meaning: 'The room is at its member limit.',
     message: 'This room is full.',
+  },
+  awaiting_approval: {
+    http: 403,
+    retryable: false,
+    meaning: '`room:join` into a room in approval mode: the joiner is in its waiting room. Do not retry; wait for `room:admitted` (then `room:join` again) or `room:denied`.',
+    message: 'The host admits each new member. Please wait.',
   },
   banned: {
     http: 403,

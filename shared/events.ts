@@ -16,6 +16,12 @@ import type {
   FeedSubscribed,
   FeedUnsubscribePayload,
   RoomCreatePayload,
+  RoomDecision,
+  RoomUpdatePayload,
+  RoomWaiterPayload,
+  RoomWaitingNotice,
+  RoomWaitlistPage,
+  RoomWaitlistPayload,
   RoomEnded,
   RoomJoinPayload,
   RoomJoined,
@@ -41,6 +47,10 @@ export const ClientEvent = {
   RoomStart: 'room:start',
   RoomLock: 'room:lock',
   RoomKick: 'room:kick',
+  RoomUpdate: 'room:update',
+  RoomAdmit: 'room:admit',
+  RoomDeny: 'room:deny',
+  RoomWaitlist: 'room:waitlist',
   RoomEnd: 'room:end',
   RoomSignal: 'room:signal',
   FeedPublish: 'feed:publish',
@@ -58,6 +68,9 @@ export const ServerEvent = {
   RoomPresence: 'room:presence',
   RoomUpdated: 'room:updated',
   RoomKicked: 'room:kicked',
+  RoomWaiting: 'room:waiting',
+  RoomAdmitted: 'room:admitted',
+  RoomDenied: 'room:denied',
   RoomEnded: 'room:ended',
   RoomSignal: 'room:signal',
   FeedEntry: 'feed:entry',
@@ -82,6 +95,10 @@ export interface ClientToServerEvents {
   'room:start': Acked<RoomRefPayload, { room: RoomView }>;
   'room:lock': Acked<RoomLockPayload, { room: RoomView }>;
   'room:kick': Acked<RoomKickPayload, Record<string, never>>;
+  'room:update': Acked<RoomUpdatePayload, { room: RoomView }>;
+  'room:admit': Acked<RoomWaiterPayload, Record<string, never>>;
+  'room:deny': Acked<RoomWaiterPayload, Record<string, never>>;
+  'room:waitlist': Acked<RoomWaitlistPayload, RoomWaitlistPage>;
   'room:end': Acked<RoomRefPayload, Record<string, never>>;
   /** Volatile: no ack, not stored; dropped under back-pressure. Errors come back as `server:error`. */
   'room:signal': (payload: RoomSignalPayload) => void;
@@ -97,6 +114,9 @@ export interface ServerToClientEvents {
   'room:presence': (payload: RoomPresence) => void;
   'room:updated': (payload: { room: RoomView }) => void;
   'room:kicked': (payload: RoomKicked) => void;
+  'room:waiting': (payload: RoomWaitingNotice) => void;
+  'room:admitted': (payload: RoomDecision) => void;
+  'room:denied': (payload: RoomDecision) => void;
   'room:ended': (payload: RoomEnded) => void;
   'room:signal': (payload: RoomSignal) => void;
   'feed:entry': (payload: FeedEntry) => void;

@@ -173,6 +173,8 @@ export interface RoomView {
   hostId: string;
   status: RoomStatus;
   locked: boolean;
+  /** Approval mode (a waiting room): new joiners wait until the host admits them (`room:admit`). */
+  approval: boolean;
   maxMembers: number;
   createdAt: string;
 }
@@ -194,6 +196,8 @@ export const RoomCreatePayload = z
   .object({
     title: z.string().trim().min(Limits.titleMin).max(Limits.titleMax).regex(printable, 'printable characters only'),
     maxMembers: z.number().int().min(Limits.maxMembersMin).max(Limits.maxMembersMax).optional(),
+    /** Approval mode from the start. @default false */
+    approval: z.boolean().optional(),
   })
   .strict();
 /** `room:join`: `nickname` is the name to go by in this room (default: the display name); unique in the room, case-insensitively. */
@@ -213,6 +217,19 @@ export const RoomMembersPayload = z
   .strict();
 export const RoomRefPayload = z.object({ roomId: Id }).strict();
 export const RoomLockPayload = z.object({ roomId: Id, locked: z.boolean() }).strict();
+/** `room:update`: the host changes a room's settings. */
+export const RoomUpdatePayload = z.object({ roomId: Id, approval: z.boolean() }).strict();
+/** `room:admit` / `room:deny`: the host decides about a user in the waiting room. */
+export const RoomWaiterPayload = z.object({ roomId: Id, userId: Id }).strict();
+/** An opaque position in a room's waiting list (`nextAfter` of the previous page). */
+export const WaitlistCursor = z.string().regex(/^[0-9]{1,16}$/, 'a cursor from nextAfter');
+export const RoomWaitlistPayload = z
+  .object({
+    roomId: Id,
+    after: WaitlistCursor.optional(),
+    limit: z.number().int().min(1).max(Limits.membersPageMax).optional(),
+  })
+  .strict();
 export const RoomKickPayload = z
   .object({ roomId: Id, userId: Id, banSeconds: z.number().int().min(0).max(30 * 24 * 3600).optional() })
   .strict();
@@ -263,6 +280,40 @@ export interface RoomPresence {
   roomId: string;
   changes: MemberView[];
   online: number;
+}
+
+/** A user in a room's waiting room (approval mode). */
+export interface WaitingUser {
+  userId: string;
+  name: string;
+  /** ISO time they began waiting. */
+  since: string;
+}
+
+/** `room:waitlist`: one page of the waiting room, longest waiting first. */
+export interface RoomWaitlistPage {
+  waiting: WaitingUser[];
+  /** Users waiting now. */
+  count: number;
+  /** Pass as `after` for the next page; absent on the last page. */
+  nextAfter?: string;
+}
+
+/**
+ * `room:waiting`, to the host's sockets only: the waiting room changed.
+ * `user` is who arrived (absent when someone left it: admitted, denied).
+ * One small event per arrival, whatever the room's size; page the list with
+ * `room:waitlist`.
+ */
+export interface RoomWaitingNotice {
+  roomId: string;
+  count: number;
+  user?: { userId: string; name: string };
+}
+
+/** `room:admitted` / `room:denied`, to every socket of the waiting user. After `room:admitted`, send `room:join` again. */
+export interface RoomDecision {
+  roomId: string;
 }
 
 export interface RoomKicked {
@@ -437,6 +488,9 @@ export type RoomMembersPayload = z.infer<typeof RoomMembersPayload>;
 export type RoomRefPayload = z.infer<typeof RoomRefPayload>;
 export type RoomLockPayload = z.infer<typeof RoomLockPayload>;
 export type RoomKickPayload = z.infer<typeof RoomKickPayload>;
+export type RoomUpdatePayload = z.infer<typeof RoomUpdatePayload>;
+export type RoomWaiterPayload = z.infer<typeof RoomWaiterPayload>;
+export type RoomWaitlistPayload = z.infer<typeof RoomWaitlistPayload>;
 export type RoomSignalPayload = z.infer<typeof RoomSignalPayload>;
 export type FeedPublishPayload = z.infer<typeof FeedPublishPayload>;
 export type FeedSubscribePayload = z.infer<typeof FeedSubscribePayload>;

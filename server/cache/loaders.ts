@@ -52,7 +52,7 @@ export async function loadRooms(db: Db, ids: readonly string[]): Promise<Map<str
   if (ids.length === 0) return new Map();
   const rows = await db
     .selectFrom('rooms')
-    .select(['id', 'pin', 'title', 'host_id', 'status', 'locked', 'max_members', 'created_at', 'ended_at'])
+    .select(['id', 'pin', 'title', 'host_id', 'status', 'locked', 'approval', 'max_members', 'created_at', 'ended_at'])
     .where('id', 'in', ids)
     .execute();
   return new Map(
@@ -65,6 +65,7 @@ export async function loadRooms(db: Db, ids: readonly string[]): Promise<Map<str
         hostId: row.host_id,
         status: row.status,
         locked: row.locked,
+        approval: row.approval,
         maxMembers: row.max_members,
         createdAt: new Date(row.created_at).toISOString(),
         endedAt: row.ended_at === null ? null : new Date(row.ended_at).toISOString(),

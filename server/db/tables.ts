@@ -25,6 +25,8 @@ export interface RoomsTable {
   host_id: string;
   status: ColumnType<'lobby' | 'live' | 'ended', 'lobby' | 'live' | 'ended' | undefined>;
   locked: ColumnType<boolean, boolean | undefined, boolean>;
+  /** Approval mode: new joiners wait until the host admits them. */
+  approval: ColumnType<boolean, boolean | undefined, boolean>;
   max_members: number;
   /** Members holding a seat (left_at null), kept by every membership write under the room's row lock. */
   member_count: Generated<number>;

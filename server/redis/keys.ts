@@ -52,6 +52,10 @@ export function createKeys(prefix: string) {
     roomSockets: (roomId: string) => `${room(roomId)}:presence:sockets`,
     /** Presence of a room: hash user id → that user's fields in `roomSockets`, space-separated; a user is online while they have a field here. */
     roomUsers: (roomId: string) => `${room(roomId)}:presence:users`,
+    /** Approval mode's waiting room: sorted set user id → ms when they began waiting; bounded (`ROOM_WAITING_MAX`), with a TTL. */
+    roomWaiting: (roomId: string) => `${room(roomId)}:waiting`,
+    /** The waiting users' display names: hash user id → name, kept with `roomWaiting`. */
+    roomWaitingNames: (roomId: string) => `${room(roomId)}:waiting:names`,
     /** When the host's grace period ends, ms since the epoch; exists only while the host is offline. */
     roomHostDeadline: (roomId: string) => `${room(roomId)}:host-deadline`,
     /** Index of host grace deadlines: sorted set room id → deadline ms. A hint for the sweeper; the room key is the truth. */

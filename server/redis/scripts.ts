@@ -13,7 +13,7 @@ import { assertOneSlot } from './slots.ts';
 
 /** Every script in `lua/`, by file name without `.lua`. */
 export const SCRIPT_NAMES = ['compare-and-delete', 'refresh-issue', 'refresh-rotate', 'refresh-revoke', 'cache-lease', 'cache-fill', 'cache-invalidate',
-  'pin-release', 'pin-renew', 'room-join-probe', 'presence-join', 'presence-leave', 'presence-remove-user', 'presence-purge-node', 'presence-host-claim',
+  'pin-release', 'pin-renew', 'room-join-probe', 'room-wait', 'room-unwait', 'presence-join', 'presence-leave', 'presence-remove-user', 'presence-purge-node', 'presence-host-claim',
   'presence-node-forget', 'presence-node-purged', 'presence-zrem-stale',
   'feed-append', 'feed-log', 'feed-global', 'feed-position', 'feed-archive-take', 'feed-archive-claim', 'feed-archive-commit', 'session-states', 'login-attempt', 'refresh-discard'] as const;
 export type ScriptName = (typeof SCRIPT_NAMES)[number];

@@ -4,7 +4,18 @@
  * expiry, per-socket rate limit) and turns errors into acks.
  */
 import type { Logger } from 'pino';
-import { RoomCreatePayload, RoomJoinPayload, RoomKickPayload, RoomLockPayload, RoomMembersPayload, RoomRefPayload, RoomSignalPayload } from '../../shared/schemas.ts';
+import {
+  RoomCreatePayload,
+  RoomJoinPayload,
+  RoomKickPayload,
+  RoomLockPayload,
+  RoomMembersPayload,
+  RoomRefPayload,
+  RoomSignalPayload,
+  RoomUpdatePayload,
+  RoomWaiterPayload,
+  RoomWaitlistPayload,
+} from '../../shared/schemas.ts';
 import type { EventRouter } from '../gateway/ack.ts';
 import { addressKey } from '../gateway/address.ts';
 import type { PinroomSocket } from '../gateway/create-io.ts';
@@ -64,6 +75,16 @@ export function registerRoomHandlers({ router, rooms, logger }: { router: EventR
     await rooms.kick(actorOf(socket, payload.roomId), payload);
     return {};
   });
+  router.handle('room:update', RoomUpdatePayload, (socket, { roomId, approval }) => rooms.update(actorOf(socket), roomId, { approval }));
+  router.handle('room:admit', RoomWaiterPayload, async (socket, { roomId, userId }) => {
+    await rooms.admitUser(actorOf(socket), roomId, userId);
+    return {};
+  });
+  router.handle('room:deny', RoomWaiterPayload, async (socket, { roomId, userId }) => {
+    await rooms.denyUser(actorOf(socket), roomId, userId);
+    return {};
+  });
+  router.handle('room:waitlist', RoomWaitlistPayload, (socket, { roomId, after, limit }) => rooms.waitlist(actorOf(socket), roomId, after, limit));
   router.handle('room:end', RoomRefPayload, async (socket, { roomId }) => {
     await rooms.end(actorOf(socket, roomId), roomId);
     return {};

@@ -36,7 +36,7 @@
 import { randomUUID } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
-import { Limits, type FeedPosition, type MemberView, type PinLookup, type RoomCreatePayload, type RoomEndReason, type RoomJoined, type RoomKickPayload, type RoomMembersPage, type RoomView, type ServerFeedType, type UserKind } from '../../shared/schemas.ts';
+import { Limits, type FeedPosition, type MemberView, type PinLookup, type RoomCreatePayload, type RoomEndReason, type RoomJoined, type RoomKickPayload, type RoomMembersPage, type RoomWaitlistPage, type RoomView, type ServerFeedType, type UserKind } from '../../shared/schemas.ts';
 import type { RoomRecord } from '../cache/loaders.ts';
 import type { CachedLoader } from '../cache/types.ts';
 import type { RoomsConfig } from '../config.ts';
@@ -49,6 +49,7 @@ import { createRoomLimits, type Guesser } from './limits.ts';
 import type { RoomNotifier } from './notifier.ts';
 import { createPinStore } from './pins.ts';
 import { createPresence, type PresenceTransition } from './presence.ts';
+import { createWaitingRoom } from './waiting.ts';
 import { createRoomBroadcasts } from './room-broadcasts.ts';
 import { createRoomRepository, type JoinDecision, type JoinedRoom } from './room.repository.ts';
 
@@ -104,14 +105,15 @@ export interface RoomServiceDeps {
 
 export type RoomService = ReturnType<typeof createRoomService>;
 
-/** The wire view of a room, as the cache holds it or as `room_join` read it. */
-const toView = (room: RoomRecord | JoinedRoom): RoomView => ({
+/** The wire view of a room, as the cache holds it or as `room_join` read it (which does not read `approval`: pass it). */
+const toView = (room: RoomRecord | JoinedRoom, approval = 'approval' in room && room.approval === true): RoomView => ({
   id: room.id,
   pin: room.pin,
   title: room.title,
   hostId: room.hostId,
   status: room.status,
   locked: room.locked,
+  approval,
   maxMembers: room.maxMembers,
   createdAt: typeof room.createdAt === 'string' ? room.createdAt : room.createdAt.toISOString(),
 });
@@ -125,6 +127,7 @@ export function createRoomService(deps: RoomServiceDeps) {
   const pins = createPinStore({ redis, scripts, keys, config, logger });
   const presence = createPresence({ redis, scripts, keys, config, logger, now });
   const limits = createRoomLimits({ redis, keys, config });
+  const waiting = createWaitingRoom({ redis, scripts, keys, config, now });
   const broadcasts = createRoomBroadcasts({
     config,
     notifier,
@@ -152,7 +155,7 @@ export function createRoomService(deps: RoomServiceDeps) {
    * one `member.joined` / `member.left` entry in a small room, a share of the
    * window's aggregated entry in a big one.
    */
-  async function membershipChanged(roomId: string, kind: 'joined' | 'left', actor: RoomActor, size: number, payload: Record<string, unknown>): Promise<void> {
+  async function membershipChanged(roomId: string, kind: 'joined' | 'left', actor: { id: string; name: string }, size: number, payload: Record<string, unknown>): Promise<void> {
     if (broadcasts.aggregates(size)) broadcasts.membership(roomId, kind, actor, size);
     else await emitFeed({ roomId, type: kind === 'joined' ? 'member.joined' : 'member.left', actor: { id: actor.id, name: actor.name }, payload });
   }
@@ -229,6 +232,11 @@ export function createRoomService(deps: RoomServiceDeps) {
     }
     await broadcasts.finish(roomId);
     notifier.toRoom(roomId).emit('room:ended', { roomId, reason });
+    try {
+      for (const userId of await waiting.drain(roomId)) notifier.toUser(userId).emit('room:denied', { roomId });
+    } catch (err) {
+      logger.warn({ err, roomId }, 'could not empty the waiting room of an ended room; it expires by itself');
+    }
     notifier.removeAll(roomId);
     await presence.clearRoom(roomId);
     logger.info({ roomId, reason }, 'room ended');
@@ -250,11 +258,20 @@ export function createRoomService(deps: RoomServiceDeps) {
   /**
    * A join that is not a rejoin: one PIN guess (limits.ts: only a wrong PIN
    * counts, against this user and, past the lookup, this address), and the
-   * decision in PostgreSQL.
+   * decision in PostgreSQL. In approval mode, a user who is not a member
+   * (and not banned) goes to the waiting room instead: `awaiting_approval`,
+   * and the host's sockets get `room:waiting`. `cached` is the room from the
+   * cache, read alongside the guess accounting (approval is a room setting).
    */
-  async function admit(actor: RoomActor, roomId: string | null, pin: string): Promise<Admitted> {
-    const decision = await limits.guess({ address: actor.address, userId: actor.id }, async () => {
+  async function admit(actor: RoomActor, roomId: string | null, pin: string, cached: Promise<RoomRecord | null>): Promise<Admitted> {
+    const decision = await limits.guess({ address: actor.address, userId: actor.id }, async (): Promise<JoinDecision | { outcome: 'waiting'; room: RoomRecord } | null> => {
       if (!roomId) return null;
+      const room = await cached;
+      if (room?.approval && room.hostId !== actor.id && room.status !== 'ended' && room.pin === pin) {
+        const standing = await repo.standing(roomId, actor.id);
+        if (standing.bannedUntil) return { outcome: 'banned', bannedUntil: standing.bannedUntil };
+        if (!standing.active) return { outcome: 'waiting', room };
+      }
       const decided = await repo.join(roomId, actor.id, pin, actor.name, true);
       return decided.outcome === 'not_found' ? null : decided;
     });
@@ -263,6 +280,8 @@ export function createRoomService(deps: RoomServiceDeps) {
       case 'joined':
       case 'rejoined':
         return decision;
+      case 'waiting':
+        return wait(actor, decision.room);
       case 'banned':
         throw new AppError(ErrorCode.Banned, `You are banned from this room until ${decision.bannedUntil.toISOString()}`, {
           retryAfterMs: Math.max(1000, decision.bannedUntil.getTime() - now()),
@@ -276,6 +295,15 @@ export function createRoomService(deps: RoomServiceDeps) {
       default:
         throw new AppError(ErrorCode.Internal, `Unexpected join outcome ${decision.outcome}`);
     }
+  }
+
+  /** Put the joiner in the waiting room and tell the host (one event to the host's sockets, on an arrival only). Always throws. */
+  async function wait(actor: RoomActor, room: RoomRecord): Promise<never> {
+    if (room.locked) throw new AppError(ErrorCode.RoomLocked, 'The host has locked this room');
+    const placed = await waiting.add(room.id, actor);
+    if (placed.full) throw new AppError(ErrorCode.RoomFull, `The waiting room is full (${config.waitingMax} waiting)`);
+    if (placed.added) notifier.toHost(room.id).emit('room:waiting', { roomId: room.id, count: placed.count, user: { userId: actor.id, name: actor.name } });
+    throw new AppError(ErrorCode.AwaitingApproval, 'The host admits each new member: wait for room:admitted, then join again');
   }
 
   const removedWhileJoining = () => new AppError(ErrorCode.Forbidden, 'The host removed you from this room while you were joining');
@@ -355,7 +383,7 @@ export function createRoomService(deps: RoomServiceDeps) {
       await limits.creation(actor.id);
       const roomId = randomUUID();
       const pin = await pins.allocate(roomId, async (candidate) =>
-        (await repo.insertRoom({ id: roomId, pin: candidate, title: payload.title, hostId: actor.id, hostName: actor.name, maxMembers })) ? 'inserted' : 'pin_taken',
+        (await repo.insertRoom({ id: roomId, pin: candidate, title: payload.title, hostId: actor.id, hostName: actor.name, maxMembers, approval: payload.approval ?? false })) ? 'inserted' : 'pin_taken',
       );
       await rooms.invalidate(roomId);
       localPins.set(roomId, pin);
@@ -389,13 +417,16 @@ export function createRoomService(deps: RoomServiceDeps) {
     async join(user: RoomActor, pin: string, socketId: string, nickname?: string): Promise<RoomJoined> {
       const asked: RoomActor = nickname === undefined ? user : { ...user, name: nickname };
       const probe = await pins.probe(pin, user.id);
+      // Read alongside the rest (approval mode is a room setting); a failed read is the join's failure.
+      const cachedRoom = probe.roomId ? load(probe.roomId) : Promise.resolve(null);
+      cachedRoom.catch(() => undefined);
       let decision: Admitted | undefined;
       if (probe.roomId && probe.hinted) {
         const seen = await repo.join(probe.roomId, user.id, pin, asked.name, false);
         if (seen.outcome === 'rejoined') decision = seen;
       }
-      decision ??= await admit(asked, probe.roomId, pin);
-      const room = toView(decision.room);
+      decision ??= await admit(asked, probe.roomId, pin, cachedRoom);
+      const room = toView(decision.room, (await cachedRoom)?.approval === true);
       const rejoined = decision.outcome === 'rejoined';
       const { role, memberCount, name } = decision;
       const actor: RoomActor = { ...user, name };
@@ -509,6 +540,64 @@ export function createRoomService(deps: RoomServiceDeps) {
         actor: { id: actor.id, name: actor.name },
         payload: { userId, name, bannedUntil: bannedUntil ? bannedUntil.toISOString() : null },
       });
+    },
+
+    /**
+     * Host: change the room's settings (approval mode). Turning approval off
+     * lets new joins straight in, and tells everyone waiting `room:admitted`
+     * (they join again; at most `ROOM_WAITING_MAX` events, once).
+     */
+    async update(actor: RoomActor, roomId: string, settings: { approval: boolean }): Promise<{ room: RoomView }> {
+      await hostRoom(actor, roomId);
+      if (!(await repo.setApproval(roomId, settings.approval))) throw new AppError(ErrorCode.Conflict, 'The room has ended');
+      await rooms.invalidate(roomId);
+      const room = toView((await load(roomId, true))!);
+      notifier.toRoom(roomId).emit('room:updated', { room });
+      if (!settings.approval) {
+        const released = await waiting.drain(roomId);
+        for (const userId of released) notifier.toUser(userId).emit('room:admitted', { roomId });
+        if (released.length > 0) notifier.toHost(roomId).emit('room:waiting', { roomId, count: 0 });
+      }
+      return { room };
+    },
+
+    /**
+     * Host: admit a user from the waiting room. Their membership is recorded
+     * like any join (`room_join`: bans, lock and capacity apply; on
+     * `room_locked` or `room_full` they stay waiting), then they get
+     * `room:admitted` and join again (a rejoin). `not_found` when the user is
+     * not waiting (already decided, or the list expired).
+     */
+    async admitUser(actor: RoomActor, roomId: string, userId: string): Promise<void> {
+      const room = await hostRoom(actor, roomId);
+      const { name, count } = await waiting.remove(roomId, userId);
+      if (name === null) throw new AppError(ErrorCode.NotFound, 'This user is not in the waiting room');
+      const decided = await repo.join(roomId, userId, room.pin, name, true);
+      if (decided.outcome === 'locked' || decided.outcome === 'full') {
+        await waiting.add(roomId, { id: userId, name });
+        throw new AppError(decided.outcome === 'locked' ? ErrorCode.RoomLocked : ErrorCode.RoomFull, decided.outcome === 'locked' ? 'Unlock the room to admit' : 'The room is full');
+      }
+      if (decided.outcome === 'nickname_taken') throw new AppError(ErrorCode.NicknameTaken, `Someone in this room already goes by "${name}"; they must join again with another nickname`);
+      if (decided.outcome === 'banned') throw new AppError(ErrorCode.Banned, 'This user is banned from the room; the ban must end first');
+      if (decided.outcome !== 'joined' && decided.outcome !== 'rejoined') throw new AppError(ErrorCode.Conflict, 'The room has ended');
+      notifier.toHost(roomId).emit('room:waiting', { roomId, count });
+      if (decided.outcome === 'joined') await membershipChanged(roomId, 'joined', { id: userId, name }, decided.memberCount, { role: decided.role });
+      notifier.toUser(userId).emit('room:admitted', { roomId });
+    },
+
+    /** Host: turn a user in the waiting room away; they get `room:denied` (and may ask again by joining). `not_found` when not waiting. */
+    async denyUser(actor: RoomActor, roomId: string, userId: string): Promise<void> {
+      await hostRoom(actor, roomId);
+      const { name, count } = await waiting.remove(roomId, userId);
+      if (name === null) throw new AppError(ErrorCode.NotFound, 'This user is not in the waiting room');
+      notifier.toHost(roomId).emit('room:waiting', { roomId, count });
+      notifier.toUser(userId).emit('room:denied', { roomId });
+    },
+
+    /** Host: one page of the waiting room, longest waiting first. O(limit). */
+    async waitlist(actor: RoomActor, roomId: string, after: string | undefined, limit: number = Limits.membersPageMax): Promise<RoomWaitlistPage> {
+      await hostRoom(actor, roomId);
+      return waiting.page(roomId, after, limit);
     },
 
     /** Host: end the room for everyone (`room:ended` with `host_ended`). */

@@ -19,6 +19,7 @@ export interface NewRoomInput {
   /** The name the host goes by in the room. */
   hostName: string;
   maxMembers: number;
+  approval: boolean;
 }
 
 /** A room as `room_join` reads it (under its row lock when admitting). */
@@ -139,6 +140,19 @@ export function createRoomRepository({ db }: { db: Db }) {
       return actives(roomId, userId);
     },
 
+    /** A user's standing in a room: an active member, and until when they are banned (if they are). One indexed read. */
+    async standing(roomId: string, userId: string): Promise<{ active: boolean; bannedUntil: Date | null }> {
+      const row = await db.selectFrom('room_members').select(['left_at', 'banned_until']).where('room_id', '=', roomId).where('user_id', '=', userId).executeTakeFirst();
+      const bannedUntil = row?.banned_until && row.banned_until.getTime() > Date.now() ? row.banned_until : null;
+      return { active: row !== undefined && row.left_at === null, bannedUntil };
+    },
+
+    /** Turn approval mode on or off in a room that has not ended. Returns false when it has ended. */
+    async setApproval(roomId: string, approval: boolean): Promise<boolean> {
+      const result = await db.updateTable('rooms').set({ approval }).where('id', '=', roomId).where('status', '<>', 'ended').executeTakeFirst();
+      return Number(result.numUpdatedRows) > 0;
+    },
+
     /**
      * Insert a room and its host membership in one transaction. Returns false
      * when the PIN is already used by a room that has not ended (the partial
@@ -149,7 +163,7 @@ export function createRoomRepository({ db }: { db: Db }) {
         await db.transaction().execute(async (trx) => {
           await trx
             .insertInto('rooms')
-            .values({ id: input.id, pin: input.pin, title: input.title, host_id: input.hostId, max_members: input.maxMembers, member_count: 1 })
+            .values({ id: input.id, pin: input.pin, title: input.title, host_id: input.hostId, max_members: input.maxMembers, approval: input.approval, member_count: 1 })
             .execute();
           await trx
             .insertInto('room_members')

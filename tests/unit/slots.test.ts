@@ -27,6 +27,8 @@ const SCRIPT_KEYS: Record<ScriptName, string[]> = {
   'pin-release': [keys.pin('123456')],
   'pin-renew': [keys.pin('123456')],
   'room-join-probe': [keys.pin('123456'), keys.userRooms(user)],
+  'room-wait': [keys.roomWaiting(room), keys.roomWaitingNames(room)],
+  'room-unwait': [keys.roomWaiting(room), keys.roomWaitingNames(room)],
   'presence-join': [keys.roomSockets(room), keys.roomUsers(room), keys.roomHostDeadline(room), keys.presenceNodeRooms('node-1'), keys.userRooms(user)],
   'presence-leave': [keys.roomSockets(room), keys.roomUsers(room), keys.roomHostDeadline(room)],
   'presence-remove-user': [keys.roomSockets(room), keys.roomUsers(room), keys.userRooms(user)],

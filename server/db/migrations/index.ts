@@ -10,6 +10,7 @@ import * as membershipAtScale from './2026_11_23_000000_membership_at_scale.ts';
 import * as guestRetention from './2026_11_23_090000_guest_retention.ts';
 import * as activityPartitions from './2026_11_23_100000_activity_partitions.ts';
 import * as memberNames from './2026_11_30_000000_member_names.ts';
+import * as roomApproval from './2026_11_30_120000_room_approval.ts';
 
 export const migrations: Record<string, Migration> = {
   '2026_11_22_000000_init': init,
@@ -18,4 +19,5 @@ export const migrations: Record<string, Migration> = {
   '2026_11_23_090000_guest_retention': guestRetention,
   '2026_11_23_100000_activity_partitions': activityPartitions,
   '2026_11_30_000000_member_names': memberNames,
+  '2026_11_30_120000_room_approval': roomApproval,
 };
