@@ -7,12 +7,13 @@ import QRCode from 'qrcode';
 import { DisplayName, Limits, Password, Pin, Username, type FeedEntry, type RoomView } from '../../shared/schemas.ts';
 import { compareIds } from '../../shared/stream-ids.ts';
 import { createPinroomClient, PinroomError, type ConnectionState, type OutboxItem, type Roster } from './pinroom-client.ts';
+import { setupWaitingRoom } from './waiting-room.ts';
 
 const client = createPinroomClient();
 Object.assign(globalThis, { pinroom: client }); // handy in the console
 
 const $ = <T extends HTMLElement = HTMLElement>(id: string) => document.getElementById(id) as T;
-const screens = ['home', 'nickname', 'host-auth', 'create', 'room', 'gone'] as const;
+const screens = ['home', 'nickname', 'host-auth', 'create', 'room', 'gone', 'waiting'] as const;
 type Screen = (typeof screens)[number];
 const ROOM_KEY = 'pinroom.room';
 /** How long "Resumed" / "Reconnected" stays up before the pill says "Connected" again, ms. */
@@ -269,7 +270,7 @@ onSubmit('create-form', 'create-error', async (data) => {
       ? { field: 'create-max', message: `A room holds ${Limits.maxMembersMin} to ${Limits.maxMembersMax.toLocaleString('en')} people.` }
       : null,
   );
-  const room = await client.createRoom(title, maxMembers);
+  const room = await client.createRoom(title, maxMembers, data.get('approval') === 'on');
   await enterRoom(room.pin);
 });
 
@@ -286,7 +287,14 @@ let reachedStart = false;
 const departed = new Set<string>();
 
 async function enterRoom(pin: string, nickname?: string): Promise<void> {
-  const joined = await client.joinRoom(pin, nickname);
+  let joined;
+  try {
+    joined = await client.joinRoom(pin, nickname);
+  } catch (err) {
+    // Approval mode: wait on the waiting screen; the host's decision continues from there.
+    if (waitingRoom.waitFor(err, pin, $('nick-room-title').textContent ?? '', nickname)) return;
+    throw err;
+  }
   sessionStorage.setItem(ROOM_KEY, pin);
   resetFeed();
   departed.clear();
@@ -650,6 +658,8 @@ $('btn-leave').addEventListener('click', () => {
   show('home');
 });
 $('gone-home').addEventListener('click', () => show('home'));
+
+const waitingRoom = setupWaitingRoom({ client, show, enterRoom, banner, messageOf });
 
 // ------------------------------------------------------------------ start
 

@@ -35,12 +35,15 @@ import type {
   FeedHistoryPage,
   MemberView,
   PinLookup,
+  RoomDecision,
   RoomEnded,
   RoomJoined,
   RoomKicked,
   RoomMembersPage,
   RoomPresence,
   RoomView,
+  RoomWaitingNotice,
+  RoomWaitlistPage,
   SessionResponse,
   TokenPair,
   UserView,
@@ -91,6 +94,12 @@ export interface ClientEvents {
   presence: (roster: Roster) => void;
   room: (room: RoomView) => void;
   kicked: (event: RoomKicked) => void;
+  /** Host: someone arrived in (or left) the waiting room of an approval-mode room. */
+  waiting: (notice: RoomWaitingNotice) => void;
+  /** This user was admitted from a waiting room: join again (`joinRoom`). */
+  admitted: (event: RoomDecision) => void;
+  /** This user was turned away from a waiting room. */
+  denied: (event: RoomDecision) => void;
   ended: (event: RoomEnded) => void;
   /** The session ended (logout, revocation, expired refresh token). */
   signedOut: (reason: ErrorCode | 'logout') => void;
@@ -505,6 +514,9 @@ export function createPinroomClient(options: PinroomClientOptions = {}) {
       dropOutbox(event.roomId);
       emit('kicked', event);
     });
+    s.on('room:waiting', (notice) => emit('waiting', notice));
+    s.on('room:admitted', (event) => emit('admitted', event));
+    s.on('room:denied', (event) => emit('denied', event));
     s.on('room:ended', (event) => {
       if (current && event.roomId === current.room.id) current = null;
       dropOutbox(event.roomId);
@@ -646,8 +658,8 @@ export function createPinroomClient(options: PinroomClientOptions = {}) {
       return http<PinLookup>('GET', pinLookupPath(pin));
     },
 
-    async createRoom(title: string, maxMembers?: number): Promise<RoomView> {
-      const { room } = (await request('room:create', maxMembers ? { title, maxMembers } : { title })) as { room: RoomView };
+    async createRoom(title: string, maxMembers?: number, approval = false): Promise<RoomView> {
+      const { room } = (await request('room:create', { title, ...(maxMembers ? { maxMembers } : {}), ...(approval ? { approval } : {}) })) as { room: RoomView };
       return room;
     },
 
@@ -708,6 +720,21 @@ export function createPinroomClient(options: PinroomClientOptions = {}) {
     },
     async end(): Promise<void> {
       if (current) await request('room:end', { roomId: current.room.id });
+    },
+    /** Host: approval mode on or off. */
+    async setApproval(approval: boolean): Promise<void> {
+      if (current) await request('room:update', { roomId: current.room.id, approval });
+    },
+    /** Host: one page of the waiting room, longest waiting first. */
+    async waitlist(after?: string): Promise<RoomWaitlistPage> {
+      if (!current) return { waiting: [], count: 0 };
+      return (await request('room:waitlist', after ? { roomId: current.room.id, after } : { roomId: current.room.id })) as RoomWaitlistPage;
+    },
+    async admit(userId: string): Promise<void> {
+      if (current) await request('room:admit', { roomId: current.room.id, userId });
+    },
+    async deny(userId: string): Promise<void> {
+      if (current) await request('room:deny', { roomId: current.room.id, userId });
     },
 
     /**
