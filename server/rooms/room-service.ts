@@ -25,6 +25,11 @@
  *   one page of at most 100 members); socket writes: the ack,
  *   plus one delivery per subscriber of the `member.joined` entry in a small
  *   room, or a share of the window's paced broadcasts in a big one.
+ * Every join also reads the room from the cache (its approval setting),
+ * alongside the steps above; in a room in approval mode, a first join adds
+ * one indexed PostgreSQL read (the joiner's standing), and a joiner who must
+ * wait costs one script call (`room-wait.lua`) and, on arrival, one event to
+ * the host's sockets: nothing per member.
  * Joins into one room that queue up on a node share one `room_join`
  * statement and commit, one membership re-read, one page read and one
  * position read (coalesce.ts).
