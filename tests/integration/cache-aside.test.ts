@@ -225,6 +225,7 @@ test('rooms are cached as room state with ISO dates', async () => {
     hostId: host,
     status: 'lobby',
     locked: false,
+    approval: false,
     maxMembers: 50,
     createdAt: 'string',
     endedAt: null,
