@@ -10,7 +10,7 @@ import type { Ack } from '../../shared/errors.ts';
 import type { FeedEntry } from '../../shared/schemas.ts';
 import { postJson, signInGuest, signUp } from '../support/auth.ts';
 import { connect, disconnected, flushed, nextEvent, request, type TestSocket } from '../support/client.ts';
-import { RAISED_USER_LIMITS, createTestContext, type TestContext } from '../support/context.ts';
+import { PATIENT_DEADLINES, RAISED_USER_LIMITS, createTestContext, type TestContext } from '../support/context.ts';
 import { until } from '../support/faults.ts';
 import { startTestServer, type TestServer } from '../support/server.ts';
 
@@ -59,10 +59,8 @@ test.before(async () => {
     ...RAISED_USER_LIMITS,
     PIN_DIGITS: '3',
     PIN_FALLBACK_DIGITS: '0',
-    // The allocation race is about uniqueness, not latency: a loaded CI machine
-    // must not turn slow commands into `unavailable` here.
-    REDIS_COMMAND_TIMEOUT_MS: '15000',
-    DB_STATEMENT_TIMEOUT_MS: '30000',
+    // The allocation race is about uniqueness, not latency.
+    ...PATIENT_DEADLINES,
   };
   nodes = await Promise.all([startTestServer(env), startTestServer(env), startTestServer(env)]);
 });

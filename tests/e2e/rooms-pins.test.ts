@@ -4,7 +4,7 @@ import type { Ack } from '../../shared/errors.ts';
 import type { RoomView } from '../../shared/schemas.ts';
 import { signInGuest, signUp } from '../support/auth.ts';
 import { connect, request, type TestSocket } from '../support/client.ts';
-import { RAISED_USER_LIMITS, createTestContext, type TestContext } from '../support/context.ts';
+import { PATIENT_DEADLINES, RAISED_USER_LIMITS, createTestContext, type TestContext } from '../support/context.ts';
 import { startTestServer } from '../support/server.ts';
 
 const test = suite('rooms/pins-e2e');
@@ -39,6 +39,7 @@ test('2,000 concurrent creations in a 3-digit PIN space give unique PINs, the re
     ...RAISED_USER_LIMITS,
     ROOM_CREATE_RATE_USER: '100000/60',
     DB_POOL_MAX: '20',
+    ...PATIENT_DEADLINES,
   });
   try {
     const hosts = 10;
