@@ -197,6 +197,7 @@ function testNodes(): TestNode[] {
 }
 
 let browserReady: boolean | undefined;
+let nginxReady: boolean | undefined;
 const nodes = testNodes();
 
 for (const node of nodes) {
@@ -213,6 +214,19 @@ for (const node of nodes) {
         totals.failed += files.length;
         failures.push(`browser setup (chromium could not be installed)${suffix}`);
         continue;
+      }
+    }
+    // The load-balancer test runs Debian's nginx; installed like chromium when missing.
+    const nginxFiles = files.filter((f) => f.endsWith('load-balancer.test.ts'));
+    if (nginxFiles.length > 0) {
+      if (nginxReady === undefined) {
+        process.stdout.write('\n== e2e setup: nginx\n');
+        nginxReady = (await run('bash', [join(root, 'tests/setup/ensure-nginx.sh')], 'nginx setup')).code === 0;
+      }
+      if (!nginxReady) {
+        totals.failed += nginxFiles.length;
+        failures.push(`nginx setup (nginx could not be installed)${suffix}`);
+        files.splice(0, files.length, ...files.filter((f) => !nginxFiles.includes(f)));
       }
     }
     for (const file of files) {

@@ -1,4 +1,5 @@
 /** Typed socket.io-client helpers for end-to-end tests. */
+import type { Agent } from 'node:http';
 import { io, type Socket } from 'socket.io-client';
 import type { Ack } from '../../shared/errors.ts';
 import type { ClientToServerEvents, ServerToClientEvents } from '../../shared/events.ts';
@@ -12,6 +13,8 @@ export interface ConnectOptions {
   extraHeaders?: Record<string, string>;
   /** Engine.IO handshake timeout, ms. @default 5000 */
   timeoutMs?: number;
+  /** HTTP agent for polling requests and the WebSocket (e.g. one with a `localAddress`, to connect from another loopback address). */
+  agent?: Agent;
 }
 
 /** Longest a test waits for a socket to connect, ms (generous: the machine is shared). */
@@ -26,6 +29,7 @@ export async function connect(url: string, options: ConnectOptions = {}): Promis
     forceNew: true,
     timeout: options.timeoutMs ?? 5000,
     ...(options.extraHeaders ? { extraHeaders: options.extraHeaders } : {}),
+    ...(options.agent ? { agent: options.agent as unknown as string } : {}),
   });
   // The client's own `timeout` covers only the Engine.IO handshake; the Socket.IO
   // CONNECT that follows (the server's auth middleware) has no deadline of its own.

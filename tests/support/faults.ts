@@ -7,7 +7,7 @@ import * as assert from 'uvu/assert';
 import type { Ack } from '../../shared/errors.ts';
 import type { FeedEntry, FeedPosition } from '../../shared/schemas.ts';
 import { signUp } from './auth.ts';
-import { connect, request, type TestSocket } from './client.ts';
+import { connect, request, type ConnectOptions, type TestSocket } from './client.ts';
 import { RAISED_USER_LIMITS, createTestContext, type TestContext } from './context.ts';
 import { startTestServer, type TestServer } from './server.ts';
 
@@ -92,7 +92,7 @@ export async function readyz(url: string): Promise<[number, string]> {
  * holds (or the join position), collecting `feed:entry` events. `recovered`
  * of every subscribe is kept.
  */
-export function feedFollower(token: string, roomId: string, pin: string, track: (s: TestSocket) => void = () => undefined) {
+export function feedFollower(token: string, roomId: string, pin: string, track: (s: TestSocket) => void = () => undefined, options: ConnectOptions = {}) {
   const entries: FeedEntry[] = [];
   const recovered: boolean[] = [];
   let epoch = '';
@@ -109,7 +109,7 @@ export function feedFollower(token: string, roomId: string, pin: string, track: 
     },
     async attach(url: string, start?: FeedPosition): Promise<void> {
       socket?.close();
-      socket = await connect(url, { token });
+      socket = await connect(url, { ...options, token });
       track(socket);
       socket.on('feed:entry', (e) => {
         if (e.roomId === roomId) entries.push(e);
@@ -137,8 +137,8 @@ export function assertExactlyOnceInOrder(entries: FeedEntry[], expected: string[
  * next node of `urls` that is not `avoid()` (as a load balancer would send a
  * reconnecting client elsewhere) and resumes from its last entry.
  */
-export function failoverFollower(token: string, roomId: string, pin: string, urls: () => string[], track: (s: TestSocket) => void = () => undefined) {
-  const follower = feedFollower(token, roomId, pin, track);
+export function failoverFollower(token: string, roomId: string, pin: string, urls: () => string[], track: (s: TestSocket) => void = () => undefined, options: ConnectOptions = {}) {
+  const follower = feedFollower(token, roomId, pin, track, options);
   const reasons: string[] = [];
   let attaching: Promise<void> = Promise.resolve();
   let turn = 0;

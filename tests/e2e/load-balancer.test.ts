@@ -1,0 +1,158 @@
+/**
+ * deploy/nginx.conf run for real (Debian's nginx, its upstreams templated to
+ * two local pinroom nodes): WebSocket clients and long-polling clients from
+ * several addresses of one /24 are spread over both nodes, polling sessions
+ * stay on their node, a node killed with -9 sends its clients to the other
+ * with every feed entry once and in order, and when the node returns the
+ * polling clients hashed to it move back with one reconnect each, not a loop
+ * of "Session ID unknown".
+ */
+import { randomUUID } from 'node:crypto';
+import { Agent } from 'node:http';
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import { signInGuest } from '../support/auth.ts';
+import { connect, request, type ConnectOptions, type TestSocket } from '../support/client.ts';
+import { RAISED_USER_LIMITS, createTestContext, type TestContext } from '../support/context.ts';
+import { assertExactlyOnceInOrder, failoverFollower, hostWithRoom, ok, readiness, until } from '../support/faults.ts';
+import { startNginx, type OwnedNginx } from '../support/nginx.ts';
+import { freePort } from '../support/redis-server.ts';
+import { startTestServer, type TestServer } from '../support/server.ts';
+
+const test = suite('deploy/load-balancer');
+
+let ctx: TestContext;
+let nodeEnv: Record<string, string>;
+let ports: [number, number];
+let nodes: [TestServer, TestServer];
+let nginx: OwnedNginx;
+const sockets: TestSocket[] = [];
+const agents: Agent[] = [];
+const track = (s: TestSocket) => void sockets.push(s);
+
+const startNode = (port: number) => startTestServer({ ...nodeEnv, PORT: String(port) });
+
+/** Sockets connected to a node, from its own /metrics. */
+async function socketsOn(node: TestServer): Promise<number> {
+  const text = await (await fetch(`${node.url}/metrics`)).text();
+  const match = /^pinroom_sockets_connected (\d+)/m.exec(text);
+  if (!match) throw new Error('no pinroom_sockets_connected in /metrics');
+  return Number(match[1]);
+}
+
+test.before(async () => {
+  ctx = createTestContext();
+  await ctx.migrate();
+  nodeEnv = {
+    ...ctx.env,
+    ...RAISED_USER_LIMITS,
+    TRUST_PROXY: '1',
+    SOCKET_EVENTS_PER_SECOND: '10000',
+    AUTH_RATE_GUEST_IP: '1000/60',
+    AUTH_RATE_REGISTER_IP: '1000/60',
+  };
+  ports = [await freePort(), await freePort()];
+  nodes = [await startNode(ports[0]), await startNode(ports[1])];
+  nginx = await startNginx(ports);
+});
+
+test.after(async () => {
+  for (const s of sockets) s.close();
+  for (const a of agents) a.destroy();
+  await nginx?.stop();
+  await Promise.allSettled((nodes ?? []).map((n) => n.stop()));
+  await ctx?.cleanup();
+});
+
+test('HTTP routes answer through nginx, which forwards the client address to the node', async () => {
+  const res = await fetch(`${nginx.url}/readyz`);
+  assert.is(res.status, 200);
+  await res.body?.cancel();
+  const guest = await signInGuest(nginx.url, 'Through nginx');
+  assert.ok(guest.accessToken, 'a guest session issued through nginx');
+});
+
+test('clients are spread over both nodes, polling sessions stay on theirs, a node killed with -9 loses no entry, and its return costs one reconnect', async () => {
+  const [a, b] = nodes;
+  // The host talks to node B directly: its publishes go on while A is dead.
+  const { socket: hostSocket, room } = await hostWithRoom(b.url, 'Behind nginx', track);
+
+  type Follower = { f: ReturnType<typeof failoverFollower>; transport: 'websocket' | 'polling'; node?: 'a' | 'b' };
+  const followers: Follower[] = [];
+  const lb = () => [nginx.url];
+  for (let i = 0; i < 12; i++) {
+    const polling = i % 2 === 1;
+    const options: ConnectOptions = polling ? { transports: ['polling'] } : { transports: ['websocket'] };
+    if (polling) {
+      // Polling clients from addresses of one /24 (127.0.0.10, .11, ...): ip_hash sent them all to one node.
+      const agent = new Agent({ keepAlive: true, localAddress: `127.0.0.${10 + i}` });
+      agents.push(agent);
+      options.agent = agent;
+    }
+    const guest = await signInGuest(nginx.url, `Follower${i}`);
+    const before = [await socketsOn(a), await socketsOn(b)];
+    const f = failoverFollower(guest.accessToken, room.id, room.pin, lb, track, options);
+    await f.start(nginx.url);
+    const after = [await socketsOn(a), await socketsOn(b)];
+    const node = after[0]! > before[0]! ? 'a' : after[1]! > before[1]! ? 'b' : undefined;
+    followers.push({ f, transport: polling ? 'polling' : 'websocket', node });
+  }
+  for (const transport of ['websocket', 'polling'] as const) {
+    const on = (node: 'a' | 'b') => followers.filter((x) => x.transport === transport && x.node === node).length;
+    assert.ok(on('a') > 0 && on('b') > 0, `${transport} clients on both nodes (a: ${on('a')}, b: ${on('b')})`);
+  }
+  // Polling sessions made several requests each (join, subscribe, acks) without a "Session ID unknown".
+  assert.ok(followers.every((x) => x.f.reasons.length === 0), 'no client lost its session while the nodes were up');
+
+  const expected: string[] = [];
+  const publish = async (n: number) => {
+    const text = `entry ${n}`;
+    ok(await request(hostSocket, 'feed:publish', { roomId: room.id, type: 'chat.message', payload: { text }, clientMsgId: randomUUID() }));
+    expected.push(text);
+  };
+  const holdingAll = () => followers.every(({ f }) => f.follower.entries.filter((e) => e.type === 'chat.message').length >= expected.length);
+
+  // Kill -9 node A a third of the way through a stream of entries.
+  for (let n = 1; n <= 150; n++) {
+    await publish(n);
+    if (n === 50) await a.kill();
+  }
+  assert.is(a.process.signalCode, 'SIGKILL', 'node A was killed with -9');
+  assert.is(await readiness(a.url), 0, 'node A no longer answers');
+  await until(holdingAll, 'every follower holding every entry after the kill', 60_000);
+  for (const [i, { f }] of followers.entries()) assertExactlyOnceInOrder(f.follower.entries, expected, `follower ${i}`);
+  const movedA = followers.filter((x) => x.node === 'a');
+  assert.ok(movedA.every((x) => x.f.reasons.length >= 1), 'the clients of the dead node reconnected');
+  assert.ok(followers.filter((x) => x.node === 'b').every((x) => x.f.reasons.length === 0), 'the clients of the surviving node were not disturbed');
+  await until(async () => (await socketsOn(b)) >= followers.length + 1, 'every follower on node B');
+
+  // Node A returns on its port; entries keep coming for longer than nginx's fail_timeout (5 s).
+  const reasonsAtReturn = followers.map((x) => x.f.reasons.length);
+  nodes[0] = await startNode(ports[0]);
+  const returned = nodes[0];
+  let n = 150;
+  const backOnA = async () => (await socketsOn(returned)) > 0;
+  const end = Date.now() + 60_000;
+  // Publish until nginx sends polling clients back to A, then 100 more.
+  while (!(await backOnA())) {
+    if (Date.now() > end) throw new Error('no client reached the returned node within 60 s');
+    await publish(++n);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  for (let i = 0; i < 100; i++) {
+    await publish(++n);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  await until(holdingAll, 'every follower holding every entry after the node returned', 60_000);
+  await Promise.all(followers.map(({ f }) => f.settled()));
+  for (const [i, { f }] of followers.entries()) {
+    assertExactlyOnceInOrder(f.follower.entries, expected, `follower ${i}`);
+    const after = f.reasons.length - reasonsAtReturn[i]!;
+    assert.ok(after <= 1, `follower ${i} (${followers[i]!.transport}) reconnected ${after} times after the node returned: no "Session ID unknown" loop`);
+  }
+  const pollingBack = followers.filter((x) => x.transport === 'polling' && x.node === 'a');
+  assert.ok(pollingBack.every((x) => x.f.reasons.length - reasonsAtReturn[followers.indexOf(x)]! === 1), 'polling clients hashed to the returned node moved back to it, once');
+  for (const { f } of followers) f.stop();
+});
+
+test.run();
