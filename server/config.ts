@@ -10,6 +10,7 @@
  * `doc` are relative to docs/), and a test fails when that page is stale.
  */
 import proxyaddr from '@fastify/proxy-addr';
+import { readFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { z } from 'zod';
 
@@ -78,6 +79,11 @@ export interface Config {
     commandTimeoutMs: number;
     /** Time to reach Redis at start-up before giving up, in ms. */
     connectTimeoutMs: number;
+    /**
+     * Seed nodes of a Redis Cluster (`REDIS_CLUSTER_NODES`); set, every Redis
+     * connection is cluster-aware (credentials and TLS still come from `url`).
+     */
+    clusterNodes: readonly { host: string; port: number }[] | undefined;
   };
   db: {
     url: string;
@@ -388,6 +394,22 @@ const trustProxy = z
     }
     return { cidrs };
   });
+/** `host:port,host:port,...`, at least one. */
+const clusterNodes = list.pipe(
+  z
+    .array(
+      z.string().transform((v, ctx) => {
+        const m = /^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):(\d{1,5})$/.exec(v);
+        const port = m ? Number(m[2]) : 0;
+        if (!m || port < 1 || port > 65535) {
+          ctx.addIssue({ code: 'custom', message: `${v}: expected host:port` });
+          return z.NEVER;
+        }
+        return { host: m[1]!.replace(/^\[|\]$/g, ''), port };
+      }),
+    )
+    .min(1, 'at least one host:port'),
+);
 const origins = list.pipe(
   z.array(z.union([z.literal('*'), url(['http:', 'https:']).refine((v) => new URL(v).origin === v, 'an origin has no path: scheme://host[:port]')])),
 );
@@ -405,6 +427,7 @@ export const VARIABLES = {
   WS_PING_INTERVAL_MS: { default: '25000', doc: 'Engine.IO heartbeat interval, ms.', schema: int(1000, 300_000) },
   WS_PING_TIMEOUT_MS: { default: '20000', doc: 'Engine.IO heartbeat timeout, ms.', schema: int(1000, 300_000) },
   REDIS_URL: { default: 'redis://127.0.0.1:6379', doc: 'Redis server URL (`redis://` or `rediss://`).', schema: url(['redis:', 'rediss:']) },
+  REDIS_CLUSTER_NODES: { doc: 'Comma-separated `host:port` seed nodes of a Redis Cluster (any few masters or replicas; the rest are discovered). Set, pinroom runs in cluster mode: every connection follows the cluster\'s slots, MOVED/ASK redirections and failovers, and `SOCKET_ADAPTER` defaults to (and must be) `sharded`. Credentials and TLS come from `REDIS_URL`\'s user, password and `rediss:` scheme. Unset: the single Redis of `REDIS_URL`. See [deployment.md](deployment.md#redis-cluster).', schema: clusterNodes },
   KEY_PREFIX: { default: 'pinroom:', doc: 'Prefix of every Redis key and of the Socket.IO adapter channel.', schema: z.string().min(1).max(64).regex(/^[A-Za-z0-9:_.-]+$/, 'letters, digits and ":_.-" only') },
   REDIS_COMMAND_TIMEOUT_MS: { default: '2000', doc: 'A Redis command slower than this fails with `unavailable`, ms.', schema: int(50, 60_000) },
   REDIS_CONNECT_TIMEOUT_MS: { default: '5000', doc: 'How long start-up waits for Redis, ms.', schema: int(100, 120_000) },
@@ -428,6 +451,7 @@ export const VARIABLES = {
   AUTH_CLOCK_TOLERANCE_SECONDS: { default: '5', doc: 'Clock skew accepted when verifying access tokens, seconds (at most 30).', schema: int(0, 30) },
   AUTH_TOKEN_CACHE_SIZE: { default: '10000', doc: 'Access tokens a node remembers having verified (by SHA-256, until their `exp`; about 0.2 KB each), so a reconnect with the same token skips the signature check; the session check still runs. `0` disables. See [auth.md](auth.md#the-verified-token-cache).', schema: int(0, 1_000_000) },
   AUTH_SIGNING_KEY: { doc: 'Private Ed25519 JWK (JSON, `kid` optional) that signs access tokens. Required in production; in development a key pair is generated once into `AUTH_DATA_DIR`.', schema: jsonOf(jwkSchema.refine((k) => k.d !== undefined, 'a private key (with `d`)')) },
+  AUTH_SIGNING_KEY_FILE: { doc: 'Path of a file holding `AUTH_SIGNING_KEY` (the `_FILE` convention of container secrets: Docker and Kubernetes mount secrets as files); read once at start-up, surrounding whitespace ignored. Set one of the two, not both. `npm run keygen -- <dir>` (compose.yaml\'s `keygen` service) writes one.', schema: z.string().trim().min(1).max(4096) },
   AUTH_VERIFY_KEYS: { doc: 'JSON array of older public Ed25519 JWKs (each with `kid`) still accepted during a key rotation. Default none.', schema: jsonOf(z.array(jwkSchema.refine((k) => k.kid !== undefined, 'each key needs a `kid`')).max(16)) },
   AUTH_DATA_DIR: { default: '.data', doc: 'Folder (git-ignored) of the generated development key pair.', schema: z.string().trim().min(1) },
   AUTH_EXPIRING_NOTICE_SECONDS: { default: '60', doc: '`auth:expiring` is sent this many seconds before a socket\'s access token expires.', schema: int(0, 3600) },
@@ -454,7 +478,7 @@ export const VARIABLES = {
   ROOM_SIGNAL_RATE_USER: { default: '20/1', doc: '`room:signal` per user over all their sockets on every node, `<points>/<seconds>`; more get `server:error` `rate_limited`.', schema: rate },
   SESSION_MAX_SOCKETS: { default: '10', doc: 'Sockets one session (one sign-in) may hold on one node; past it the handshake is refused with `rate_limited`.', schema: int(1, 1_000_000) },
   SESSION_RECHECK_MS: { default: '30000', doc: 'How often each node re-reads the state of its sockets\' sessions in one batched Redis read and closes those revoked (a missed logout broadcast closes within this), ms.', schema: int(100, 3_600_000) },
-  SOCKET_ADAPTER: { default: 'classic', doc: 'Socket.IO Redis adapter between nodes: `classic` (pub/sub, one pattern subscription per node) or `sharded` (Redis 7 sharded pub/sub, one channel per room). Which to choose, and the measurement: [scaling.md](scaling.md#which-redis-adapter).', schema: z.enum(['classic', 'sharded']) },
+  SOCKET_ADAPTER: { doc: 'Socket.IO Redis adapter between nodes: `classic` (pub/sub, one pattern subscription per node) or `sharded` (Redis 7 sharded pub/sub, one channel per room). Default `classic`; `sharded`, and only that, with `REDIS_CLUSTER_NODES` (a classic PUBLISH reaches every master of a cluster). Measured in `bench/scenarios/adapter.ts`; see [scaling.md](scaling.md).', schema: z.enum(['classic', 'sharded']) },
   HTTP_HEADERS_TIMEOUT_MS: { default: '10000', doc: 'Request headers (including the WebSocket upgrade) must arrive within this, ms; slower connections are closed (slow-header attacks).', schema: int(500, 30_000) },
   WORKERS: { default: '1', doc: 'Worker processes `npm start` runs on this machine, each a full node (node:cluster, `@socket.io/sticky` for long-polling, the Redis adapter between them); `1` runs one process.', schema: int(1, 256) },
   PIN_DIGITS: { default: '6', doc: 'Digits of a room PIN (3 to 10), drawn uniformly with crypto randomness.', schema: int(3, 10) },
@@ -501,17 +525,29 @@ export const VARIABLES = {
 export type VariableName = keyof typeof VARIABLES;
 type Parsed = { [K in VariableName]: z.output<(typeof VARIABLES)[K]['schema']> | undefined };
 
-/** Load and validate configuration from `env` (default `process.env`). Throws `ConfigError` listing every problem. */
-export function loadConfig(env: Readonly<Record<string, string | undefined>> = process.env): Config {
+/** Secrets that may instead be given as a file, `<NAME>_FILE` (declared in `VARIABLES` too); their values are never printed. */
+export const FILE_VARIABLES = ['AUTH_SIGNING_KEY'] as const satisfies readonly VariableName[];
+
+/**
+ * Load and validate configuration from `env` (default `process.env`). Throws
+ * `ConfigError` listing every problem. The only I/O: reading the files that
+ * `FILE_VARIABLES`' `<NAME>_FILE` name, through `readSecretFile`.
+ */
+export function loadConfig(
+  env: Readonly<Record<string, string | undefined>> = process.env,
+  readSecretFile: (path: string) => string = (path) => readFileSync(path, 'utf8'),
+): Config {
   const problems: string[] = [];
   const parsed = {} as Record<string, unknown>;
+  env = withSecretFiles(env, readSecretFile, problems);
+  const secret = new Set<string>(FILE_VARIABLES);
   for (const [name, variable] of Object.entries(VARIABLES) as [VariableName, Variable][]) {
     const given = env[name];
     const raw = given === undefined || given === '' ? variable.default : given;
     if (raw === undefined) continue;
     const result = variable.schema.safeParse(raw);
     if (result.success) parsed[name] = result.data;
-    else problems.push(`${name}=${JSON.stringify(raw)}: ${result.error.issues.map((i) => i.message).join('; ')}`);
+    else problems.push(`${secret.has(name) ? name : `${name}=${JSON.stringify(raw)}`}: ${result.error.issues.map((i) => i.message).join('; ')}`);
   }
   if (problems.length > 0) throw new ConfigError(problems);
 
@@ -537,7 +573,7 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>> = p
       disconnectEventsPerSecond: v.SOCKET_DISCONNECT_EVENTS_PER_SECOND ?? 10 * v.SOCKET_EVENTS_PER_SECOND!,
       maxConnectionsPerAddress: v.SOCKET_MAX_CONNECTIONS_PER_ADDRESS!,
       connectTimeoutMs: v.SOCKET_CONNECT_TIMEOUT_MS!,
-      adapter: v.SOCKET_ADAPTER!,
+      adapter: v.SOCKET_ADAPTER ?? (v.REDIS_CLUSTER_NODES ? 'sharded' : 'classic'),
       maxBufferedBytes: v.SOCKET_MAX_BUFFERED_BYTES!,
       perUser: {
         eventsPerSecond: v.USER_EVENTS_PER_SECOND!,
@@ -551,6 +587,7 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>> = p
       keyPrefix: v.KEY_PREFIX!,
       commandTimeoutMs: v.REDIS_COMMAND_TIMEOUT_MS!,
       connectTimeoutMs: v.REDIS_CONNECT_TIMEOUT_MS!,
+      clusterNodes: v.REDIS_CLUSTER_NODES,
     },
     db: {
       url: v.DATABASE_URL!,
@@ -651,6 +688,7 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>> = p
   if (rooms.maxMembersDefault > rooms.maxMembersCap) problems.push('ROOM_MAX_MEMBERS_DEFAULT: must not exceed ROOM_MAX_MEMBERS_CAP');
   if (rooms.presenceNodeTimeoutMs < 2 * rooms.presenceHeartbeatMs) problems.push('PRESENCE_NODE_TIMEOUT_MS: must be at least twice PRESENCE_HEARTBEAT_MS');
   if (config.socket.disconnectEventsPerSecond < config.socket.eventsPerSecond) problems.push('SOCKET_DISCONNECT_EVENTS_PER_SECOND: must not be below SOCKET_EVENTS_PER_SECOND');
+  if (config.redis.clusterNodes && config.socket.adapter === 'classic') problems.push('SOCKET_ADAPTER=classic: not with REDIS_CLUSTER_NODES (every classic PUBLISH goes to every master of the cluster); use sharded, the default in cluster mode');
   if (problems.length > 0) throw new ConfigError(problems);
 
   if (production) {
@@ -658,12 +696,35 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>> = p
     if (!isSet('CORS_ORIGINS') || config.http.corsOrigins.includes('*')) {
       problems.push('CORS_ORIGINS: production needs an explicit list of allowed origins (not `*`)');
     }
-    if (!isSet('REDIS_URL')) problems.push('REDIS_URL: production needs an explicit Redis URL');
+    if (!isSet('REDIS_URL') && !config.redis.clusterNodes) problems.push('REDIS_URL: production needs an explicit Redis URL (or REDIS_CLUSTER_NODES)');
     if (!isSet('DATABASE_URL')) problems.push('DATABASE_URL: production needs an explicit PostgreSQL URL');
-    if (!config.auth.signingKey) problems.push('AUTH_SIGNING_KEY: production needs a signing key (a private Ed25519 JWK); it never generates one');
+    if (!config.auth.signingKey) problems.push('AUTH_SIGNING_KEY: production needs a signing key (a private Ed25519 JWK, or AUTH_SIGNING_KEY_FILE naming a file with one); it never generates one');
     if (problems.length > 0) throw new ConfigError(problems);
   }
   return deepFreeze(config);
+}
+
+/** `env` with each `<NAME>_FILE` of `FILE_VARIABLES` read into `<NAME>`; setting both, or an unreadable file, is a problem. */
+function withSecretFiles(
+  env: Readonly<Record<string, string | undefined>>,
+  read: (path: string) => string,
+  problems: string[],
+): Readonly<Record<string, string | undefined>> {
+  let out = env;
+  for (const name of FILE_VARIABLES) {
+    const file = env[`${name}_FILE`]?.trim();
+    if (!file) continue;
+    if (env[name]) {
+      problems.push(`${name} and ${name}_FILE are both set: set one of them`);
+      continue;
+    }
+    try {
+      out = { ...out, [name]: read(file).trim() };
+    } catch (err) {
+      problems.push(`${name}_FILE=${JSON.stringify(file)}: cannot be read (${(err as { code?: string }).code ?? (err as Error).message})`);
+    }
+  }
+  return out;
 }
 
 function deepFreeze<T>(value: T): T {

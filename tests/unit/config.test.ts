@@ -62,6 +62,41 @@ test('production with explicit settings loads, and does not create databases by 
   assert.is(config.db.createIfMissing, false);
 });
 
+const SIGNING_JWK = JSON.stringify({ kty: 'OKP', crv: 'Ed25519', x: '11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo', d: 'nWGxne_9WmC6hEr0kuwsxERJxWl7MmkZcDusAxyuf2A' });
+const PRODUCTION = { NODE_ENV: 'production', CORS_ORIGINS: 'https://play.example', REDIS_URL: 'redis://redis:6379', DATABASE_URL: 'postgres://db:5432/pinroom' };
+
+test('AUTH_SIGNING_KEY_FILE names a file whose content (whitespace trimmed) is the signing key, enough for production', () => {
+  const read: string[] = [];
+  const config = loadConfig({ ...PRODUCTION, AUTH_SIGNING_KEY_FILE: '/keys/auth-signing-key.json' }, (path) => {
+    read.push(path);
+    return `\n${SIGNING_JWK}\n`;
+  });
+  assert.equal(read, ['/keys/auth-signing-key.json']);
+  assert.is(config.auth.signingKey?.x, '11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo');
+});
+
+test('AUTH_SIGNING_KEY and AUTH_SIGNING_KEY_FILE both set are refused, naming both', () => {
+  assert.throws(
+    () => loadConfig({ ...PRODUCTION, AUTH_SIGNING_KEY: SIGNING_JWK, AUTH_SIGNING_KEY_FILE: '/keys/k.json' }, () => SIGNING_JWK),
+    (err: unknown) => err instanceof ConfigError && /AUTH_SIGNING_KEY and AUTH_SIGNING_KEY_FILE are both set/.test(err.message),
+  );
+});
+
+test('an unreadable AUTH_SIGNING_KEY_FILE is a config problem naming the file, and a bad key from a file is reported without its content', () => {
+  const missing = () => {
+    throw Object.assign(new Error('no such file'), { code: 'ENOENT' });
+  };
+  assert.throws(() => loadConfig({ AUTH_SIGNING_KEY_FILE: '/nope/key.json' }, missing), (err: unknown) => err instanceof ConfigError && /AUTH_SIGNING_KEY_FILE="\/nope\/key.json": cannot be read \(ENOENT\)/.test(err.message));
+  try {
+    loadConfig({ AUTH_SIGNING_KEY_FILE: '/keys/k.json' }, () => '{"kty":"OKP","crv":"Ed25519","x":"abc","secret-ish":"do-not-print"}');
+    assert.unreachable('should throw');
+  } catch (err) {
+    assert.instance(err, ConfigError);
+    assert.match((err as ConfigError).message, 'AUTH_SIGNING_KEY');
+    assert.not.match((err as ConfigError).message, 'do-not-print');
+  }
+});
+
 test('the returned config is frozen', () => {
   const config = loadConfig({});
   assert.throws(() => {
