@@ -3,7 +3,7 @@
  * place, wires them into HTTP and Socket.IO, and owns the order of start-up
  * and shutdown. Nothing else creates a connection.
  */
-import type { Redis } from 'ioredis';
+import type { RedisClient as Redis } from './redis/connections.ts';
 import type { Logger } from 'pino';
 import { createLoaders, type Loaders } from './cache/loaders.ts';
 import { createAdmins } from './auth/admins.ts';
@@ -24,7 +24,8 @@ import { migrateToLatest } from './db/migrate.ts';
 import { createFeed, type Feed } from './feed/feed.ts';
 import { registerFeedMetrics } from './feed/feed-metrics.ts';
 import { createEventRouter } from './gateway/ack.ts';
-import { createRedisAdapter } from './gateway/adapter.ts';
+import { StartupError } from './errors.ts';
+import { createRedisAdapter, type RedisAdapter } from './gateway/adapter.ts';
 import { createIo, type PinroomServer } from './gateway/create-io.ts';
 import { createHttp, type HttpServer } from './http/create-http.ts';
 import { registerDemoRoutes } from './http/demo.ts';
@@ -34,7 +35,7 @@ import { createMetrics, type Metrics } from './metrics.ts';
 import { createInstruments } from './observability/instruments.ts';
 import { registerObservabilityRoutes } from './observability/http.ts';
 import { createSystemEvents, type SystemEvents } from './observability/system-events.ts';
-import { closeRedis, connectRedis, createRedisClient } from './redis/connections.ts';
+import { closeRedis, clusterModeHint, connectRedis, createRedisClient, isClusterRedirect, redisTarget } from './redis/connections.ts';
 import { createKeys, type Keys } from './redis/keys.ts';
 import { createScripts, type Scripts } from './redis/scripts.ts';
 import { createFloodLimit, createSocketRateLimit } from './gateway/rate-limit.ts';
@@ -239,8 +240,33 @@ export function createApp(config: Config, options: AppOptions = {}): App {
 
   let draining = false;
   const demo = registerDemoRoutes(http, { logger });
+  let adapter: RedisAdapter | undefined;
+  /** Start-up waits (bounded) for the adapter's subscriptions; a refusal or no answer fails it in one line. */
+  async function confirmAdapter(built: RedisAdapter): Promise<void> {
+    let timer: NodeJS.Timeout | undefined;
+    try {
+      await Promise.race([
+        built.subscribed(),
+        new Promise((_, reject) => {
+          timer = setTimeout(() => reject(new Error(`no answer within ${config.redis.connectTimeoutMs} ms`)), config.redis.connectTimeoutMs);
+        }),
+      ]);
+    } catch (err) {
+      const reason = err instanceof Error ? err.message : String(err);
+      throw new StartupError(isClusterRedirect(err) ? clusterModeHint(config, reason) : `the Socket.IO adapter (SOCKET_ADAPTER=${config.socket.adapter}) could not subscribe on ${redisTarget(config)}: ${reason}`, { cause: err });
+    } finally {
+      clearTimeout(timer);
+    }
+  }
   registerHealthRoutes(http, {
-    checks: { redis: () => redis.ping(), postgres: () => pingDb(db) },
+    checks: {
+      redis: () => redis.ping(),
+      postgres: () => pingDb(db),
+      // 503 until the adapter's subscriptions are confirmed, and while its connection is down.
+      adapter: async () => {
+        if (!adapter?.confirmed()) throw new Error('adapter subscriptions not confirmed');
+      },
+    },
     draining: () => draining,
   });
 
@@ -276,11 +302,16 @@ export function createApp(config: Config, options: AppOptions = {}): App {
         await connectDb(db, config);
         await migrateToLatest(db, logger);
         await feed.start();
-        io.adapter(createRedisAdapter(config.socket.adapter, redis, redisSub, keys.adapterChannel));
+        const built = createRedisAdapter(config.socket.adapter, redis, redisSub, keys.adapterChannel, logger);
+        adapter = built;
+        io.adapter(built.adapter);
+        await confirmAdapter(built);
         if (options.listen === false) await http.ready();
         else await http.listen({ port: config.http.port, host: config.http.host });
       } catch (err) {
         await closeConnections();
+        // A single-Redis configuration meeting a cluster node, or a cross-slot command: one line naming the setting.
+        if (!(err instanceof StartupError) && isClusterRedirect(err)) throw new StartupError(config.redis.clusterNodes ? `Redis Cluster refused a command at start-up (${(err as Error).message})` : clusterModeHint(config, (err as Error).message), { cause: err });
         throw err;
       }
       started = true;

@@ -135,6 +135,13 @@ export interface FeedConfig {
   systemMaxLen: number;
   /** How long a `clientMsgId` is remembered per user and room, seconds. @default 86400 */
   idempotencyTtlSeconds: number;
+  /**
+   * Replicas a room entry must reach (Redis `WAIT`) before `feed:publish` is
+   * acknowledged; 0 acknowledges once the master has it. @default 0
+   */
+  appendWaitReplicas: number;
+  /** Longest an append waits for `appendWaitReplicas`, ms; short of them the publish answers `unavailable` (retry with the same `clientMsgId`). @default 1000 */
+  appendWaitTimeoutMs: number;
   /** Most entries one `feed:subscribe` replays (stream and archive together); a longer gap answers `recovered: false`. @default 10000 */
   replayMax: number;
   /** A followed feed whose live channel heard nothing this long has its position checked (a lost message is repaired within this), ms. @default 5000 */
@@ -505,6 +512,8 @@ export const VARIABLES = {
   FEED_ROOM_TTL_SECONDS: { default: '604800', doc: 'A room\'s feed stream and epoch expire after this long without an entry, seconds.', schema: int(60, 366 * 86_400) },
   FEED_GLOBAL_MAXLEN: { default: '100000', doc: 'Approximate cap of the global feed stream (every room\'s entries, copied by the archive worker for the admins\' `global` feed), entries.', schema: int(100, 100_000_000) },
   FEED_SYSTEM_MAXLEN: { default: '10000', doc: 'Approximate cap of the system log stream, entries.', schema: int(10, 10_000_000) },
+  FEED_APPEND_WAIT_REPLICAS: { default: '0', doc: 'Replicas a room feed entry must reach (Redis `WAIT`, on the entry\'s master) before a publish is acknowledged. `0`: acknowledged once the master has it, and a failover can lose the last acknowledged entries; `1`: a master killed with -9 loses no acknowledged entry, at the cost measured in [docs/deployment.md](docs/deployment.md#what-each-redis-setup-promises).', schema: int(0, 10) },
+  FEED_APPEND_WAIT_TIMEOUT_MS: { default: '1000', doc: 'Longest a publish waits for `FEED_APPEND_WAIT_REPLICAS`, ms; short of them it answers `unavailable` (the entry is stored; a retry with the same `clientMsgId` is acknowledged once replicated, never stored twice).', schema: int(10, 60_000) },
   FEED_IDEMPOTENCY_TTL_SECONDS: { default: '86400', doc: 'How long a `clientMsgId` is remembered per user and room, seconds.', schema: int(1, 30 * 86_400) },
   FEED_REPLAY_MAX: { default: '10000', doc: 'Most entries one `feed:subscribe` replays (from the stream and the archive together); a longer gap answers `recovered: false` and replays nothing.', schema: int(1, 1_000_000) },
   FEED_CHECK_INTERVAL_MS: { default: '5000', doc: 'A feed a node follows whose live channel heard nothing this long has its position checked (one `HMGET`); a lost live message is repaired within this, ms.', schema: int(100, 600_000) },
@@ -612,6 +621,8 @@ export function loadConfig(
       globalMaxLen: v.FEED_GLOBAL_MAXLEN!,
       systemMaxLen: v.FEED_SYSTEM_MAXLEN!,
       idempotencyTtlSeconds: v.FEED_IDEMPOTENCY_TTL_SECONDS!,
+      appendWaitReplicas: v.FEED_APPEND_WAIT_REPLICAS!,
+      appendWaitTimeoutMs: v.FEED_APPEND_WAIT_TIMEOUT_MS!,
       replayMax: v.FEED_REPLAY_MAX!,
       checkIntervalMs: v.FEED_CHECK_INTERVAL_MS!,
       apiKey: v.FEED_API_KEY,

@@ -52,8 +52,22 @@ export function toErrorPayload(err: unknown, logger: Pick<Logger, 'warn' | 'erro
     logger.warn({ ...context, err: { message: (err as Error).message, code: (err as { code?: unknown }).code }, code: ErrorCode.Unavailable }, 'dependency unavailable');
     return { code: ErrorCode.Unavailable, message: 'A dependency (Redis or PostgreSQL) is unavailable; retry with backoff', retryable: true };
   }
+  // Any other error Redis answered (MOVED or CROSSSLOT from a misrouted command, an error
+  // from a script) is still Redis failing the request: `unavailable`, logged as an error.
+  if (isRedisReplyError(err)) {
+    logger.error({ ...context, err: { message: (err as Error).message, name: (err as Error).name }, code: ErrorCode.Unavailable }, 'redis answered an error');
+    return { code: ErrorCode.Unavailable, message: 'A dependency (Redis or PostgreSQL) is unavailable; retry with backoff', retryable: true };
+  }
   logger.error({ ...context, err }, 'unexpected error');
   return { code: ErrorCode.Internal, message: 'Internal error', retryable: true };
+}
+
+/** An error reply from Redis (ioredis `ReplyError`) or an ioredis Cluster failure, here or as a cause. */
+function isRedisReplyError(err: unknown): boolean {
+  if (!(err instanceof Error)) return false;
+  if (err.name === 'ReplyError' || err.name === 'ClusterAllFailedError') return true;
+  const cause = (err as { cause?: unknown }).cause;
+  return cause !== undefined && cause !== err && isRedisReplyError(cause);
 }
 
 /** Redis or PostgreSQL could not answer: transient connection errors, timeouts, and ioredis giving up on a command. */

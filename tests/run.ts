@@ -26,12 +26,22 @@
  *
  * `TEST_RUNNER_DIR` (relative to the repository) replaces `tests` as the
  * folder searched, for the runner's own tests.
+ *
+ * The cluster pass: the auth, rooms and feed end-to-end files (`CLUSTER_FILES`,
+ * those of them selected) run a second time, on the runner's own Node, against
+ * a real 3-master Redis Cluster that the runner starts from `redis-server` on
+ * spare ports (tests/support/redis-cluster.ts) and removes afterwards;
+ * `TEST_REDIS_CLUSTER_NODES` points their test contexts at it, so their
+ * servers run in cluster mode (and with the sharded adapter). Their labels
+ * start with `[cluster]`. `TEST_CLUSTER_PASS=only` runs the cluster pass
+ * alone (of the selected files), `skip` leaves it out.
  */
 import { execFileSync, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, readdirSync, realpathSync, statSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { removeLeftovers, TEST_TAG_ENV } from './support/leftovers.ts';
+import { startRedisCluster, type OwnedCluster } from './support/redis-cluster.ts';
 
 const root = new URL('..', import.meta.url).pathname;
 /** Names the machine's Node for the runners that tests start (the runner's own tests). */
@@ -58,6 +68,9 @@ const preload = join(root, 'tests/support/uvu-preload.ts');
 const layers = ['unit', 'integration', 'e2e', 'browser'];
 const filters = process.argv.slice(2);
 const fileTimeoutMs = Number(process.env.TEST_FILE_TIMEOUT_MS ?? 600_000);
+const clusterPass = process.env.TEST_CLUSTER_PASS ?? 'both';
+/** End-to-end files run again on a Redis Cluster. */
+const CLUSTER_FILES = ['auth-http', 'auth-socket', 'rooms', 'rooms-pins', 'rooms-presence', 'feed'].map((name) => `e2e/${name}.test.ts`);
 
 function listTests(dir: string): string[] {
   let found: string[] = [];
@@ -84,6 +97,8 @@ interface Outcome {
 /** The file running now (its process group and tag): killed and cleaned up if the runner itself is stopped. */
 let current: number | undefined;
 let currentTag: string | undefined;
+/** The cluster pass's Redis Cluster, stopped with the runner. */
+let redisCluster: OwnedCluster | undefined;
 
 function killGroup(pid: number | undefined): void {
   if (pid === undefined) return;
@@ -97,6 +112,7 @@ function killGroup(pid: number | undefined): void {
 for (const signal of ['SIGINT', 'SIGTERM'] as const) {
   process.on(signal, () => {
     killGroup(current);
+    void redisCluster?.stop();
     const tag = currentTag;
     const cleanup = tag ? removeLeftovers(tag).catch(() => undefined) : Promise.resolve();
     void Promise.race([cleanup, new Promise((r) => setTimeout(r, 10_000))]).then(() => process.exit(130));
@@ -160,7 +176,7 @@ const totals: Outcome = { passed: 0, failed: 0, skipped: 0 };
 const failures: string[] = [];
 const notRun: string[] = [];
 
-if (filters.length === 0) {
+if (filters.length === 0 && clusterPass !== 'only') {
   process.stdout.write('\n== typecheck\n');
   const tsc = await run(process.execPath, [join(root, 'node_modules/typescript/bin/tsc'), '--noEmit', '-p', 'tsconfig.json'], 'typecheck');
   if (tsc.code === 0) totals.passed++;
@@ -203,7 +219,7 @@ const nodes = testNodes();
 for (const node of nodes) {
   const suffix = nodes.length > 1 ? ` (Node ${node.version})` : '';
   if (nodes.length > 1) process.stdout.write(`\n==== Node ${node.version}: ${node.path}\n`);
-  for (const layer of layers) {
+  for (const layer of clusterPass === 'only' ? [] : layers) {
     const files = listTests(join(testsDir, layer)).filter((f) => filters.length === 0 || filters.some((x) => relative(root, f).includes(x)));
     if (layer === 'browser' && files.length > 0) {
       if (browserReady === undefined) {
@@ -229,28 +245,48 @@ for (const node of nodes) {
         files.splice(0, files.length, ...files.filter((f) => !nginxFiles.includes(f)));
       }
     }
-    for (const file of files) {
-      const label = relative(root, file) + suffix;
-      const tag = randomBytes(3).toString('hex');
-      currentTag = tag;
-      process.stdout.write(`\n== ${label}\n`);
-      const { code, output } = await run(node.path, ['--import', 'tsx', '--import', preload, file], label, { [TEST_TAG_ENV]: tag });
-      const outcome = summarize(output, code);
-      totals.passed += outcome.passed;
-      totals.failed += outcome.failed;
-      totals.skipped += outcome.skipped;
-      if (outcome.failed > 0) failures.push(label);
-      // A check a file could not run here (no verdict) is said, never counted as passed.
-      for (const m of output.matchAll(/(?:^|\s)NOT RUN: (.+)$/gm)) notRun.push(`${label}: ${m[1]}`);
-      try {
-        const left = await removeLeftovers(tag);
-        if (left.databases.length + left.keys + left.folders.length > 0) {
-          process.stdout.write(`${label}: removed what it left behind: ${left.databases.length} databases, ${left.keys} Redis keys, ${left.folders.length} redis-server folders\n`);
-        }
-      } catch (err) {
-        process.stdout.write(`${label}: could not look for leftovers: ${err instanceof Error ? err.message : String(err)}\n`);
-      }
+    for (const file of files) await runFile(node.path, file, relative(root, file) + suffix);
+  }
+}
+
+const clusterFiles = listTests(join(testsDir, 'e2e'))
+  .filter((f) => CLUSTER_FILES.some((name) => f.endsWith(`/${name}`)))
+  .filter((f) => filters.length === 0 || filters.some((x) => relative(root, f).includes(x)));
+if (clusterFiles.length > 0 && clusterPass !== 'skip') {
+  process.stdout.write('\n== cluster pass: starting a 3-master Redis Cluster\n');
+  try {
+    redisCluster = await startRedisCluster({ masters: 3 });
+    process.stdout.write(`REDIS_CLUSTER_NODES=${redisCluster.seeds}\n`);
+    for (const file of clusterFiles) await runFile(process.execPath, file, `[cluster] ${relative(root, file)}`, { TEST_REDIS_CLUSTER_NODES: redisCluster.seeds });
+  } catch (err) {
+    totals.failed += 1;
+    failures.push(`cluster pass (${err instanceof Error ? err.message : String(err)})`);
+  } finally {
+    await redisCluster?.stop();
+    redisCluster = undefined;
+  }
+}
+
+/** Run one test file in its own process group, count its outcome, and remove what it left behind. */
+async function runFile(nodePath: string, file: string, label: string, env: Record<string, string> = {}): Promise<void> {
+  const tag = randomBytes(3).toString('hex');
+  currentTag = tag;
+  process.stdout.write(`\n== ${label}\n`);
+  const { code, output } = await run(nodePath, ['--import', 'tsx', '--import', preload, file], label, { [TEST_TAG_ENV]: tag, ...env });
+  const outcome = summarize(output, code);
+  totals.passed += outcome.passed;
+  totals.failed += outcome.failed;
+  totals.skipped += outcome.skipped;
+  if (outcome.failed > 0) failures.push(label);
+  // A check a file could not run here (no verdict) is said, never counted as passed.
+  for (const m of output.matchAll(/(?:^|\s)NOT RUN: (.+)$/gm)) notRun.push(`${label}: ${m[1]}`);
+  try {
+    const left = await removeLeftovers(tag);
+    if (left.databases.length + left.keys + left.folders.length > 0) {
+      process.stdout.write(`${label}: removed what it left behind: ${left.databases.length} databases, ${left.keys} Redis keys, ${left.folders.length} redis-server folders\n`);
     }
+  } catch (err) {
+    process.stdout.write(`${label}: could not look for leftovers: ${err instanceof Error ? err.message : String(err)}\n`);
   }
 }
 

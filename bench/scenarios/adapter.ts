@@ -77,7 +77,7 @@ async function startCluster(kind: AdapterKind, layout: Layout): Promise<Cluster>
     redisClients.push(pub, sub);
     const http = createServer();
     const io = new Server(http, { transports: ['websocket'], perMessageDeflate: false, serveClient: false });
-    io.adapter(createRedisAdapter(kind, pub, sub, `${prefix}socket.io`));
+    io.adapter(createRedisAdapter(kind, pub, sub, `${prefix}socket.io`).adapter);
     io.on('connection', (socket) => {
       const { room, user } = socket.handshake.query as { room: string; user: string };
       void socket.join([`user:${user}`, `session:${user}`, room]);

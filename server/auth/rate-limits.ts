@@ -5,7 +5,7 @@
  * Addresses arrive as their `addressKey` (an IPv6 address counts as its /64).
  * Also here: the per-account login backoff (`createLoginBackoff`).
  */
-import type { Redis } from 'ioredis';
+import type { RedisClient as Redis } from '../redis/connections.ts';
 import { RateLimiterRedis, RateLimiterRes } from 'rate-limiter-flexible';
 import type { AuthConfig, RateLimit } from '../config.ts';
 import { AppError, ErrorCode, unavailable } from '../errors.ts';

@@ -18,7 +18,8 @@
  *   live sockets.
  *
  * Cost: one Redis round trip per event-loop turn with checks (one EVALSHA per
- * `MAX_BATCH` sessions), whatever the number of handshakes in the turn;
+ * `MAX_BATCH` sessions; on a Redis Cluster one per slot, sent together),
+ * whatever the number of handshakes in the turn;
  * nothing grows with rooms. Measured against one HGET per check (ioredis, a
  * batch of 20): 0.9 µs of node CPU per check instead of 7.5 µs.
  */
@@ -49,7 +50,7 @@ export function createSessionCheck({ scripts, keys }: { scripts: Scripts; keys: 
   /** One script call for up to MAX_BATCH sessions; retried (it only reads). */
   async function readBatch(sessionIds: readonly string[]): Promise<SessionState[]> {
     try {
-      const raw = await withRetry(() => scripts.run<(string | null)[]>('session-states', sessionIds.map(keys.session)), { idempotent: true, name: 'session-states' });
+      const raw = await withRetry(() => scripts.runPerKey<string | null>('session-states', sessionIds.map(keys.session)), { idempotent: true, name: 'session-states' });
       return raw.map(toState);
     } catch (err) {
       throw unavailable('Redis (session state)', err);

@@ -43,11 +43,23 @@ export type HandshakeError = Error & { data: { code: ErrorCode; message: string;
 
 export type SocketAuth = ReturnType<typeof createSocketAuth>;
 
-/** Tell every socket of a session, on every node, why it is closed, and disconnect it. */
+/**
+ * Tell every socket of a session, on every node, why it is closed, and
+ * disconnect it: here directly, elsewhere through `session:close` on the
+ * adapter's main channel. Not a broadcast to the session's room: with the
+ * sharded adapter that goes to the room's own channel, which a node
+ * subscribes only once the socket joined it (an SSUBSCRIBE in flight, or on
+ * a cluster a subscriber connection still opening, would miss the close).
+ */
 export function closeSessionSockets(io: PinroomServer, sessionId: string, code: AuthClosed['code']): void {
-  const room = socketRooms.session(sessionId);
-  io.in(room).emit('auth:closed', { code });
-  io.in(room).disconnectSockets(false);
+  closeLocalSessionSockets(io, sessionId, code);
+  io.serverSideEmit('session:close', sessionId, code);
+}
+
+function closeLocalSessionSockets(io: PinroomServer, sessionId: string, code: AuthClosed['code']): void {
+  const group = io.local.in(socketRooms.session(sessionId));
+  group.emit('auth:closed', { code });
+  group.disconnectSockets(false);
 }
 
 export function createSocketAuth({
@@ -66,6 +78,9 @@ export function createSocketAuth({
   now?: () => number;
 }) {
   const log = logger.child({ component: 'socket-auth' });
+  io.on('session:close', (sessionId, code) => {
+    if (typeof sessionId === 'string' && typeof code === 'string') closeLocalSessionSockets(io, sessionId, code);
+  });
   const noticeMs = config.auth.expiringNoticeSeconds * 1000;
   const graceMs = config.auth.expiryGraceMs;
 

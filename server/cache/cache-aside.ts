@@ -27,7 +27,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
-import type { Redis } from 'ioredis';
+import { mgetBySlot, type RedisClient as Redis } from '../redis/connections.ts';
 import type { Logger } from 'pino';
 import { AppError, ErrorCode, unavailable } from '../errors.ts';
 import type { Metrics } from '../metrics.ts';
@@ -341,7 +341,7 @@ export function createCachedLoader<T>(options: CachedLoaderOptions<T>): CachedLo
     } else if (viaRedis.length > 0) {
       try {
         // `read`: the entries the single-read fast path already fetched.
-        const raws = read ?? (await redis.mget(viaRedis.map((id) => keys.cache(name, id))));
+        const raws = read ?? (await mgetBySlot(redis, viaRedis.map((id) => keys.cache(name, id))));
         // Redis answers: a good moment to retry invalidations that could not reach it.
         if (pendingInvalidations.size > 0) flushPending();
         for (let i = 0; i < viaRedis.length; i++) {

@@ -5,7 +5,7 @@
  * `loaders.users.invalidate(id)` / `loaders.rooms.invalidate(id)` after its
  * transaction commits.
  */
-import type { Redis } from 'ioredis';
+import type { RedisClient as Redis } from '../redis/connections.ts';
 import type { Logger } from 'pino';
 import type { Config } from '../config.ts';
 import type { Db } from '../db/database.ts';

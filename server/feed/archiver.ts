@@ -39,7 +39,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
-import type { Redis } from 'ioredis';
+import type { RedisClient as Redis } from '../redis/connections.ts';
 import type { Logger } from 'pino';
 import type { FeedConfig } from '../config.ts';
 import type { Db } from '../db/database.ts';

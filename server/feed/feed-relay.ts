@@ -37,7 +37,7 @@
  *   PostgreSQL archive when its rows form an unbroken `prev` chain from
  *   `since` to the first entry still in the stream.
  */
-import type { Redis } from 'ioredis';
+import type { RedisClient as Redis } from '../redis/connections.ts';
 import type { Logger } from 'pino';
 import type { FeedSubscribed } from '../../shared/schemas.ts';
 import { AppError, ErrorCode } from '../errors.ts';

@@ -12,10 +12,12 @@
  *
  * Cost of an append: one script call (one round trip): XADD, HSET, two
  * PEXPIREs, the idempotency SET and one SPUBLISH to the room's live channel,
- * whatever the size of the room.
+ * whatever the size of the room. With `FEED_APPEND_WAIT_REPLICAS` the script
+ * and a `WAIT` go in one pipeline: still one round trip, which lasts until a
+ * replica has the entry.
  */
 import { randomFillSync } from 'node:crypto';
-import type { Redis } from 'ioredis';
+import type { RedisClient as Redis } from '../redis/connections.ts';
 import type { FeedActor, FeedEntry, FeedPosition, FeedScope } from '../../shared/schemas.ts';
 import type { FeedConfig } from '../config.ts';
 import { AppError, ErrorCode } from '../errors.ts';
@@ -225,7 +227,7 @@ export function createFeedStore({
       const payloadJson = JSON.stringify(input.payload);
       const scriptKeys = [keys.feedStream(roomId), keys.feedMeta(roomId), keys.feedLive(roomId)];
       if (input.idempotency) scriptKeys.push(keys.feedMsgId(roomId, input.idempotency.key, input.idempotency.clientMsgId));
-      const [id, epoch, status] = await scripts.run<[string, string, number, string]>('feed-append', scriptKeys, [
+      const args = [
         feed.roomMaxLen,
         feed.roomTtlSeconds * 1000,
         feed.idempotencyTtlSeconds * 1000,
@@ -238,11 +240,32 @@ export function createFeedStore({
         endsOf(type, actor?.id ?? '', () => input.payload),
         input.refuseClosed ? '1' : '',
         type === 'room.ended' ? '1' : '',
-      ]);
+      ];
+      if (feed.appendWaitReplicas === 0) {
+        const [id, epoch, status] = await scripts.run<[string, string, number, string]>('feed-append', scriptKeys, args);
+        if (status === 2) throw new AppError(ErrorCode.Forbidden, 'The room has ended; its feed is closed');
+        if (status === 0) {
+          appended.room++;
+          onAppended?.(roomId);
+        }
+        return { id, epoch, duplicate: status === 1 };
+      }
+      // The script and WAIT in one pipeline: on one connection to the entry's master (a cluster
+      // routes the pipeline by the script's keys), so WAIT counts the replicas that have this write.
+      const batch = redis.pipeline();
+      scripts.queue(batch, 'feed-append', scriptKeys, args);
+      batch.call('WAIT', feed.appendWaitReplicas, feed.appendWaitTimeoutMs);
+      const [[appendErr, reply], [waitErr, replicas]] = ((await batch.exec()) ?? []) as [[Error | null, unknown], [Error | null, unknown]];
+      if (appendErr) throw appendErr;
+      const [id, epoch, status] = reply as [string, string, number, string];
       if (status === 2) throw new AppError(ErrorCode.Forbidden, 'The room has ended; its feed is closed');
       if (status === 0) {
         appended.room++;
         onAppended?.(roomId);
+      }
+      if (waitErr) throw waitErr;
+      if (Number(replicas) < feed.appendWaitReplicas) {
+        throw new AppError(ErrorCode.Unavailable, `The entry reached ${Number(replicas)} of ${feed.appendWaitReplicas} replicas in time; retry with the same clientMsgId`, { retryable: true });
       }
       return { id, epoch, duplicate: status === 1 };
     },

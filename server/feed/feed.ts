@@ -6,7 +6,7 @@
  * subscriber, and the archive's commands, so that publishes never queue
  * behind the archive's large reads and writes); nothing here opens one.
  */
-import type { Redis } from 'ioredis';
+import type { RedisClient as Redis } from '../redis/connections.ts';
 import type { Logger } from 'pino';
 import type { Config } from '../config.ts';
 import type { Db } from '../db/database.ts';

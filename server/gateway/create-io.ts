@@ -7,7 +7,7 @@ import type { Socket as NetSocket } from 'node:net';
 import { Server, type Socket } from 'socket.io';
 import type { Logger } from 'pino';
 import type { ClientToServerEvents, ServerToClientEvents } from '../../shared/events.ts';
-import type { UserKind } from '../../shared/schemas.ts';
+import type { AuthClosed, UserKind } from '../../shared/schemas.ts';
 import type { Config } from '../config.ts';
 import { createConnectionCap } from './connection-cap.ts';
 
@@ -30,8 +30,11 @@ export interface SocketData {
   roomNames?: Map<string, string>;
 }
 
-// eslint-disable-next-line @typescript-eslint/no-empty-object-type
-export interface InterServerEvents {}
+/** Messages between nodes (`io.serverSideEmit`), on the adapter's main channel, which every node subscribes at start-up. */
+export interface InterServerEvents {
+  /** Close every socket of a session on the receiving node, with `auth:closed { code }` first. */
+  'session:close': (sessionId: string, code: AuthClosed['code']) => void;
+}
 
 export type PinroomServer = Server<ClientToServerEvents, ServerToClientEvents, InterServerEvents, SocketData>;
 export type PinroomSocket = Socket<ClientToServerEvents, ServerToClientEvents, InterServerEvents, SocketData>;

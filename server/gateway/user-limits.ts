@@ -18,7 +18,7 @@
  * counted on this node only (`insuranceLimiter`), so the socket layer keeps
  * its limits rather than failing every event.
  */
-import type { Redis } from 'ioredis';
+import type { RedisClient as Redis } from '../redis/connections.ts';
 import { RateLimiterMemory, RateLimiterRedis, RateLimiterRes } from 'rate-limiter-flexible';
 import type { Config, RateLimit } from '../config.ts';
 import { AppError, ErrorCode } from '../errors.ts';

@@ -26,7 +26,7 @@
  * hashing per delivery.
  */
 import type { KyselyPlugin, LogEvent, PluginTransformQueryArgs, PluginTransformResultArgs, QueryResult, RootOperationNode, UnknownRow } from 'kysely';
-import type { Redis } from 'ioredis';
+import type { RedisClient as Redis } from '../redis/connections.ts';
 import type pg from 'pg';
 import type { Logger } from 'pino';
 import { collectDefaultMetrics, Counter, Gauge, Histogram, type Registry } from 'prom-client';
@@ -175,7 +175,8 @@ export function createInstruments({ registry }: { registry: Registry }) {
   function observeRedis(redis: Redis): void {
     const seen = new WeakSet<object>();
     const send = redis.sendCommand.bind(redis);
-    redis.sendCommand = ((command: Parameters<Redis['sendCommand']>[0], stream?: unknown) => {
+    // Every argument passed on: a Cluster's pipeline passes the target node third.
+    redis.sendCommand = ((command: Parameters<Redis['sendCommand']>[0], ...rest: unknown[]) => {
       // A command replayed from the offline queue passes here twice: time it once.
       if (!seen.has(command)) {
         seen.add(command);
@@ -188,7 +189,7 @@ export function createInstruments({ registry }: { registry: Registry }) {
           },
         );
       }
-      return (send as (c: unknown, s?: unknown) => unknown)(command, stream);
+      return (send as (c: unknown, ...r: unknown[]) => unknown)(command, ...rest);
     }) as Redis['sendCommand'];
   }
 

@@ -12,7 +12,7 @@
  * when full the oldest error entry is dropped and counted) and is written, in
  * order, when Redis is back.
  */
-import type { Redis } from 'ioredis';
+import type { RedisClient as Redis } from '../redis/connections.ts';
 import type pg from 'pg';
 import type { Logger } from 'pino';
 import type { RateLimit } from '../config.ts';

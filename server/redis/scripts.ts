@@ -3,12 +3,14 @@
  * KEYS and ARGV. They are read once; calls go by SHA (EVALSHA) and fall back
  * to EVAL when the server does not know the script yet (NOSCRIPT: after a
  * restart or a failover), which also caches it there. Every call's keys must
- * share one Redis Cluster hash slot (checked here, see slots.ts), except the
- * scripts listed in `CROSS_SLOT_SCRIPTS`.
+ * share one Redis Cluster hash slot (checked here, see slots.ts), on one Redis
+ * too, so a script that would fail with CROSSSLOT on a cluster fails in every
+ * test; `PER_KEY_SCRIPTS` are split by slot instead (`runPerKey`).
  */
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import type { Redis, ChainableCommander } from 'ioredis';
+import type { ChainableCommander } from 'ioredis';
+import { groupsBySlot, isCluster, type RedisClient as Redis } from './connections.ts';
 import { assertOneSlot } from './slots.ts';
 
 /** Every script in `lua/`, by file name without `.lua`. */
@@ -19,17 +21,13 @@ export const SCRIPT_NAMES = ['compare-and-delete', 'refresh-issue', 'refresh-rot
 export type ScriptName = (typeof SCRIPT_NAMES)[number];
 
 /**
- * Scripts that still take keys of several slots, each with why: the only
- * exceptions to the one-slot rule (every feed script keeps it). None of them
- * can run on a Redis Cluster as they are: before cluster mode, each must be
- * split (its other-slot keys written or read in the same pipeline, before
- * the script) or, for the batch read, called once per slot.
+ * Per-key scripts: each key is read or changed on its own (one result per
+ * key, nothing atomic across keys), so a call may name keys of many slots.
+ * `runPerKey` sends one call on a single Redis and one call per slot on a
+ * Redis Cluster. Every other script takes keys of one slot.
  */
-export const CROSS_SLOT_SCRIPTS: Readonly<Partial<Record<ScriptName, string>>> = {
+export const PER_KEY_SCRIPTS: Readonly<Partial<Record<ScriptName, string>>> = {
   'session-states': 'read-only batch: one session hash per handshake of an event-loop turn (server/auth/session-check.ts)',
-  'room-join-probe': 'read-only: the PIN claim and the user\'s rejoin hint in one round trip (server/rooms/pins.ts)',
-  'presence-join': 'writes the node\'s room set and the user\'s rejoin hint with the room\'s presence (server/rooms/presence.ts)',
-  'presence-remove-user': 'drops the room from the user\'s rejoin hint with the room\'s presence (server/rooms/presence.ts)',
 };
 
 export interface LuaScript {
@@ -56,25 +54,46 @@ export function loadScript(name: ScriptName): LuaScript {
 export function createScripts(redis: Redis) {
   const scripts = new Map(SCRIPT_NAMES.map((name) => [name, loadScript(name)]));
   const get = (name: ScriptName): LuaScript => scripts.get(name)!;
+  /** By SHA, falling back to EVAL on NOSCRIPT (after a restart or failover, or on a master that never ran it). */
+  async function call<T>(script: LuaScript, keys: readonly string[], args: readonly (string | number)[]): Promise<T> {
+    try {
+      return (await redis.evalsha(script.sha, keys.length, ...keys, ...args)) as T;
+    } catch (err) {
+      if (!(err instanceof Error) || !err.message.startsWith('NOSCRIPT')) throw err;
+      return (await redis.eval(script.source, keys.length, ...keys, ...args)) as T;
+    }
+  }
 
   return {
     /** Run a script by SHA, falling back to EVAL on NOSCRIPT. */
-    async run<T = unknown>(name: ScriptName, keys: readonly string[], args: readonly (string | number)[] = []): Promise<T> {
+    run<T = unknown>(name: ScriptName, keys: readonly string[], args: readonly (string | number)[] = []): Promise<T> {
+      assertOneSlot(name, keys);
+      return call<T>(get(name), keys, args);
+    },
+    /**
+     * Run a per-key script (`PER_KEY_SCRIPTS`) whose reply is one value per
+     * key: one call on a single Redis, one call per slot on a cluster (sent
+     * together), the replies put back in the order of `keys`.
+     */
+    async runPerKey<T = unknown>(name: ScriptName, keys: readonly string[], args: readonly (string | number)[] = []): Promise<T[]> {
+      if (!PER_KEY_SCRIPTS[name]) throw new Error(`${name} is not a per-key script`);
       const script = get(name);
-      if (!CROSS_SLOT_SCRIPTS[name]) assertOneSlot(name, keys);
-      try {
-        return (await redis.evalsha(script.sha, keys.length, ...keys, ...args)) as T;
-      } catch (err) {
-        if (!(err instanceof Error) || !err.message.startsWith('NOSCRIPT')) throw err;
-        return (await redis.eval(script.source, keys.length, ...keys, ...args)) as T;
-      }
+      if (!isCluster(redis)) return call<T[]>(script, keys, args);
+      const out = new Array<T>(keys.length);
+      await Promise.all(
+        groupsBySlot(redis, keys).map(async (indexes) => {
+          const replies = await call<T[]>(script, indexes.map((i) => keys[i]!), args);
+          indexes.forEach((i, j) => (out[i] = replies[j]!));
+        }),
+      );
+      return out;
     },
     /**
      * Queue a script in a pipeline or MULTI. Uses EVAL so that the batch never
      * fails on NOSCRIPT halfway; prefer `run` outside batches.
      */
     queue(batch: ChainableCommander, name: ScriptName, keys: readonly string[], args: readonly (string | number)[] = []): ChainableCommander {
-      if (!CROSS_SLOT_SCRIPTS[name]) assertOneSlot(name, keys);
+      assertOneSlot(name, keys);
       return batch.eval(get(name).source, keys.length, ...keys, ...args);
     },
   };

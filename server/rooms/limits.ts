@@ -23,7 +23,7 @@
  * at the PIN, so a blocked client learns nothing. The odds this leaves an
  * attacker are worked out in docs/security.md.
  */
-import type { Redis } from 'ioredis';
+import type { RedisClient as Redis } from '../redis/connections.ts';
 import { RateLimiterRedis, RateLimiterRes } from 'rate-limiter-flexible';
 import type { RateLimit, RoomsConfig } from '../config.ts';
 import { AppError, ErrorCode, unavailable } from '../errors.ts';

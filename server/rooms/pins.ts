@@ -15,7 +15,7 @@
  *   quarantined (`pin-release.lua`).
  */
 import { randomInt } from 'node:crypto';
-import type { Redis } from 'ioredis';
+import { pipelineBySlot, type RedisClient as Redis } from '../redis/connections.ts';
 import type { Logger } from 'pino';
 import type { RoomsConfig } from '../config.ts';
 import { AppError, ErrorCode, unavailable } from '../errors.ts';
@@ -97,18 +97,22 @@ export function createPinStore({ redis, scripts, keys, config, logger, draw = dr
     },
 
     /**
-     * The first step of `room:join` (one script): the room a PIN names (null
-     * when unclaimed or quarantined), and whether the user's rejoin hint holds
-     * that room. Costs the same for a right and a wrong PIN.
+     * The first step of `room:join` (one round trip: a script on the PIN's
+     * slot and an SMEMBERS of the user's hint, a handful of rooms): the room a
+     * PIN names (null when unclaimed or quarantined), and whether the user's
+     * rejoin hint holds that room. Costs the same for a right and a wrong PIN.
      */
     async probe(pin: string, userId: string): Promise<{ roomId: string | null; hinted: boolean }> {
-      let result: [string | null, number];
+      let roomId: string | null;
+      let hint: string[];
       try {
-        result = await scripts.run<[string | null, number]>('room-join-probe', [keys.pin(pin), keys.userRooms(userId)]);
+        // The PIN (its slot) and the user's hint (theirs) in one round trip, read whatever the PIN names.
+        [roomId, hint] = await Promise.all([scripts.run<string | null>('room-join-probe', [keys.pin(pin)]), redis.smembers(keys.userRooms(userId))]);
       } catch (err) {
         throw unavailable('Redis (PIN lookup)', err);
       }
-      return { roomId: result[0] || null, hinted: result[1] === 1 };
+      roomId ||= null;
+      return { roomId, hinted: roomId !== null && hint.includes(roomId) };
     },
 
     /** The room a PIN names, or null (never claimed, expired, or quarantined after its room ended). */
@@ -139,10 +143,10 @@ export function createPinStore({ redis, scripts, keys, config, logger, draw = dr
      */
     async renew(rooms: ReadonlyMap<string, string>): Promise<string[]> {
       if (rooms.size === 0) return [];
-      const batch = redis.pipeline();
       const ids = [...rooms.keys()];
-      for (const roomId of ids) scripts.queue(batch, 'pin-renew', [keys.pin(rooms.get(roomId)!)], [roomId, config.pinTtlSeconds]);
-      const results = (await batch.exec()) ?? [];
+      const results = await pipelineBySlot(redis, ids, (roomId) => keys.pin(rooms.get(roomId)!), (batch, roomId) => {
+        scripts.queue(batch, 'pin-renew', [keys.pin(rooms.get(roomId)!)], [roomId, config.pinTtlSeconds]);
+      });
       const lost: string[] = [];
       results.forEach(([err, value], i) => {
         if (!err && value === 0) lost.push(ids[i]!);

@@ -8,10 +8,11 @@
  * room). Every change goes through one Lua script, which reports the
  * online/offline transitions to announce.
  *
- * Cost per event: a socket joining is one script call (`presence-join`, which
- * also records the room in this node's room set and in the user's rejoin
- * hint); a socket closing is one `presence-leave` per room it was in; a leave
- * or kick is one `presence-remove-user`. None reads the room's other members.
+ * Cost per event: a socket joining is one script call (`presence-join`) and,
+ * in the same round trip, two small MULTIs recording the room in this node's
+ * room set and in the user's rejoin hint (other slots); a socket closing is
+ * one `presence-leave` per room it was in; a leave or kick is one
+ * `presence-remove-user` and an SREM of the hint. None reads the room's other members.
  * Per node, a member socket costs one small object here (its room, user id and
  * name, shared with the socket's own strings) and one map entry.
  *
@@ -36,7 +37,7 @@
  * claimed by one node with `presence-host-claim.lua`.
  */
 import { randomUUID } from 'node:crypto';
-import type { Redis } from 'ioredis';
+import { execOk, pipelineBySlot, type RedisClient as Redis } from '../redis/connections.ts';
 import type { Logger } from 'pino';
 import type { RoomsConfig } from '../config.ts';
 import type { Keys } from '../redis/keys.ts';
@@ -101,11 +102,16 @@ export function createPresence({ redis, scripts, keys, config, logger, now = Dat
 
   async function register(socketId: string, m: Membership): Promise<{ online: boolean; hostBack: boolean; count: number }> {
     const { room } = m;
-    const [online, hostBack, count] = await scripts.run<[number, number, number]>(
-      'presence-join',
-      [...roomKeys(room.id), keys.presenceNodeRooms(incarnation), keys.userRooms(m.userId)],
-      [field(socketId), m.userId, room.hostId, presenceTtl, room.id, BOOKKEEPING_TTL_SECONDS],
-    );
+    // The node's room set and the user's rejoin hint (other slots) are sent first, in the same
+    // turn: on one connection to one Redis they are applied before the socket appears.
+    const nodeRooms = keys.presenceNodeRooms(incarnation);
+    const hint = keys.userRooms(m.userId);
+    const bookkeeping = Promise.all([
+      redis.multi().sadd(nodeRooms, room.id).expire(nodeRooms, BOOKKEEPING_TTL_SECONDS).exec().then(execOk),
+      redis.multi().sadd(hint, room.id).expire(hint, BOOKKEEPING_TTL_SECONDS).exec().then(execOk),
+    ]);
+    const joined = scripts.run<[number, number, number]>('presence-join', roomKeys(room.id), [field(socketId), m.userId, room.hostId, presenceTtl]);
+    const [, [online, hostBack, count]] = await Promise.all([bookkeeping, joined]);
     return { online: online === 1, hostBack: hostBack === 1, count };
   }
 
@@ -196,7 +202,12 @@ export function createPresence({ redis, scripts, keys, config, logger, now = Dat
 
     /** Remove every socket of a user from a room, on every node (leave, kick). True when the user was online. */
     async removeUser(roomId: string, userId: string): Promise<boolean> {
-      return (await scripts.run<number>('presence-remove-user', [keys.roomSockets(roomId), keys.roomUsers(roomId), keys.userRooms(userId)], [userId, roomId])) === 1;
+      // The rejoin hint (the user's slot) alongside the room's presence (the room's slot).
+      const [removed] = await Promise.all([
+        scripts.run<number>('presence-remove-user', [keys.roomSockets(roomId), keys.roomUsers(roomId)], [userId]),
+        redis.srem(keys.userRooms(userId), roomId),
+      ]);
+      return removed === 1;
     },
 
     /** Online users of a room (O(online): for tests and small rooms). */
@@ -225,9 +236,9 @@ export function createPresence({ redis, scripts, keys, config, logger, now = Dat
     /** Renew the TTL of the presence hashes of rooms with sockets on this node. */
     async touchRooms(roomIds: readonly string[]): Promise<void> {
       if (roomIds.length === 0) return;
-      const batch = redis.pipeline();
-      for (const roomId of roomIds) batch.expire(keys.roomSockets(roomId), presenceTtl).expire(keys.roomUsers(roomId), presenceTtl);
-      await batch.exec();
+      await pipelineBySlot(redis, roomIds, keys.roomSockets, (batch, roomId) => {
+        batch.expire(keys.roomSockets(roomId), presenceTtl).expire(keys.roomUsers(roomId), presenceTtl);
+      }, 2);
     },
 
     /** Rooms with at least one socket on this node, and their hosts. */

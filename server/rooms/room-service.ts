@@ -39,7 +39,7 @@
  * adapter PUBLISH (the user's sockets leave the group).
  */
 import { randomUUID } from 'node:crypto';
-import type { Redis } from 'ioredis';
+import type { RedisClient as Redis } from '../redis/connections.ts';
 import type { Logger } from 'pino';
 import { Limits, type FeedPosition, type MemberView, type PinLookup, type RoomCreatePayload, type RoomEndReason, type RoomJoined, type RoomKickPayload, type RoomMembersPage, type RoomWaitlistPage, type RoomView, type ServerFeedType, type UserKind } from '../../shared/schemas.ts';
 import type { RoomRecord } from '../cache/loaders.ts';

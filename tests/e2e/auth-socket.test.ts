@@ -169,7 +169,7 @@ test('logout on one node disconnects that session\'s sockets on the other node',
 test('while Redis is down the handshake is refused with unavailable (retryable); once it is back handshakes are answered again', async () => {
   const redis = await startRedisServer();
   try {
-    const server = await start({ REDIS_URL: redis.url, REDIS_COMMAND_TIMEOUT_MS: '500' });
+    const server = await start({ REDIS_URL: redis.url, REDIS_CLUSTER_NODES: '', REDIS_COMMAND_TIMEOUT_MS: '500' });
     const session = await signInGuest(server.url, 'Through an outage');
     (await open(server.url, session.accessToken)).close();
     await redis.kill();

@@ -326,7 +326,7 @@ test('admins follow the global and system feeds; other users are refused', async
 test('when Redis loses its data the epoch changes: live subscribers are disconnected, and resuming answers recovered: false', async () => {
   const redis = await startRedisServer();
   owned.push(redis);
-  const lone = await startTestServer(env({ REDIS_URL: redis.url, FEED_API_KEY: '' }));
+  const lone = await startTestServer(env({ REDIS_URL: redis.url, REDIS_CLUSTER_NODES: '', FEED_API_KEY: '' }));
   servers.push(lone);
   const { socket: hostSocket, roomId, pin } = await hostRoom(lone.url);
   const watcher = await member(lone.url, pin);

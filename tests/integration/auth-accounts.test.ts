@@ -23,7 +23,7 @@ import { rejectsWithCode } from '../support/assert.ts';
 import { createTestContext, type TestContext } from '../support/context.ts';
 import { until } from '../support/faults.ts';
 import { startRedisServer } from '../support/redis-server.ts';
-import type { Redis } from 'ioredis';
+import type { RedisClient as Redis } from '../../server/redis/connections.ts';
 
 const test = suite('auth/accounts');
 const ip = { address: '192.0.2.44' };

@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { Redis } from 'ioredis';
+import type { RedisClient } from '../../server/redis/connections.ts';
 import { sql } from 'kysely';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
@@ -34,7 +35,7 @@ let ctx: TestContext;
 let counter: QueryCounter;
 let db: Db;
 let owned: OwnedRedis | undefined;
-const clients: Redis[] = [];
+const clients: RedisClient[] = [];
 const dbs: Db[] = [];
 
 test.before(async () => {
@@ -50,14 +51,14 @@ test.after(async () => {
   await ctx.cleanup();
 });
 
-async function redisClient(config: Config): Promise<Redis> {
+async function redisClient(config: Config): Promise<RedisClient> {
   const client = createRedisClient(config, logger, 'command');
   clients.push(client);
   await connectRedis(client, config);
   return client;
 }
 
-function deps(redis: Redis, metrics: Metrics, more: Partial<LoaderDeps> = {}): LoaderDeps {
+function deps(redis: RedisClient, metrics: Metrics, more: Partial<LoaderDeps> = {}): LoaderDeps {
   return { db, redis, scripts: createScripts(redis), keys: createKeys(ctx.keyPrefix), metrics, config: ctx.config, logger, ...more };
 }
 
@@ -78,7 +79,7 @@ async function waitFor(check: () => boolean | Promise<boolean>, what: string, ti
 }
 
 /** Read `id` through `loader` until its entry is in Redis: the precondition of a stale read, checked rather than assumed. */
-async function cachedBy(loader: { get(id: string): Promise<unknown> }, redis: Redis, id: string): Promise<void> {
+async function cachedBy(loader: { get(id: string): Promise<unknown> }, redis: RedisClient, id: string): Promise<void> {
   await waitFor(async () => {
     await loader.get(id);
     return (await redis.exists(createKeys(ctx.keyPrefix).cache('user', id))) === 1;

@@ -2,6 +2,7 @@ import { spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { once } from 'node:events';
 import { Redis } from 'ioredis';
+import type { RedisClient } from '../../server/redis/connections.ts';
 import { sql } from 'kysely';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
@@ -59,10 +60,10 @@ const cleanups: (() => Promise<void> | void)[] = [];
 
 interface Node {
   config: Config;
-  redis: Redis;
+  redis: RedisClient;
   store: FeedStore;
   relay: FeedRelay;
-  subscriber: Redis;
+  subscriber: RedisClient;
 }
 
 async function startNode(config: Config, options: { readCount?: number; checkIntervalMs?: number; hints?: boolean } = {}): Promise<Node> {
@@ -91,7 +92,7 @@ async function startNode(config: Config, options: { readCount?: number; checkInt
   return { config, redis, store, relay, subscriber };
 }
 
-async function startArchiver(config: Config, consumer?: string): Promise<Archiver & { redis: Redis }> {
+async function startArchiver(config: Config, consumer?: string): Promise<Archiver & { redis: RedisClient }> {
   const parts = await archiverParts(config, ctx.db());
   const archiver = createArchiver({ ...parts, db: ctx.db(), config, ...(consumer ? { consumer } : {}) });
   await archiver.start();
@@ -157,7 +158,7 @@ async function archivedAlong(store: FeedStore, roomId: string, n: number): Promi
   return ids;
 }
 
-const streamIds = async (redis: Redis, key: string) => ((await redis.xrange(key, '-', '+')) as [string, string[]][]).map(([id]) => id);
+const streamIds = async (redis: RedisClient, key: string) => ((await redis.xrange(key, '-', '+')) as [string, string[]][]).map(([id]) => id);
 
 /**
  * Append through the real script but publish on a channel nobody follows (in

@@ -5,7 +5,7 @@
  */
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Redis } from 'ioredis';
+import { Cluster, Redis } from 'ioredis';
 import { Kysely } from 'kysely';
 import { loadConfig, type Config } from '../../server/config.ts';
 import { createDb, dropDatabase, ensureDatabase, type Db } from '../../server/db/database.ts';
@@ -14,6 +14,21 @@ import { createLogger } from '../../server/logger.ts';
 import { BASE_PG_URL, BASE_REDIS_URL, databaseNameOf, deleteByPrefix, keyPrefixOf, newTestId } from './leftovers.ts';
 
 export { BASE_PG_URL, BASE_REDIS_URL, deleteByPrefix };
+
+/**
+ * Set by the runner's cluster pass (tests/run.ts): the seed nodes of a real
+ * 3-master Redis Cluster. Every context then runs its servers with
+ * `REDIS_CLUSTER_NODES` (cluster mode) and its own clients on the cluster.
+ */
+export const TEST_REDIS_CLUSTER_NODES = process.env.TEST_REDIS_CLUSTER_NODES || undefined;
+
+/** A plain client of the test Redis: the cluster during the cluster pass, else `url`. */
+function plainClient(url: string): Redis {
+  if (!TEST_REDIS_CLUSTER_NODES) return new Redis(url, { maxRetriesPerRequest: 1 });
+  const nodes = TEST_REDIS_CLUSTER_NODES.split(',').map((s) => ({ host: s.split(':')[0]!, port: Number(s.split(':')[1]) }));
+  // Same commands as a Redis client, routed by slot (tests use single-key commands through it).
+  return new Cluster(nodes, { redisOptions: { maxRetriesPerRequest: 1 } }) as unknown as Redis;
+}
 
 /**
  * The per-user limits (events, publishes, signals) raised out of the way, for
@@ -50,8 +65,10 @@ export interface TestContext {
   migrate(): Promise<void>;
   /** A Kysely handle on the context's database (closed by `cleanup`). */
   db(): Db;
-  /** A plain Redis client for assertions (closed by `cleanup`). */
+  /** A plain Redis client for assertions (closed by `cleanup`); on the cluster pass a Cluster client: single-key commands only. */
   redis(): Redis;
+  /** Every key matching `pattern` (SCAN; on every master during the cluster pass). */
+  keysMatching(pattern: string): Promise<string[]>;
   /** Build another config on the same database and prefix with some variables changed. */
   configWith(overrides: Record<string, string>): Config;
   /** Delete every key under the prefix and drop the database. */
@@ -76,6 +93,7 @@ export function createTestContext(overrides: Record<string, string> = {}): TestC
     // The generated development signing key goes to a temp folder shared by
     // every test server (so tokens verify on all of them), never into the repo.
     AUTH_DATA_DIR: join(tmpdir(), 'pinroom-test-auth'),
+    ...(TEST_REDIS_CLUSTER_NODES ? { REDIS_CLUSTER_NODES: TEST_REDIS_CLUSTER_NODES } : {}),
     ...overrides,
   };
   const config = loadConfig(env);
@@ -98,17 +116,30 @@ export function createTestContext(overrides: Record<string, string> = {}): TestC
     },
     redis() {
       if (!redis) {
-        redis = new Redis(config.redis.url, { maxRetriesPerRequest: 1 });
+        redis = plainClient(config.redis.url);
         redis.on('error', () => undefined); // a test that stops Redis sees failures through its commands
       }
       return redis;
+    },
+    async keysMatching(pattern) {
+      const client = this.redis() as Redis | Cluster;
+      const found: string[] = [];
+      for (const node of client instanceof Cluster ? client.nodes('master') : [client]) {
+        let cursor = '0';
+        do {
+          const [next, batch] = await node.scan(cursor, 'MATCH', pattern, 'COUNT', 1000);
+          cursor = next;
+          found.push(...batch);
+        } while (cursor !== '0');
+      }
+      return found;
     },
     configWith(more) {
       return loadConfig({ ...env, ...more });
     },
     async cleanup() {
       await db?.destroy();
-      const client = redis ?? new Redis(config.redis.url, { maxRetriesPerRequest: 1 });
+      const client = redis ?? plainClient(config.redis.url);
       try {
         await deleteByPrefix(client, keyPrefix);
       } finally {

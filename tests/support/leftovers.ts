@@ -12,7 +12,7 @@ import { randomBytes } from 'node:crypto';
 import { readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Redis } from 'ioredis';
+import { Redis, type Cluster } from 'ioredis';
 import pg from 'pg';
 
 export const TEST_TAG_ENV = 'PINROOM_TEST_TAG';
@@ -36,7 +36,23 @@ export const keyPrefixOf = (id: string) => `pinroom:test:${id}:`;
 export const redisDirPrefix = () => `pinroom-redis-${testTag()}-`;
 
 /** UNLINK every key that starts with `prefix`, in SCAN batches; resolves how many. */
-export async function deleteByPrefix(redis: Redis, prefix: string): Promise<number> {
+export async function deleteByPrefix(client: Redis | Cluster, prefix: string): Promise<number> {
+  if ((client as Cluster).isCluster) {
+    // SCAN walks one node: walk every master; UNLINK key by key (keys of a batch are in many slots).
+    let deleted = 0;
+    for (const node of (client as Cluster).nodes('master')) {
+      let cursor = '0';
+      const pattern = `${prefix.replace(/[*?[\]\\]/g, '\\$&')}*`;
+      do {
+        const [next, keys] = await node.scan(cursor, 'MATCH', pattern, 'COUNT', 1000);
+        cursor = next;
+        const counts = await Promise.all(keys.map((k) => client.unlink(k)));
+        deleted += counts.reduce((a, b) => a + b, 0);
+      } while (cursor !== '0');
+    }
+    return deleted;
+  }
+  const redis = client as Redis;
   let cursor = '0';
   let deleted = 0;
   const pattern = `${prefix.replace(/[*?[\]\\]/g, '\\$&')}*`;

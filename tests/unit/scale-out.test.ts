@@ -93,10 +93,17 @@ test('compose.yaml runs Redis, PostgreSQL, two pinroom nodes behind nginx, each 
   assert.match(compose, /\.\/deploy\/nginx\.conf:\/etc\/nginx\/nginx\.conf:ro/);
 
   const nginx = read('deploy/nginx.conf');
-  const upstream = /upstream pinroom \{([^}]*)\}/.exec(nginx)?.[1] ?? '';
-  assert.match(upstream, /^\s*ip_hash;/m, 'sticky by client address');
-  const servers = [...upstream.matchAll(/server ([a-z0-9-]+):3000/g)].map((m) => m[1]);
-  assert.equal(servers, ['pinroom-1', 'pinroom-2']);
+  // Polling sticky by the whole client address; direct WebSockets and HTTP spread; workers share peer state.
+  const sticky = /upstream pinroom_sticky \{([^}]*)\}/.exec(nginx)?.[1] ?? '';
+  const spread = /upstream pinroom_spread \{([^}]*)\}/.exec(nginx)?.[1] ?? '';
+  assert.match(sticky, /^\s*hash \$remote_addr consistent;/m, 'polling sticky by the full client address');
+  assert.not.match(nginx, /^\s*ip_hash;/m, 'not ip_hash (first three octets only)');
+  assert.match(spread, /^\s*least_conn;/m);
+  for (const upstream of [sticky, spread]) {
+    assert.match(upstream, /^\s*zone /m, 'shared peer state across workers');
+    const servers = [...upstream.matchAll(/server ([a-z0-9-]+):3000/g)].map((m) => m[1]);
+    assert.equal(servers, ['pinroom-1', 'pinroom-2']);
+  }
   assert.match(nginx, /proxy_set_header Upgrade \$http_upgrade;/);
   assert.match(nginx, /proxy_set_header Connection \$connection_upgrade;/);
   assert.match(nginx, /proxy_http_version 1\.1;/);

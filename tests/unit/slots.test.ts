@@ -1,7 +1,7 @@
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { createKeys } from '../../server/redis/keys.ts';
-import { CROSS_SLOT_SCRIPTS, SCRIPT_NAMES, type ScriptName } from '../../server/redis/scripts.ts';
+import { PER_KEY_SCRIPTS, SCRIPT_NAMES, type ScriptName } from '../../server/redis/scripts.ts';
 import { assertOneSlot, crc16, hashTag, keySlot } from '../../server/redis/slots.ts';
 
 const test = suite('redis/slots');
@@ -26,12 +26,12 @@ const SCRIPT_KEYS: Record<ScriptName, string[]> = {
   'cache-invalidate': [keys.cache('room', room), keys.cacheVersion('room', room)],
   'pin-release': [keys.pin('123456')],
   'pin-renew': [keys.pin('123456')],
-  'room-join-probe': [keys.pin('123456'), keys.userRooms(user)],
+  'room-join-probe': [keys.pin('123456')],
   'room-wait': [keys.roomWaiting(room), keys.roomWaitingNames(room)],
   'room-unwait': [keys.roomWaiting(room), keys.roomWaitingNames(room)],
-  'presence-join': [keys.roomSockets(room), keys.roomUsers(room), keys.roomHostDeadline(room), keys.presenceNodeRooms('node-1'), keys.userRooms(user)],
+  'presence-join': [keys.roomSockets(room), keys.roomUsers(room), keys.roomHostDeadline(room)],
   'presence-leave': [keys.roomSockets(room), keys.roomUsers(room), keys.roomHostDeadline(room)],
-  'presence-remove-user': [keys.roomSockets(room), keys.roomUsers(room), keys.userRooms(user)],
+  'presence-remove-user': [keys.roomSockets(room), keys.roomUsers(room)],
   'presence-purge-node': [keys.roomSockets(room), keys.roomUsers(room), keys.roomHostDeadline(room)],
   'presence-host-claim': [keys.roomHostDeadline(room), keys.roomUsers(room)],
   'presence-node-forget': [keys.presenceNodes, keys.presenceNodesPurging],
@@ -65,14 +65,14 @@ test('the global, system and archive feed keys each share one slot, none of them
 });
 
 for (const name of SCRIPT_NAMES) {
-  const exception = CROSS_SLOT_SCRIPTS[name];
-  test(exception ? `script ${name} is a declared cross-slot exception, and does take keys of several slots` : `script ${name} touches keys of one hash slot`, () => {
+  const perKey = PER_KEY_SCRIPTS[name];
+  test(perKey ? `per-key script ${name} takes keys of several slots, and is split by slot on a cluster` : `script ${name} touches keys of one hash slot`, () => {
     const scriptKeys = SCRIPT_KEYS[name];
     assert.ok(scriptKeys && scriptKeys.length > 0, `no keys listed for ${name}`);
     const slots = new Set(scriptKeys.map(keySlot)).size;
-    if (exception) {
-      // Listed only while it needs to be: an exception that became single-slot must leave the list.
-      assert.ok(slots > 1, `${name} is single-slot now: remove it from CROSS_SLOT_SCRIPTS`);
+    if (perKey) {
+      assert.ok(slots > 1, `${name}: the listed keys are meant to span slots`);
+      assert.throws(() => assertOneSlot(name, scriptKeys), /more than one cluster slot/, 'run() refuses it: it goes through runPerKey');
       return;
     }
     assert.is(slots, 1, `${name}: ${scriptKeys.map((k) => `${k} → ${keySlot(k)}`).join(', ')}`);
@@ -80,10 +80,11 @@ for (const name of SCRIPT_NAMES) {
   });
 }
 
-test('every script is listed, and a call with keys in two slots is refused before it reaches Redis', () => {
+test('every script is listed, only the session batch read is per-key, and a call with keys in two slots is refused before it reaches Redis', () => {
   assert.equal(Object.keys(SCRIPT_KEYS).sort(), [...SCRIPT_NAMES].sort());
-  assert.equal(Object.keys(CROSS_SLOT_SCRIPTS).sort(), ['presence-join', 'presence-remove-user', 'room-join-probe', 'session-states'], 'the declared exceptions, none of them a feed script');
+  assert.equal(Object.keys(PER_KEY_SCRIPTS), ['session-states'], 'no multi-key script that changes anything spans slots');
   assert.throws(() => assertOneSlot('feed-append', [keys.feedStream(room), keys.feedGlobal]), /more than one cluster slot/);
+  assert.throws(() => assertOneSlot('presence-join', [keys.roomSockets(room), keys.userRooms(user)]), /more than one cluster slot/);
 });
 
 test.run();

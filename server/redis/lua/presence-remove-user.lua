@@ -1,16 +1,13 @@
 -- presence-remove-user: remove every socket of one user from a room's presence
--- (the user left the room or was kicked), on whichever node the sockets are,
--- and drop the room from the user's rejoin hint.
+-- (the user left the room or was kicked), on whichever node the sockets are.
+-- The caller drops the room from the user's rejoin hint (another slot) alongside.
 -- KEYS[1]  the room's sockets hash (keys.roomSockets)
 -- KEYS[2]  the room's users hash (keys.roomUsers): user id -> socket fields, space-separated
--- KEYS[3]  the user's room hint (keys.userRooms)
 -- ARGV[1]  the user id
--- ARGV[2]  the room id
 -- Returns  1 when the user was online (and now is not), else 0.
 -- Atomic so that a concurrent join or leave of the same user cannot leave the
 -- socket list and the socket fields out of step. Costs O(the user's sockets),
 -- whatever the size of the room.
-redis.call('SREM', KEYS[3], ARGV[2])
 local list = redis.call('HGET', KEYS[2], ARGV[1])
 if not list then
   return 0

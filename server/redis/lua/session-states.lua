@@ -6,9 +6,9 @@
 --          ('active' or 'revoked'), or false when the session does not exist
 --          (expired, or never existed).
 -- Read-only, so atomicity is not what it is for: one EVALSHA replaces one HGET
--- round trip per handshake. The keys name different sessions (different hash
--- tags): a declared exception to the one-slot rule (scripts.ts
--- CROSS_SLOT_SCRIPTS); on a Redis Cluster it would be called once per slot.
+-- round trip per handshake. Each key is read on its own (no atomicity across
+-- keys): a per-key script (scripts.ts PER_KEY_SCRIPTS), called with keys of
+-- many slots on one Redis and once per slot on a Redis Cluster.
 local states = {}
 for i = 1, #KEYS do
   states[i] = redis.call('HGET', KEYS[i], 'state')
