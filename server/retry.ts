@@ -43,7 +43,7 @@ const TRANSIENT_CODES = new Set([
 ]);
 const TRANSIENT_REDIS = /^(LOADING|TRYAGAIN|BUSY|MASTERDOWN|CLUSTERDOWN|READONLY)\b/;
 // ioredis Cluster: no node answered, the slot map could not be refreshed, redirections did not settle (a failover).
-const TRANSIENT_MESSAGES = /Command timed out|Connection is closed|Connection terminated|connect ETIMEDOUT|timeout exceeded when trying to connect|Failed to refresh slots cache|Too many Cluster redirections|None of startup nodes is available|Cluster isn't ready/i;
+const TRANSIENT_MESSAGES = /Command timed out|Connection is closed|Connection terminated|connect ETIMEDOUT|timeout exceeded when trying to connect|Command aborted due to connection close|Failed to refresh slots cache|Too many Cluster redirections|None of startup nodes is available|Cluster isn't ready/i;
 
 /** True for errors that say "try again", never for errors about the request itself. */
 export function isTransientError(err: unknown): boolean {

@@ -22,6 +22,10 @@ export interface ClusterNode {
   process(): ChildProcess | undefined;
   kill(): Promise<void>;
   start(): Promise<void>;
+  /** SIGSTOP: it neither answers nor replicates. */
+  pause(): void;
+  /** SIGCONT after `pause`. */
+  resume(): void;
 }
 
 export interface OwnedCluster {
@@ -97,8 +101,15 @@ export async function startRedisCluster(options: ClusterOptions = {}): Promise<O
       async kill() {
         if (!child || child.exitCode !== null || child.signalCode !== null) return;
         const exited = once(child, 'exit');
+        child.kill('SIGCONT');
         child.kill('SIGKILL');
         await exited;
+      },
+      pause() {
+        child?.kill('SIGSTOP');
+      },
+      resume() {
+        child?.kill('SIGCONT');
       },
     };
     nodes.push(node);
@@ -128,6 +139,26 @@ export async function startRedisCluster(options: ClusterOptions = {}): Promise<O
       stop,
     };
     await cluster.waitHealthy();
+    if (replicas > 0) {
+      // Every master's replicas known to every node (gossip), so CLUSTER SLOTS lists them.
+      const end = Date.now() + 30_000;
+      for (;;) {
+        const views = await Promise.all(
+          nodes.map(async (n) => {
+            const probe = new Redis(n.port, '127.0.0.1', { maxRetriesPerRequest: 0 });
+            try {
+              const slots = (await probe.call('CLUSTER', 'SLOTS')) as unknown[][];
+              return slots.every((range) => range.length >= 3 + replicas);
+            } finally {
+              probe.disconnect();
+            }
+          }),
+        );
+        if (views.every(Boolean)) break;
+        if (Date.now() > end) throw new Error('replicas not known to every node within 30 s');
+        await new Promise((r) => setTimeout(r, 100));
+      }
+    }
     return cluster;
   } catch (err) {
     await stop();

@@ -27,7 +27,7 @@ test('MOVED, CROSSSLOT, CLUSTERDOWN, TRYAGAIN and a script error reply answer un
 });
 
 test('ioredis Cluster failures (no node reachable, slots not refreshed, too many redirections) are transient', () => {
-  for (const message of ['Failed to refresh slots cache.', 'Too many Cluster redirections. Last error: MOVED 1 127.0.0.1:1', 'None of startup nodes is available']) {
+  for (const message of ['Command aborted due to connection close', 'Failed to refresh slots cache.', 'Too many Cluster redirections. Last error: MOVED 1 127.0.0.1:1', 'None of startup nodes is available']) {
     assert.ok(isTransientError(new Error(message)), message);
     assert.is(toErrorPayload(new Error(message), logger).code, 'unavailable', message);
   }
