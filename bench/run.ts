@@ -35,6 +35,7 @@ const SCENARIOS = [
   { name: 'cache', core: SERVER_CORE, timeoutMs: 90_000 },
   { name: 'auth', core: SERVER_CORE, timeoutMs: 150_000 },
   { name: 'adapter', core: SERVER_CORE, timeoutMs: 150_000 },
+  { name: 'cluster', core: LOAD_CORE, timeoutMs: 600_000 },
 ] as const;
 
 

@@ -11,6 +11,7 @@
  * publish refused.
  */
 import type { RoomView } from '../../shared/schemas.ts';
+import { startRedisCluster } from '../../tests/support/redis-cluster.ts';
 import { startRedisServer, type OwnedRedis } from '../../tests/support/redis-server.ts';
 import { connectMany, type EioSocket } from './eio-client.ts';
 import { forEachLimit, okData, promoteToHosts, requestOk, signInGuests, startPinroom } from './pinroom.ts';
@@ -270,6 +271,8 @@ export interface TargetOptions {
   env?: Record<string, string>;
   /** Extra Node arguments of the first server (pinroom) or of every server (bare). */
   nodeArgs?: string[];
+  /** pinroom on its own 3-master Redis Cluster (cluster mode) instead of its own redis-server; Redis CPU is then not reported. */
+  redisCluster?: boolean;
 }
 
 /** The Redis server's pid (for its CPU time). */
@@ -284,10 +287,12 @@ async function redisPid(owned: OwnedRedis): Promise<number> {
 /** R rooms of a host and MEMBERS members on one or more pinroom nodes; `nodeOf(r, k)` places socket k of room r. */
 export async function pinroomRooms(
   rooms: number,
-  { nodes = 1, cores, nodeOf = () => 0, env = {}, nodeArgs = [] }: TargetOptions = {},
+  { nodes = 1, cores, nodeOf = () => 0, env = {}, nodeArgs = [], redisCluster = false }: TargetOptions = {},
 ): Promise<RoomsTarget & { redis: OwnedRedis; rooms: RoomView[] }> {
+  const cluster = redisCluster ? await startRedisCluster({ masters: 3 }) : undefined;
   const redis = await startRedisServer();
-  const pr = await startPinroom({ ...env, REDIS_URL: redis.url }, nodeArgs, cores?.[0] !== undefined ? { core: cores[0] } : {});
+  const clusterEnv: Record<string, string> = cluster ? { REDIS_CLUSTER_NODES: cluster.seeds } : {};
+  const pr = await startPinroom({ ...env, REDIS_URL: redis.url, ...clusterEnv }, nodeArgs, cores?.[0] !== undefined ? { core: cores[0] } : {});
   const extra: Pinned[] = [];
   try {
     for (let n = 1; n < nodes; n++) extra.push(await pr.another(cores?.[n]));
@@ -316,12 +321,12 @@ export async function pinroomRooms(
     await sleep(1500); // presence and member.joined traffic of the joins settles
     const heads = views.map((v) => `["feed:publish",{"roomId":"${v.id}","type":"chat.message","payload":{"text":"`);
     return {
-      name: 'pinroom',
+      name: cluster ? 'pinroom on a 3-master Redis Cluster' : 'pinroom',
       url: servers[0]!.url,
       output: () => servers[0]!.output(),
       rooms: views,
       pids: servers.map((s) => s.pid),
-      redisPid: await redisPid(redis),
+      ...(cluster ? {} : { redisPid: await redisPid(redis) }),
       redis,
       publishers: hostIndexes.map((i) => sockets[i]!),
       receivers: sockets,
@@ -331,12 +336,14 @@ export async function pinroomRooms(
         for (const s of extra) await s.stop();
         await pr.cleanup();
         await redis.dispose();
+        await cluster?.stop();
       },
     };
   } catch (err) {
     for (const s of extra) await s.stop();
     await pr.cleanup();
     await redis.dispose();
+    await cluster?.stop();
     throw err;
   }
 }
