@@ -27,6 +27,11 @@ test.before(async () => {
       calls.push({ name, keys: keys.length });
       return real.run(name, keys, args);
     },
+    // The batched read is a per-key script: one call on a single Redis (this one).
+    runPerKey: (name, keys, args) => {
+      calls.push({ name, keys: keys.length });
+      return real.runPerKey(name, keys, args);
+    },
   };
   refresh = createRefreshStore({ scripts: real, keys: createKeys(ctx.keyPrefix), config: ctx.config.auth });
 });
