@@ -5,7 +5,7 @@
  * arrival and bounded to `waitingMax` users (`room-wait.lua`). Every change is
  * one script call; a page is one pipeline: O(page), whatever the list's size.
  */
-import type { Redis } from 'ioredis';
+import type { RedisClient as Redis } from '../redis/connections.ts';
 import type { RoomWaitlistPage, WaitingUser } from '../../shared/schemas.ts';
 import type { RoomsConfig } from '../config.ts';
 import type { Keys } from '../redis/keys.ts';
