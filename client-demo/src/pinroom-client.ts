@@ -509,17 +509,21 @@ export function createPinroomClient(options: PinroomClientOptions = {}) {
         emit('room', room);
       }
     });
+    // Only about the room this client is in: one it has just left (a host's leave ends the room,
+    // and the ending reaches its socket too) is no news to the page.
     s.on('room:kicked', (event) => {
-      if (current && event.roomId === current.room.id) current = null;
       dropOutbox(event.roomId);
+      if (!current || event.roomId !== current.room.id) return;
+      current = null;
       emit('kicked', event);
     });
     s.on('room:waiting', (notice) => emit('waiting', notice));
     s.on('room:admitted', (event) => emit('admitted', event));
     s.on('room:denied', (event) => emit('denied', event));
     s.on('room:ended', (event) => {
-      if (current && event.roomId === current.room.id) current = null;
       dropOutbox(event.roomId);
+      if (!current || event.roomId !== current.room.id) return;
+      current = null;
       emit('ended', event);
     });
     s.on('auth:expiring', () => {
