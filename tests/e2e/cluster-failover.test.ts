@@ -88,7 +88,9 @@ async function run(label: string, env: Record<string, string>): Promise<{ acknow
   await follower.start(b.url);
 
   const feedKey = `${ctx.keyPrefix}room:{${room.id}}:feed`;
-  const shard = await shardOf(feedKey);
+  // A replica shows in CLUSTER SLOTS once it has attached to its master, a moment after the cluster is made.
+  let shard = await shardOf(feedKey);
+  await until(async () => (shard = await shardOf(feedKey)).replica !== undefined, "the room's master to list its replica", 30_000);
   const victimPort = shard.master;
   const victim = cluster.nodes.find((n) => n.port === victimPort)!;
   const replica = cluster.nodes.find((n) => n.port === shard.replica);

@@ -11,7 +11,7 @@ import { loadConfig, type Config } from '../../server/config.ts';
 import { createDb, dropDatabase, ensureDatabase, type Db } from '../../server/db/database.ts';
 import { migrateToLatest } from '../../server/db/migrate.ts';
 import { createLogger } from '../../server/logger.ts';
-import { BASE_PG_URL, BASE_REDIS_URL, databaseNameOf, deleteByPrefix, keyPrefixOf, newTestId } from './leftovers.ts';
+import { BASE_PG_URL, BASE_REDIS_URL, clusterReady, databaseNameOf, deleteByPrefix, keyPrefixOf, newTestId } from './leftovers.ts';
 
 export { BASE_PG_URL, BASE_REDIS_URL, deleteByPrefix };
 
@@ -124,6 +124,7 @@ export function createTestContext(overrides: Record<string, string> = {}): TestC
     async keysMatching(pattern) {
       const client = this.redis() as Redis | Cluster;
       const found: string[] = [];
+      if (client instanceof Cluster) await clusterReady(client);
       for (const node of client instanceof Cluster ? client.nodes('master') : [client]) {
         let cursor = '0';
         do {

@@ -36,10 +36,27 @@ export const keyPrefixOf = (id: string) => `pinroom:test:${id}:`;
 export const redisDirPrefix = () => `pinroom-redis-${testTag()}-`;
 
 /** UNLINK every key that starts with `prefix`, in SCAN batches; resolves how many. */
+/**
+ * Wait until a Cluster client knows the slots: before that its `nodes()` is
+ * empty, and a walk over every master would see no key at all.
+ */
+export async function clusterReady(client: Cluster, timeoutMs = 20_000): Promise<void> {
+  if (client.status === 'ready') return;
+  if (client.status === 'wait') void client.connect().catch(() => undefined);
+  await new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`Redis Cluster client not ready within ${timeoutMs} ms (${client.status})`)), timeoutMs);
+    client.once('ready', () => {
+      clearTimeout(timer);
+      resolve();
+    });
+  });
+}
+
 export async function deleteByPrefix(client: Redis | Cluster, prefix: string): Promise<number> {
   if ((client as Cluster).isCluster) {
     // SCAN walks one node: walk every master; UNLINK key by key (keys of a batch are in many slots).
     let deleted = 0;
+    await clusterReady(client as Cluster);
     for (const node of (client as Cluster).nodes('master')) {
       let cursor = '0';
       const pattern = `${prefix.replace(/[*?[\]\\]/g, '\\$&')}*`;
