@@ -98,7 +98,8 @@ export function createApp(config: Config, options: AppOptions = {}): App {
   const instruments = createInstruments({ registry: metrics.registry });
   instruments.observeRedis(redis);
   instruments.observeRedis(roomsRedis);
-  for (const connection of [redis, roomsRedis, redisSub, feedLive, feedArchive]) instruments.countRedisErrors(connection);
+  const redisConnections = { command: redis, rooms: roomsRedis, adapter: redisSub, 'feed-live': feedLive, 'feed-archive': feedArchive };
+  for (const connection of Object.values(redisConnections)) instruments.countRedisErrors(connection);
   const { db, pool } = createDb(config, logger, { plugins: [instruments.pgPlugin], log: instruments.pgLog });
   instruments.observePool(pool);
   const scripts = createScripts(redis);
@@ -260,7 +261,13 @@ export function createApp(config: Config, options: AppOptions = {}): App {
   }
   registerHealthRoutes(http, {
     checks: {
-      redis: () => redis.ping(),
+      // Every connection, not only the command one: after a Redis restart each reconnects on its own
+      // backoff, and a feed subscription before the live-channel connection is back fails.
+      redis: async () => {
+        await redis.ping();
+        const down = Object.entries(redisConnections).filter(([, c]) => c.status !== 'ready');
+        if (down.length > 0) throw new Error(`redis connections not ready: ${down.map(([role]) => role).join(', ')}`);
+      },
       postgres: () => pingDb(db),
       // 503 until the adapter's subscriptions are confirmed, and while its connection is down.
       adapter: async () => {
@@ -274,7 +281,7 @@ export function createApp(config: Config, options: AppOptions = {}): App {
   let stopping: Promise<void> | undefined;
 
   async function closeConnections(): Promise<void> {
-    await Promise.allSettled([closeRedis(redis), closeRedis(roomsRedis), closeRedis(redisSub), closeRedis(feedLive), closeRedis(feedArchive), db.destroy()]);
+    await Promise.allSettled([...Object.values(redisConnections).map(closeRedis), db.destroy()]);
   }
 
   return {
@@ -297,7 +304,7 @@ export function createApp(config: Config, options: AppOptions = {}): App {
       try {
         signingKeys = await loadSigningKeys(config.auth, config.env);
         logger.info({ kid: signingKeys.currentKid, source: signingKeys.source, verifyKeys: signingKeys.jwks.keys.length }, 'access-token keys loaded');
-        await Promise.all([connectRedis(redis, config), connectRedis(roomsRedis, config), connectRedis(redisSub, config), connectRedis(feedLive, config), connectRedis(feedArchive, config)]);
+        await Promise.all(Object.values(redisConnections).map((c) => connectRedis(c, config)));
         if (config.db.createIfMissing) await ensureDatabase(config);
         await connectDb(db, config);
         await migrateToLatest(db, logger);
