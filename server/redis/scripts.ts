@@ -1,6 +1,7 @@
 /**
  * Lua scripts live as `.lua` files in `lua/`, each with a header listing its
- * KEYS and ARGV. They are read once; calls go by SHA (EVALSHA) and fall back
+ * KEYS and ARGV; a line `--#include <lib>` takes in `lua/lib/<lib>.lua`, code
+ * that scripts share (Redis scripts cannot import). They are read once; calls go by SHA (EVALSHA) and fall back
  * to EVAL when the server does not know the script yet (NOSCRIPT: after a
  * restart or a failover), which also caches it there. Every call's keys must
  * share one Redis Cluster hash slot (checked here, see slots.ts), on one Redis
@@ -40,11 +41,15 @@ export type Scripts = ReturnType<typeof createScripts>;
 
 const cache = new Map<ScriptName, LuaScript>();
 
-/** Read (once per process) and hash a script file. */
+function readLua(file: string): string {
+  return readFileSync(new URL(`./lua/${file}`, import.meta.url), 'utf8');
+}
+
+/** Read (once per process) and hash a script file, its `--#include <lib>` lines replaced by `lua/lib/<lib>.lua`. */
 export function loadScript(name: ScriptName): LuaScript {
   let script = cache.get(name);
   if (!script) {
-    const source = readFileSync(new URL(`./lua/${name}.lua`, import.meta.url), 'utf8');
+    const source = readLua(`${name}.lua`).replace(/^--#include ([\w-]+)$/gm, (_, lib: string) => readLua(`lib/${lib}.lua`));
     script = { name, source, sha: createHash('sha1').update(source).digest('hex') };
     cache.set(name, script);
   }

@@ -27,6 +27,8 @@
 -- message published out of order would look like a gap. Every key is in the
 -- room's hash slot.
 
+--#include feed-link
+
 if KEYS[4] then
   local seen = redis.call('GET', KEYS[4])
   if seen then
@@ -41,14 +43,7 @@ if ARGV[11] == '1' and meta[4] then
 end
 -- The epoch names one continuous life of the stream. It is created with the
 -- stream; if it is missing, whatever came before is gone for readers.
-if not epoch then
-  epoch = ARGV[4]
-  prev = '0-0'
-  local tail = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
-  if tail[1] then prev = tail[1][1] end
-  n = 0
-  redis.call('HSET', KEYS[2], 'epoch', epoch)
-end
+if not epoch then epoch, prev, n = begin_epoch(KEYS[1], KEYS[2], ARGV[4]) end
 n = n + 1
 local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*',
   't', ARGV[5], 'ai', ARGV[6], 'an', ARGV[7], 'p', ARGV[8], 'v', prev, 'n', n)
@@ -59,6 +54,5 @@ redis.call('PEXPIRE', KEYS[2], ARGV[2])
 if KEYS[4] then
   redis.call('SET', KEYS[4], id, 'PX', ARGV[3])
 end
-local ms = string.match(id, '^(%d+)')
-redis.call('SPUBLISH', KEYS[3], epoch .. ' ' .. prev .. ' ' .. id .. ' ' .. ARGV[10] .. '\n{"id":"' .. id .. '","ts":' .. ms .. ARGV[9])
+publish_live(KEYS[3], epoch, prev, id, ARGV[10], ARGV[9])
 return {id, epoch, 0, prev}

@@ -15,6 +15,8 @@
 -- messages must move together with the appends. Every key is in the
 -- `{feed:global}` slot; the room's own keys are not touched (another slot).
 
+--#include feed-link
+
 local function after(a, b)
   local am, as = string.match(a, '^(%d+)-(%d+)$')
   local bm, bs = string.match(b, '^(%d+)-(%d+)$')
@@ -24,14 +26,7 @@ end
 
 local meta = redis.call('HMGET', KEYS[2], 'epoch', 'last', 'n')
 local epoch, prev, n = meta[1], meta[2] or '0-0', tonumber(meta[3] or '0')
-if not epoch then
-  epoch = ARGV[2]
-  prev = '0-0'
-  local tail = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
-  if tail[1] then prev = tail[1][1] end
-  n = 0
-  redis.call('HSET', KEYS[2], 'epoch', epoch)
-end
+if not epoch then epoch, prev, n = begin_epoch(KEYS[1], KEYS[2], ARGV[2]) end
 local copied = redis.call('HGET', KEYS[4], ARGV[3]) or '0-0'
 local added = 0
 for i = 4, #ARGV, 6 do
@@ -40,8 +35,7 @@ for i = 4, #ARGV, 6 do
     n = n + 1
     local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*',
       'r', ARGV[3], 'i', entry, 't', ARGV[i + 1], 'ai', ARGV[i + 2], 'an', ARGV[i + 3], 'p', ARGV[i + 4], 'v', prev, 'n', n)
-    local ms = string.match(id, '^(%d+)')
-    redis.call('SPUBLISH', KEYS[3], epoch .. ' ' .. prev .. ' ' .. id .. ' \n{"id":"' .. id .. '","ts":' .. ms .. ARGV[i + 5])
+    publish_live(KEYS[3], epoch, prev, id, '', ARGV[i + 5])
     prev = id
     copied = entry
     added = added + 1

@@ -13,20 +13,14 @@
 -- live message must move together with the append, or readers would see
 -- false gaps. Every key is in the `{feed:system}` slot.
 
+--#include feed-link
+
 local meta = redis.call('HMGET', KEYS[2], 'epoch', 'last', 'n')
 local epoch, prev, n = meta[1], meta[2] or '0-0', tonumber(meta[3] or '0')
-if not epoch then
-  epoch = ARGV[2]
-  prev = '0-0'
-  local tail = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
-  if tail[1] then prev = tail[1][1] end
-  n = 0
-  redis.call('HSET', KEYS[2], 'epoch', epoch)
-end
+if not epoch then epoch, prev, n = begin_epoch(KEYS[1], KEYS[2], ARGV[2]) end
 n = n + 1
 local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*',
   'r', ARGV[3], 't', ARGV[4], 'ai', ARGV[5], 'an', ARGV[6], 'p', ARGV[7], 'v', prev, 'n', n)
 redis.call('HSET', KEYS[2], 'last', id, 'n', n)
-local ms = string.match(id, '^(%d+)')
-redis.call('SPUBLISH', KEYS[3], epoch .. ' ' .. prev .. ' ' .. id .. ' \n{"id":"' .. id .. '","ts":' .. ms .. ARGV[8])
+publish_live(KEYS[3], epoch, prev, id, '', ARGV[8])
 return {id, epoch}
