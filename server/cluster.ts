@@ -120,6 +120,8 @@ export async function runPrimary(config: Config, logger: Logger): Promise<void> 
   const startWorker = (): Promise<Worker> => {
     const worker = cluster.fork();
     gate.starting(+1);
+    // A message to a worker that has just died fails on its IPC channel: logged, never fatal to the primary.
+    worker.on('error', (err: Error) => log.warn({ err: { message: err.message }, workerPid: worker.process.pid }, 'worker IPC error'));
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => reject(new StartupError(`worker ${worker.id} did not start within ${WORKER_START_TIMEOUT_MS} ms`)), WORKER_START_TIMEOUT_MS);
       worker.on('message', (message: { type?: string }) => {
@@ -159,7 +161,7 @@ export async function runPrimary(config: Config, logger: Logger): Promise<void> 
   gate.attach(server);
   // Registered after the library's own listener, so the session is in its table when the worker hears back.
   cluster.on('message', (worker, message: { type?: string; data?: unknown; bind?: string }) => {
-    if (message?.type === 'sticky:connection' && message.bind === BIND_SESSION) worker.send({ type: SESSION_BOUND, data: message.data });
+    if (message?.type === 'sticky:connection' && message.bind === BIND_SESSION) worker.send({ type: SESSION_BOUND, data: message.data }, undefined, () => undefined);
   });
   server.listen(config.http.port, config.http.host);
   await once(server, 'listening');

@@ -111,6 +111,9 @@ test("a polling session's first request right after its handshake reaches the wo
 /** Pids of the primary's worker processes (its children running server/main.ts). */
 function workerPids(): number[] {
   const primary = server.process.pid!;
+  if (server.process.exitCode !== null || server.process.signalCode !== null) {
+    throw new Error(`the primary exited (${server.process.signalCode ?? `code ${server.process.exitCode}`}); its output ends:\n${server.output().slice(-4000)}`);
+  }
   const children = readFileSync(`/proc/${primary}/task/${primary}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number);
   return children.filter((pid) => {
     try {
