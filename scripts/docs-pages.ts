@@ -4,7 +4,7 @@
  * (shared/errors.ts). Pure functions of the code, so a test can compare them
  * with the files; `npm run docs` (scripts/docs.ts) writes them.
  */
-import { VARIABLES, type VariableName } from '../server/config.ts';
+import { VARIABLES, type Variable, type VariableName } from '../server/config.ts';
 import { ERROR_CODES, ERRORS } from '../shared/errors.ts';
 
 /** Markers around the generated part of a hand-written page. */
@@ -42,9 +42,8 @@ function sectionOf(name: string): number {
 
 const cell = (text: string) => text.replaceAll('|', '\\|').replaceAll('\n', ' ');
 
-function defaultOf(name: VariableName): string {
-  const variable: { default?: string; doc: string } = VARIABLES[name];
-  if (variable.default === undefined) return variable.doc.includes('Default') ? '(see meaning)' : '(unset)';
+function defaultOf(variable: Variable): string {
+  if (variable.default === undefined) return variable.defaultFrom ? '(see meaning)' : '(unset)';
   return variable.default === '' ? '(none)' : `\`${variable.default}\``;
 }
 
@@ -70,7 +69,7 @@ export function configurationPage(): string {
     lines.push(`## ${section.title}`, '');
     if (section.page) lines.push(`Design: [${section.page}](${section.page}).`, '');
     lines.push('| Variable | Default | Meaning |', '|---|---|---|');
-    for (const name of members) lines.push(`| \`${name}\` | ${defaultOf(name)} | ${cell(VARIABLES[name].doc)} |`);
+    for (const name of members) lines.push(`| \`${name}\` | ${defaultOf(VARIABLES[name])} | ${cell(VARIABLES[name].doc)} |`);
     lines.push('');
   });
   return `${lines.join('\n').trimEnd()}\n`;
