@@ -113,6 +113,12 @@ test('every variable has a meaning documented', () => {
   for (const [name, variable] of Object.entries(VARIABLES)) assert.ok(variable.doc.length > 10, name);
 });
 
+test('a variable whose default is computed from others says in its meaning what that default is', () => {
+  const computed = Object.entries(VARIABLES).filter(([, variable]) => variable.defaultFrom);
+  assert.ok(computed.length > 0);
+  for (const [name, variable] of computed) assert.match(variable.doc, /Default/, name);
+});
+
 test('TRUST_PROXY takes a hop count or trusted CIDRs; true (trust every hop) and malformed networks are refused', () => {
   assert.equal(loadConfig({}).http.trustProxy, { hops: 0 });
   assert.equal(loadConfig({ TRUST_PROXY: 'false' }).http.trustProxy, { hops: 0 });
