@@ -356,29 +356,8 @@ export const ClientFeedType = z.union([
   z.literal('reaction'),
   z.string().regex(/^host\.[a-z0-9._-]{1,40}$/, 'host.<name>'),
 ]);
-/** Types the server itself writes into a room's feed. */
-export const ServerFeedType = z.enum([
-  'room.created',
-  'member.joined',
-  'member.left',
-  'members.joined',
-  'members.left',
-  'member.kicked',
-  'room.started',
-  'room.locked',
-  'room.ended',
-]);
-export type ServerFeedType = z.infer<typeof ServerFeedType>;
-
-/**
- * Payload of `members.joined` / `members.left`: the members who joined (or
- * left) a big room within one window, the first `Limits.membersEntryUsers`
- * by name and how many in all.
- */
-export interface MembersEntryPayload {
-  users: FeedActor[];
-  count: number;
-}
+/** Types and payloads of the entries the server writes itself: `shared/feed-entries.ts`. */
+export type { MembersEntryPayload } from './feed-entries.ts';
 
 /** A Redis Stream id, `<ms>-<seq>`, whose two numbers fit both Redis and PostgreSQL (signed 64-bit). */
 export const StreamId = z

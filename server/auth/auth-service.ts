@@ -22,7 +22,8 @@
  */
 import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
-import type { GuestBody, LoginBody, RefreshBody, RegisterBody, SessionResponse, TokenPair, UserKind } from '../../shared/schemas.ts';
+import type { GuestBody, LoginBody, RefreshBody, RegisterBody, SessionResponse, TokenPair } from '../../shared/schemas.ts';
+import type { AuthAuditEntry } from '../../shared/feed-entries.ts';
 import type { AuthConfig } from '../config.ts';
 import { AppError, ErrorCode } from '../errors.ts';
 import { addressKey } from '../gateway/address.ts';
@@ -44,19 +45,14 @@ export interface RequestContext {
 }
 
 /** How a session was opened. */
-export type SignInMethod = 'guest' | 'register' | 'login';
+export type SignInMethod = Extract<AuthAuditEntry, { type: 'auth.signed_in' }>['payload']['method'];
 
 /**
- * A security event, for a system log stream. `at` is ms since the epoch.
- * Never carries a token, a password or a hash.
+ * A security event, for a system log stream: an `AuthAuditEntry`'s type and
+ * payload fields side by side, and `at` (ms since the epoch), which the
+ * system log entry does not carry. Never carries a token, a password or a hash.
  */
-export type AuthAuditEvent =
-  | { type: 'auth.signed_in'; at: number; method: SignInMethod; userId: string; sessionId: string; kind: UserKind; address: string }
-  | { type: 'auth.login_failed'; at: number; username: string; address: string }
-  | { type: 'auth.rate_limited'; at: number; limit: string; address: string }
-  | { type: 'auth.logged_out'; at: number; userId: string; sessionId: string; address: string }
-  /** A rotated refresh token was replayed: the session was revoked. */
-  | { type: 'auth.token_reused'; at: number; userId: string; sessionId: string; address: string };
+export type AuthAuditEvent = AuthAuditEntry extends infer E ? (E extends AuthAuditEntry ? { type: E['type']; at: number } & E['payload'] : never) : never;
 
 /** Why a session stopped being honoured. */
 export type RevocationReason = 'logout' | 'reuse';

@@ -13,7 +13,6 @@ import type { Logger } from 'pino';
 import {
   jsonBytes,
   Limits,
-  ServerFeedType,
   type FeedActor,
   type FeedEntry,
   type FeedEventBody,
@@ -31,6 +30,7 @@ import type { ActivityRepository } from './activity-repository.ts';
 import type { FeedRelay, FeedSink, FeedSubscription } from './feed-relay.ts';
 import type { FeedStore, LogInput } from './feed-store.ts';
 import { ZERO_ID } from '../../shared/stream-ids.ts';
+import { RoomEventEntry } from '../../shared/feed-entries.ts';
 
 /** Rooms whose role one connection remembers (`FeedUser.roles`); a connection in more rooms asks again for the oldest. */
 export const ROLES_REMEMBERED = 64;
@@ -61,13 +61,8 @@ export interface FeedAccess {
   isOpen(roomId: string): Promise<boolean>;
 }
 
-/** A server-made entry, as the rooms feature emits it. */
-export interface ServerFeedEvent {
-  roomId: string;
-  type: ServerFeedType;
-  actor: FeedActor | null;
-  payload: Record<string, unknown>;
-}
+/** A server-made entry, as the rooms feature emits it: its type and payload (`RoomEventEntry`), the room and who caused it. */
+export type ServerFeedEvent = RoomEventEntry & { roomId: string; actor: FeedActor | null };
 
 /** The idempotency namespace of entries a backend publishes over HTTP. */
 const SERVICE_KEY = 'service';
@@ -155,7 +150,7 @@ export function createFeedService({
 
     /** A server-made entry (`member.joined`, `room.ended`, ...). Also logs room ends to the system feed. */
     async emit(event: ServerFeedEvent): Promise<void> {
-      const type = ServerFeedType.parse(event.type);
+      const { type } = RoomEventEntry.parse({ type: event.type, payload: event.payload });
       if (jsonBytes(event.payload) > Limits.feedPayloadBytes) throw new AppError(ErrorCode.BadRequest, `Feed payload over ${Limits.feedPayloadBytes} bytes`);
       await store.append({ roomId: event.roomId, type, actor: event.actor, payload: event.payload });
       // Room lifecycle also goes to the system log.

@@ -17,14 +17,15 @@ import type pg from 'pg';
 import type { Logger } from 'pino';
 import type { RateLimit } from '../config.ts';
 import { isTransientError } from '../retry.ts';
+import type { OperationalEntry } from '../../shared/feed-entries.ts';
 
-/** A system-log entry as the feed store's `log` takes it. */
+/** A system-log entry as the feed store's `log` takes it (written as an `OperationalEntry`). */
 export interface SystemEntry {
-  type: 'error.internal' | 'dependency.down' | 'dependency.up';
+  type: OperationalEntry['type'];
   payload: Record<string, unknown>;
 }
 
-export type Dependency = 'redis' | 'postgres';
+export type Dependency = Extract<OperationalEntry, { type: 'dependency.down' }>['payload']['dependency'];
 
 /** Entries kept while they cannot be appended. */
 const PENDING_MAX = 100;
@@ -82,7 +83,8 @@ export function createSystemEvents({
     }
   }
 
-  function record(type: SystemEntry['type'], payload: Record<string, unknown>): void {
+  /** Write `entry` (its `at` set by the caller), with the count of entries left out before it. */
+  function record(entry: OperationalEntry): void {
     if (!admit()) return;
     if (pending.length >= PENDING_MAX) {
       // Full: drop the oldest error entry (transitions say more about an outage), else the oldest; count it and what it counted.
@@ -90,13 +92,13 @@ export function createSystemEvents({
       const [dropped] = pending.splice(oldestError >= 0 ? oldestError : 0, 1);
       suppressed += 1 + Number(dropped!.payload.suppressed ?? 0);
     }
-    const entry: SystemEntry = { type, payload: { ...payload, at: now(), ...(suppressed > 0 ? { suppressed } : {}) } };
+    if (suppressed > 0) entry.payload.suppressed = suppressed;
     suppressed = 0;
     pending.push(entry);
     void flush();
   }
 
-  function transition(dependency: Dependency, state: 'down' | 'up', detail: Record<string, unknown> = {}): void {
+  function transition(dependency: Dependency, state: 'down' | 'up', detail: { error?: string } = {}): void {
     if (state === 'down') {
       if (down.has(dependency)) return;
       down.add(dependency);
@@ -105,7 +107,7 @@ export function createSystemEvents({
       if (!down.delete(dependency)) return;
       log.info({ dependency }, 'dependency up');
     }
-    record(state === 'down' ? 'dependency.down' : 'dependency.up', { dependency, ...detail });
+    record(state === 'down' ? { type: 'dependency.down', payload: { dependency, ...detail, at: now() } } : { type: 'dependency.up', payload: { dependency, at: now() } });
   }
 
   const errorDetail = (err: unknown) => ({ error: (err as { code?: string }).code ?? (err instanceof Error ? err.name : 'error') });
@@ -113,7 +115,7 @@ export function createSystemEvents({
   return {
     /** An error answered `internal` to a client: where (socket event or HTTP route), not what (that is in the server log). */
     internalError(where: { event: string } | { method: string; route: string }): void {
-      record('error.internal', where);
+      record({ type: 'error.internal', payload: { ...where, at: now() } });
     },
 
     /** A dependency went down or came back; repeated reports of the same state are ignored. */

@@ -27,7 +27,8 @@
  * dropped once the room has been quiet for its interval.
  */
 import type { Logger } from 'pino';
-import { Limits, type FeedActor, type MemberView, type MembersEntryPayload } from '../../shared/schemas.ts';
+import { Limits, type FeedActor, type MemberView } from '../../shared/schemas.ts';
+import type { MembersEntryPayload } from '../../shared/feed-entries.ts';
 import type { RoomsConfig } from '../config.ts';
 import type { RoomNotifier } from './notifier.ts';
 import type { Presence } from './presence.ts';

@@ -41,7 +41,8 @@
 import { randomUUID } from 'node:crypto';
 import type { RedisClient as Redis } from '../redis/connections.ts';
 import type { Logger } from 'pino';
-import { Limits, type FeedPosition, type MemberView, type PinLookup, type RoomCreatePayload, type RoomEndReason, type RoomJoined, type RoomKickPayload, type RoomMembersPage, type RoomWaitlistPage, type RoomView, type ServerFeedType, type UserKind } from '../../shared/schemas.ts';
+import { Limits, type FeedPosition, type MemberView, type PinLookup, type RoomCreatePayload, type RoomEndReason, type RoomJoined, type RoomKickPayload, type RoomMembersPage, type RoomWaitlistPage, type RoomView, type UserKind } from '../../shared/schemas.ts';
+import type { RoomEventEntry } from '../../shared/feed-entries.ts';
 import type { RoomRecord } from '../cache/loaders.ts';
 import type { CachedLoader } from '../cache/types.ts';
 import type { RoomsConfig } from '../config.ts';
@@ -58,24 +59,17 @@ import { createWaitingRoom } from './waiting.ts';
 import { createRoomBroadcasts } from './room-broadcasts.ts';
 import { createRoomRepository, type JoinDecision, type JoinedRoom } from './room.repository.ts';
 
-/** A server-made entry for a room's activity feed. */
-export interface RoomFeedEvent {
-  roomId: string;
-  type: ServerFeedType;
-  /** Who caused it; null when the server did (host grace ran out). */
-  actor: { id: string; name: string } | null;
-  payload: Record<string, unknown>;
-}
+/** A server-made entry for a room's activity feed: its type and payload (`RoomEventEntry`), the room, and who caused it (null when the server did: host grace ran out). */
+export type RoomFeedEvent = RoomEventEntry & { roomId: string; actor: { id: string; name: string } | null };
 
 /**
  * Where room events go besides the sockets (the activity feed). Called after
  * the state change has committed, in order for one room: `member.joined`
- * {role} (a new or returning member, not a rejoin) and `member.left` {} in
- * rooms of at most `rosterBroadcastMax` members, `members.joined` /
- * `members.left` {users, count} once per window above that size,
- * `member.kicked` {userId, name, bannedUntil|null}, `room.started` {},
- * `room.locked` {locked}, `room.ended` {reason}. A failure is logged and
- * does not undo the change.
+ * (a new or returning member, not a rejoin) and `member.left` in rooms of at
+ * most `rosterBroadcastMax` members, `members.joined` / `members.left` once
+ * per window above that size, `member.kicked`, `room.started`,
+ * `room.locked`, `room.ended` (payloads: `RoomEventEntry`). A failure is
+ * logged and does not undo the change.
  */
 export interface RoomEventSink {
   emit(event: RoomFeedEvent): Promise<void>;
@@ -160,9 +154,9 @@ export function createRoomService(deps: RoomServiceDeps) {
    * one `member.joined` / `member.left` entry in a small room, a share of the
    * window's aggregated entry in a big one.
    */
-  async function membershipChanged(roomId: string, kind: 'joined' | 'left', actor: { id: string; name: string }, size: number, payload: Record<string, unknown>): Promise<void> {
-    if (broadcasts.aggregates(size)) broadcasts.membership(roomId, kind, actor, size);
-    else await emitFeed({ roomId, type: kind === 'joined' ? 'member.joined' : 'member.left', actor: { id: actor.id, name: actor.name }, payload });
+  async function membershipChanged(roomId: string, change: Extract<RoomEventEntry, { type: 'member.joined' | 'member.left' }>, actor: { id: string; name: string }, size: number): Promise<void> {
+    if (broadcasts.aggregates(size)) broadcasts.membership(roomId, change.type === 'member.joined' ? 'joined' : 'left', actor, size);
+    else await emitFeed({ roomId, ...change, actor: { id: actor.id, name: actor.name } });
   }
 
   async function load(roomId: string, fresh = false): Promise<RoomRecord | null> {
@@ -443,7 +437,7 @@ export function createRoomService(deps: RoomServiceDeps) {
       await Promise.all([
         // The membership entry and the position after it ...
         (async () => {
-          if (!rejoined) await membershipChanged(room.id, 'joined', actor, memberCount, { role });
+          if (!rejoined) await membershipChanged(room.id, { type: 'member.joined', payload: { role } }, actor, memberCount);
           if (feedPosition) feed = await positions(room.id, null);
         })(),
         // ... alongside the socket's presence and the member page read after it (so it shows the joiner online).
@@ -500,7 +494,7 @@ export function createRoomService(deps: RoomServiceDeps) {
       const count = await repo.leave(roomId, actor.id);
       notifier.removeUser(roomId, actor.id);
       if (await presence.removeUser(roomId, actor.id)) broadcasts.presence(roomId, actor.id, actor.name, hostId);
-      if (count !== null) await membershipChanged(roomId, 'left', actor, count + 1, {});
+      if (count !== null) await membershipChanged(roomId, { type: 'member.left', payload: {} }, actor, count + 1);
     },
 
     /** Host: lobby → live. `conflict` when the room is not in the lobby. */
@@ -586,7 +580,7 @@ export function createRoomService(deps: RoomServiceDeps) {
       if (decided.outcome === 'banned') throw new AppError(ErrorCode.Banned, 'This user is banned from the room; the ban must end first');
       if (decided.outcome !== 'joined' && decided.outcome !== 'rejoined') throw new AppError(ErrorCode.Conflict, 'The room has ended');
       notifier.toHost(roomId).emit('room:waiting', { roomId, count });
-      if (decided.outcome === 'joined') await membershipChanged(roomId, 'joined', { id: userId, name }, decided.memberCount, { role: decided.role });
+      if (decided.outcome === 'joined') await membershipChanged(roomId, { type: 'member.joined', payload: { role: decided.role } }, { id: userId, name }, decided.memberCount);
       notifier.toUser(userId).emit('room:admitted', { roomId });
     },
 
