@@ -6,6 +6,7 @@
 import QRCode from 'qrcode';
 import { DisplayName, Limits, Password, Pin, Username, type FeedEntry, type RoomView } from '../../shared/schemas.ts';
 import { compareIds } from '../../shared/stream-ids.ts';
+import { readEntry, type MembersEntryPayload } from '../../shared/feed-entries.ts';
 import { createPinroomClient, PinroomError, type ConnectionState, type OutboxItem, type Roster } from './pinroom-client.ts';
 import { setupWaitingRoom } from './waiting-room.ts';
 
@@ -429,27 +430,27 @@ $('ban-confirm').addEventListener('click', () => closeKick(BAN_SECONDS));
 
 function describeEntry(entry: FeedEntry): { text: string; kind: string } {
   const who = entry.actor?.name ?? 'pinroom';
-  const p = entry.payload as Record<string, unknown>;
-  switch (entry.type) {
+  const known = readEntry(entry);
+  switch (known?.type) {
     case 'chat.message':
-      return { text: String(p.text ?? ''), kind: 'chat' };
+      return { text: known.payload.text, kind: 'chat' };
     case 'reaction':
-      return { text: `${who} reacted ${String(p.emoji ?? '')}`, kind: 'event' };
+      return { text: `${who} reacted ${known.payload.emoji}`, kind: 'event' };
     case 'room.created':
       return { text: `${who} opened the room`, kind: 'event' };
     case 'member.joined':
-      return { text: `${String(p.name ?? who)} joined`, kind: 'event' };
+      return { text: `${who} joined`, kind: 'event' };
     case 'member.left':
-      return { text: `${String(p.name ?? who)} left`, kind: 'event' };
+      return { text: `${who} left`, kind: 'event' };
     case 'members.joined':
     case 'members.left':
-      return { text: describeCrowd(p as { users?: { name: string }[]; count?: number }, entry.type === 'members.joined' ? 'joined' : 'left'), kind: 'event' };
+      return { text: describeCrowd(known.payload, known.type === 'members.joined' ? 'joined' : 'left'), kind: 'event' };
     case 'member.kicked':
-      return { text: `${String(p.name ?? 'Someone')} was ${p.bannedUntil ? 'banned' : 'removed'} by the host`, kind: 'event' };
+      return { text: `${known.payload.name} was ${known.payload.bannedUntil ? 'banned' : 'removed'} by the host`, kind: 'event' };
     case 'room.started':
       return { text: 'The host started the room', kind: 'event' };
     case 'room.locked':
-      return { text: p.locked === false ? 'The host unlocked the room' : 'The host locked the room', kind: 'event' };
+      return { text: known.payload.locked ? 'The host locked the room' : 'The host unlocked the room', kind: 'event' };
     case 'room.ended':
       return { text: 'The room has ended', kind: 'event' };
     default:
@@ -458,9 +459,9 @@ function describeEntry(entry: FeedEntry): { text: string; kind: string } {
 }
 
 /** "Ann, Bo and 38 others joined" for an aggregated membership entry of a big room. */
-function describeCrowd(p: { users?: { name: string }[]; count?: number }, verb: string): string {
-  const names = (p.users ?? []).slice(0, 3).map((u) => u.name);
-  const others = (p.count ?? names.length) - names.length;
+function describeCrowd(p: MembersEntryPayload, verb: string): string {
+  const names = p.users.slice(0, 3).map((u) => u.name);
+  const others = p.count - names.length;
   if (others <= 0) return `${names.join(', ').replace(/, ([^,]*)$/, ' and $1')} ${verb}`;
   return `${names.join(', ')} and ${others} ${others === 1 ? 'other' : 'others'} ${verb}`;
 }
@@ -493,21 +494,22 @@ function entryElement(entry: FeedEntry): HTMLLIElement {
 
 /** Membership entries keep the list of who is here honest: who left or was removed is not listed. */
 function trackMembership(entry: FeedEntry): void {
-  const p = entry.payload as { userId?: string; users?: { id: string }[] };
+  const known = readEntry(entry);
   let changed = true;
-  if (entry.type === 'member.left' && entry.actor) departed.add(entry.actor.id);
-  else if (entry.type === 'member.kicked' && p.userId) departed.add(p.userId);
-  else if (entry.type === 'members.left') for (const u of p.users ?? []) departed.add(u.id);
-  else if (entry.type === 'member.joined' && entry.actor) departed.delete(entry.actor.id);
-  else if (entry.type === 'members.joined') for (const u of p.users ?? []) departed.delete(u.id);
+  if (known?.type === 'member.left' && entry.actor) departed.add(entry.actor.id);
+  else if (known?.type === 'member.kicked') departed.add(known.payload.userId);
+  else if (known?.type === 'members.left') for (const u of known.payload.users) departed.add(u.id);
+  else if (known?.type === 'member.joined' && entry.actor) departed.delete(entry.actor.id);
+  else if (known?.type === 'members.joined') for (const u of known.payload.users) departed.delete(u.id);
   else changed = false;
   if (changed) renderMembers(client.roster);
 }
 
 /** Live chat is read out as "Ada: hello"; reactions and membership changes are not read out. */
 function announce(entry: FeedEntry): void {
-  if (entry.type !== 'chat.message') return;
-  $('feed-announcer').textContent = `${entry.actor?.name ?? 'pinroom'}: ${String((entry.payload as { text?: unknown }).text ?? '')}`;
+  const known = readEntry(entry);
+  if (known?.type !== 'chat.message') return;
+  $('feed-announcer').textContent = `${entry.actor?.name ?? 'pinroom'}: ${known.payload.text}`;
 }
 
 function appendEntry(entry: FeedEntry, live: boolean): void {
