@@ -108,6 +108,15 @@ export interface ClientToServerEvents {
   'feed:history': Acked<FeedHistoryPayload, FeedHistoryPage>;
 }
 
+/** Client events that expect an ack (every one but the volatile `room:signal`). */
+export type AckedEvent = {
+  [E in keyof ClientToServerEvents]: Parameters<ClientToServerEvents[E]> extends [unknown, (response: Ack<infer _R>) => void] ? E : never;
+}[keyof ClientToServerEvents];
+/** The payload a client sends with `E`. */
+export type EventPayload<E extends keyof ClientToServerEvents> = Parameters<ClientToServerEvents[E]>[0];
+/** The `data` of a successful ack of `E`. */
+export type AckResult<E extends AckedEvent> = Parameters<ClientToServerEvents[E]>[1] extends (response: Ack<infer R>) => void ? R : never;
+
 export interface ServerToClientEvents {
   'auth:expiring': (payload: AuthExpiring) => void;
   'auth:closed': (payload: AuthClosed) => void;
