@@ -129,7 +129,10 @@ const STATE_TEXT: Record<ConnectionState['status'], (s: ConnectionState) => stri
   connecting: () => 'Connecting…',
   connected: () => 'Connected',
   reconnecting: () => 'Reconnecting…',
-  resumed: (s) => `Resumed · caught up ${(s as { caughtUp: number }).caughtUp} ${(s as { caughtUp: number }).caughtUp === 1 ? 'entry' : 'entries'}`,
+  resumed: (s) => {
+    const caughtUp = s.status === 'resumed' ? s.caughtUp : 0;
+    return `Resumed · caught up ${caughtUp} ${caughtUp === 1 ? 'entry' : 'entries'}`;
+  },
   reloaded: () => 'Reconnected · feed reloaded',
 };
 
