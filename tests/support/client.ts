@@ -2,7 +2,7 @@
 import type { Agent } from 'node:http';
 import { io, type Socket } from 'socket.io-client';
 import type { Ack } from '../../shared/errors.ts';
-import type { ClientToServerEvents, ServerToClientEvents } from '../../shared/events.ts';
+import type { AckedEvent, AckResult, ClientToServerEvents, EventPayload, ServerToClientEvents } from '../../shared/events.ts';
 
 export type TestSocket = Socket<ServerToClientEvents, ClientToServerEvents>;
 
@@ -63,15 +63,9 @@ export async function connectError(url: string, options: ConnectOptions = {}): P
   throw new Error('expected the connection to be refused');
 }
 
-type AckedEvents = {
-  [E in keyof ClientToServerEvents]: Parameters<ClientToServerEvents[E]> extends [infer _P, (r: Ack<infer _R>) => void] ? E : never;
-}[keyof ClientToServerEvents];
-type PayloadOf<E extends AckedEvents> = Parameters<ClientToServerEvents[E]>[0];
-type ResultOf<E extends AckedEvents> = Parameters<ClientToServerEvents[E]>[1] extends (r: Ack<infer R>) => void ? R : never;
-
 /** Emit an acked event and resolve its ack. */
-export function request<E extends AckedEvents>(socket: TestSocket, event: E, payload: PayloadOf<E>, timeoutMs = 5000): Promise<Ack<ResultOf<E>>> {
-  return (socket.timeout(timeoutMs) as unknown as { emitWithAck(e: string, p: unknown): Promise<Ack<ResultOf<E>>> }).emitWithAck(event, payload);
+export function request<E extends AckedEvent>(socket: TestSocket, event: E, payload: EventPayload<E>, timeoutMs = 5000): Promise<Ack<AckResult<E>>> {
+  return (socket.timeout(timeoutMs) as unknown as { emitWithAck(e: string, p: unknown): Promise<Ack<AckResult<E>>> }).emitWithAck(event, payload);
 }
 
 /** Wait for the next `event` on `socket`, optionally one that matches `filter`. */
