@@ -19,14 +19,12 @@
  */
 import * as ws from 'ws';
 import type { PinroomSocket } from './create-io.ts';
+import { writePreEncoded, type PreEncoded } from './internals.ts';
 
 /** socket.io-parser `PacketType.EVENT`. */
 const EVENT = 2;
 
-interface Encoded {
-  packet: { type: number; nsp: string; data: unknown[] };
-  packets: string[];
-  opts: { preEncoded: true; wsPreEncodedFrame?: Buffer[] };
+interface Encoded extends PreEncoded {
   bytes: number;
 }
 
@@ -34,12 +32,6 @@ type FrameBuilder = (data: Buffer, options: { readOnly: boolean; mask: boolean; 
 // `Sender.frame` is exported by ws (and used by Socket.IO's adapter) but not typed by @types/ws.
 const frame = (ws as unknown as { Sender: { frame: FrameBuilder } }).Sender.frame;
 
-interface PacketWriter {
-  _packet(packets: unknown, opts: Encoded['opts']): void;
-}
-interface OutgoingListeners {
-  notifyOutgoingListeners?(packet: Encoded['packet']): void;
-}
 /** The parts of an Engine.IO socket (`socket.conn`) read here. */
 interface EngineConn {
   writeBuffer: unknown[];
@@ -78,11 +70,7 @@ export function createJsonSender(event: string) {
       encoded = encode(socket, key, json);
       cache.set(key, encoded);
     }
-    // Same path as the adapter's broadcast: `onAnyOutgoing` listeners (metrics) see
-    // the event, then the client writes the packet to its Engine.IO connection,
-    // which sends the pre-built frame on a WebSocket.
-    (socket as unknown as OutgoingListeners).notifyOutgoingListeners?.(encoded.packet);
-    (socket.client as unknown as PacketWriter)._packet(encoded.packets, encoded.opts);
+    writePreEncoded(socket, encoded);
     const buffer = engineOf(socket).writeBuffer;
     if (buffer.length > 0) {
       // The transport is busy: the packet waits in Engine.IO's buffer.

@@ -10,6 +10,7 @@ import type { ClientToServerEvents, ServerToClientEvents } from '../../shared/ev
 import type { AuthClosed, UserKind } from '../../shared/schemas.ts';
 import type { Config } from '../config.ts';
 import { createConnectionCap } from './connection-cap.ts';
+import { releaseHandshakeFrame } from './internals.ts';
 
 /** The authenticated user of a socket, set by the auth middleware. */
 export interface SocketUser {
@@ -52,24 +53,6 @@ function clearIdleTimer(socket: NetSocket): void {
   socket.setTimeout(0);
   timeoutField ??= Object.getOwnPropertySymbols(socket).find((s) => s.description === 'timeout');
   if (timeoutField) (socket as unknown as Record<symbol, unknown>)[timeoutField] = null;
-}
-
-/** The receiver state of `ws` between two frames (`GET_INFO` in ws/lib/receiver.js). */
-const WS_BETWEEN_FRAMES = 0;
-
-/**
- * `ws` keeps the masking key of the last frame it read as a 4-byte view into
- * the chunk that frame arrived in, so the chunk (for the Socket.IO CONNECT
- * packet: about 0.5 KB, the access token included) stays in memory until the
- * client's next frame, its first heartbeat answer. Between frames the key is
- * dead (the next frame reads its own): drop it; in the middle of a frame, keep
- * a copy of its 4 bytes instead of the view.
- */
-function releaseHandshakeFrame(socket: PinroomSocket): void {
-  const transport = socket.conn.transport as { name?: string; socket?: { _receiver?: { _state?: unknown; _mask?: unknown } } };
-  const receiver = transport.name === 'websocket' ? transport.socket?._receiver : undefined;
-  if (!receiver || !(receiver._mask instanceof Uint8Array)) return;
-  receiver._mask = receiver._state === WS_BETWEEN_FRAMES ? undefined : Buffer.from(receiver._mask);
 }
 
 export function createIo({ config, logger, httpServer }: { config: Config; logger: Logger; httpServer: NodeHttpServer }): PinroomServer {
