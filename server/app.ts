@@ -3,49 +3,32 @@
  * place, wires them into HTTP and Socket.IO, and owns the order of start-up
  * and shutdown. Nothing else creates a connection.
  */
-import type { RedisClient as Redis } from './redis/connections.ts';
 import type { Logger } from 'pino';
+import { createAuth, type Auth } from './auth/auth.ts';
 import { createLoaders, type Loaders } from './cache/loaders.ts';
-import { createAdmins } from './auth/admins.ts';
-import { registerHashMetrics, registerTokenMetrics } from './auth/auth-metrics.ts';
-import { createAuthService, type AuthService } from './auth/auth-service.ts';
-import { registerAuthRoutes } from './auth/http.ts';
-import { createAuthRateLimits, createLoginBackoff } from './auth/rate-limits.ts';
-import { createRefreshStore } from './auth/refresh-store.ts';
-import { createSessionCheck } from './auth/session-check.ts';
-import { createSessionRecheck } from './auth/session-recheck.ts';
-import { createSessionSocketCap } from './auth/session-sockets.ts';
-import { loadSigningKeys, type SigningKeys } from './auth/signing-keys.ts';
-import { createSocketAuth } from './auth/socket-auth.ts';
-import { createTokenService } from './auth/tokens.ts';
 import type { Config } from './config.ts';
 import { connectDb, createDb, ensureDatabase, pingDb, type Db } from './db/database.ts';
 import { migrateToLatest } from './db/migrate.ts';
-import { createFeed, type Feed } from './feed/feed.ts';
-import { registerFeedMetrics } from './feed/feed-metrics.ts';
-import { createEventRouter } from './gateway/ack.ts';
 import { StartupError } from './errors.ts';
+import { createFeed, type Feed } from './feed/feed.ts';
+import { createEventRouter } from './gateway/ack.ts';
 import { createRedisAdapter, type RedisAdapter } from './gateway/adapter.ts';
 import { createIo, type PinroomServer } from './gateway/create-io.ts';
+import { closeAdapters } from './gateway/internals.ts';
+import { createFloodLimit, createSocketRateLimit } from './gateway/rate-limit.ts';
+import { createUserLimits } from './gateway/user-limits.ts';
 import { createHttp, type HttpServer } from './http/create-http.ts';
 import { registerDemoRoutes } from './http/demo.ts';
 import { registerHealthRoutes } from './http/health.ts';
 import { createLogger, startupLine } from './logger.ts';
 import { createMetrics, type Metrics } from './metrics.ts';
-import { createInstruments } from './observability/instruments.ts';
 import { registerObservabilityRoutes } from './observability/http.ts';
+import { createInstruments } from './observability/instruments.ts';
 import { createSystemEvents, type SystemEvents } from './observability/system-events.ts';
-import { closeRedis, clusterModeHint, connectRedis, createRedisClient, isClusterRedirect, redisTarget } from './redis/connections.ts';
+import { closeRedis, clusterModeHint, connectRedis, createRedisClient, isClusterRedirect, redisTarget, type RedisClient as Redis } from './redis/connections.ts';
 import { createKeys, type Keys } from './redis/keys.ts';
 import { createScripts, type Scripts } from './redis/scripts.ts';
-import { createFloodLimit, createSocketRateLimit } from './gateway/rate-limit.ts';
-import { createUserLimits } from './gateway/user-limits.ts';
-import { registerRoomRoutes } from './rooms/http.ts';
-import { createIoNotifier } from './rooms/notifier.ts';
-import { registerRoomHandlers } from './rooms/room-handlers.ts';
-import { createRoomService, type RoomService } from './rooms/room-service.ts';
-import { createGuestRetention } from './users/guest-retention.ts';
-import { createUserRepository } from './users/user.repository.ts';
+import { createRooms, type Rooms } from './rooms/rooms.ts';
 
 export interface App {
   readonly config: Config;
@@ -60,10 +43,10 @@ export interface App {
   readonly metrics: Metrics;
   /** Cache-aside reads by id: public user profiles and room state. Write paths call `invalidate(id)` after commit. */
   readonly loaders: Loaders;
-  /** Sign-in, sessions and access-token checks. */
-  readonly auth: AuthService;
+  /** Sign-in, sessions, access-token checks and the administrators. */
+  readonly auth: Auth;
   /** Rooms, PINs, presence and host controls. */
-  readonly rooms: RoomService;
+  readonly rooms: Rooms;
   /** Activity feeds: streams, delivery, history, archive and the system log. */
   readonly feed: Feed;
   /** Internal errors and dependency transitions for the system log (rate-limited). */
@@ -125,46 +108,23 @@ export function createApp(config: Config, options: AppOptions = {}): App {
   });
   instruments.observeIo(io, logger);
 
-  // ---- services and handlers
-  // Access-token keys are read (or, in development, generated) by start().
-  let signingKeys: SigningKeys | undefined;
-  const currentKeys = (): SigningKeys => {
-    if (!signingKeys) throw new Error('signing keys are not loaded: start() first');
-    return signingKeys;
-  };
-  const users = createUserRepository({ db });
-  const tokens = createTokenService({ config: config.auth, keys: currentKeys });
-  registerTokenMetrics(metrics.registry, tokens);
-  // Whether sessions are still active: the handshake's check, batched per event-loop turn; `states(ids)` for many at once.
-  const sessions = createSessionCheck({ scripts, keys });
-  const admins = createAdmins(config.auth);
-  const auth = createAuthService({
-    config: config.auth,
-    logger,
-    users,
-    tokens,
-    refresh: createRefreshStore({ scripts, keys, config: config.auth }),
-    sessions,
-    limits: createAuthRateLimits({ redis, keys, limits: config.auth.rateLimits }),
-    backoff: createLoginBackoff({ redis, scripts, keys, config: config.auth }),
-    signingKeys: currentKeys,
-    onSessionRevoked: (sessionId) => socketAuth.closeSession(sessionId),
-    audit: ({ type, at: _at, ...details }) => void feed.service.systemLog({ type, actor: null, payload: details }),
-  });
-  const socketAuth = createSocketAuth({ io, auth, router, config, logger });
-  const sessionSockets = createSessionSocketCap({ io, max: config.auth.sessionMaxSockets });
-  const sessionRecheck = createSessionRecheck({ io, sessionStates: (ids) => sessions.states(ids), intervalMs: config.auth.sessionRecheckMs, logger });
-  const guestRetention = createGuestRetention({ db, config: config.auth, logger });
-  registerAuthRoutes(http, { auth });
-  io.use((socket, next) => void socketAuth.middleware(socket, next));
-  io.use((socket, next) => sessionSockets.middleware(socket, next));
-  // Per socket first (memory, no round trip), then per user across sockets and nodes (Redis).
+  // ---- features (each: create, then register its handlers and routes)
+  // A shared edge: per-user event limits across sockets and nodes (Redis), after the per-socket one (memory).
   const userLimits = createUserLimits({ redis, keys, config });
-  router.addGuard(socketAuth.guard);
-  router.addGuard(createSocketRateLimit({ eventsPerSecond: config.socket.eventsPerSecond }));
-  router.addGuard(userLimits.guard);
-
-  // ---- activity feed (membership: this connection is in the room's group, kept by the rooms feature)
+  // Auth's security events and the rooms' events go to the feed, created last (it asks the other two who may read what).
+  const auth = createAuth({ config, logger, db, redis, scripts, keys, io, registry: metrics.registry, systemLog: (entry) => feed.service.systemLog(entry) });
+  const rooms = createRooms({
+    config,
+    logger,
+    db,
+    redis: roomsRedis,
+    keys,
+    io,
+    loaders,
+    events: { emit: (event) => feed.service.emit(event) },
+    feedPosition: (roomId) => feed.service.position(roomId),
+    authenticate: (token) => auth.service.authenticate(token),
+  });
   const feed = createFeed({
     config,
     logger,
@@ -172,70 +132,33 @@ export function createApp(config: Config, options: AppOptions = {}): App {
     redis,
     scripts,
     keys,
+    registry: metrics.registry,
     subscriberConnection: feedLive,
     archiveConnection: feedArchive,
-    router,
-    http,
     onLiveDelivery: instruments.observeFeedDelivery,
-    isAdmin: (userId) => admins.isAdmin(userId),
+    isAdmin: auth.isAdmin,
     limits: userLimits,
-    access: {
-      async roleOf(roomId, user) {
-        if (!user.inRoom?.(roomId)) return null;
-        const room = (await loaders.rooms.get(roomId)).value;
-        if (!room || room.status === 'ended') return null;
-        return room.hostId === user.id ? 'host' : 'member';
-      },
-      async isOpen(roomId) {
-        const room = (await loaders.rooms.get(roomId)).value;
-        return room !== null && room.status !== 'ended';
-      },
-    },
+    access: rooms.feedAccess,
   });
-  registerFeedMetrics(metrics.registry, feed);
-  registerHashMetrics(metrics.registry, auth);
+  // Guards run in this order: the token's expiry (auth), then the per-socket and per-user limits.
+  auth.register({ router, http });
+  router.addGuard(createSocketRateLimit({ eventsPerSecond: config.socket.eventsPerSecond }));
+  router.addGuard(userLimits.guard);
+  feed.register({ router, http });
+  rooms.register({ router, http });
   registerObservabilityRoutes(http, {
     registry: metrics.registry,
     config,
     io,
-    authenticate: (token) => auth.authenticate(token),
-    isAdmin: (user) => admins.isAdmin(user.id),
-    async feed() {
-      const lag = await feed.archiveLag().catch(() => ({ seconds: Number.NaN, rooms: Number.NaN }));
-      const relay = feed.relay.stats();
-      return {
-        archiveLagSeconds: lag.seconds,
-        archivePendingRooms: lag.rooms,
-        archiveDeadLetters: feed.archiver.stats().deadLetters,
-        channels: relay.channels,
-        subscriptions: relay.subscriptions,
-      };
-    },
+    authenticate: (token) => auth.service.authenticate(token),
+    isAdmin: (user) => auth.isAdmin(user.id),
+    feed: () => feed.overview(),
   });
-
-  // ---- rooms and PINs
-  const rooms = createRoomService({
-    config: config.rooms,
-    db,
-    redis: roomsRedis,
-    scripts: createScripts(roomsRedis),
-    keys,
-    logger,
-    rooms: loaders.rooms,
-    notifier: createIoNotifier(io),
-    events: { emit: (event) => feed.service.emit(event) },
-    feedPosition: (roomId) => feed.service.position(roomId),
-  });
-  registerRoomRoutes(http, { rooms, authenticate: (token) => auth.authenticate(token) });
-
-  registerRoomHandlers({ router, rooms, logger });
 
   // Every socket reaching here passed the auth middleware. Handlers are
-  // registered once (above, and by the auth and feed features); a socket
-  // only gets the router's shared listeners.
+  // registered once (above); a socket only gets the router's shared listeners.
   io.on('connection', (socket) => {
-    if (!sessionSockets.admit(socket)) return;
-    socketAuth.attach(socket);
+    if (!auth.attach(socket)) return;
     router.attach(socket);
   });
 
@@ -302,8 +225,7 @@ export function createApp(config: Config, options: AppOptions = {}): App {
 
     async start() {
       try {
-        signingKeys = await loadSigningKeys(config.auth, config.env);
-        logger.info({ kid: signingKeys.currentKid, source: signingKeys.source, verifyKeys: signingKeys.jwks.keys.length }, 'access-token keys loaded');
+        await auth.loadKeys();
         await Promise.all(Object.values(redisConnections).map((c) => connectRedis(c, config)));
         if (config.db.createIfMissing) await ensureDatabase(config);
         await connectDb(db, config);
@@ -323,8 +245,7 @@ export function createApp(config: Config, options: AppOptions = {}): App {
       }
       started = true;
       await rooms.start();
-      sessionRecheck.start();
-      guestRetention.start();
+      await auth.start();
       const address = http.server.address();
       const port = typeof address === 'object' && address ? address.port : config.http.port;
       const url = `http://${config.http.host === '0.0.0.0' || config.http.host === '::' ? '127.0.0.1' : config.http.host}:${port}`;
@@ -345,12 +266,11 @@ export function createApp(config: Config, options: AppOptions = {}): App {
           // reconnect by themselves, to another node when this one is gone.
           // Presence of this node's sockets goes now, while the adapter can still announce it.
           await rooms.stop();
-          socketAuth.stop();
-          await Promise.all([sessionRecheck.stop(), guestRetention.stop(), auth.stop()]);
+          await auth.stop();
           const closed = http.close();
           io.engine.close();
           await closed;
-          await Promise.allSettled([...io._nsps.values()].map((nsp) => nsp.adapter.close()));
+          await closeAdapters(io);
         }
         await feed.stop();
         await closeConnections();

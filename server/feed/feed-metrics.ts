@@ -6,9 +6,14 @@
  * (`pinroom_feed_delivery_seconds`) is in server/observability/instruments.ts.
  */
 import { Counter, Gauge, type Registry } from 'prom-client';
-import type { Feed } from './feed.ts';
+import type { Archiver } from './archiver.ts';
+import type { FeedRelay } from './feed-relay.ts';
+import type { FeedStore } from './feed-store.ts';
 
-export function registerFeedMetrics(registry: Registry, feed: Pick<Feed, 'archiveLag' | 'relay' | 'archiver' | 'store'>): void {
+export function registerFeedMetrics(
+  registry: Registry,
+  feed: { archiveLag: Archiver['lag']; relay: Pick<FeedRelay, 'stats'>; archiver: Pick<Archiver, 'stats'>; store: Pick<FeedStore, 'stats'> },
+): void {
   const registers = [registry];
   const lag = () => feed.archiveLag().catch(() => ({ seconds: Number.NaN, rooms: Number.NaN }));
   new Gauge({

@@ -1,22 +1,25 @@
 /**
  * The feed feature assembled from its parts, for the composition root: the
  * stream store, the PostgreSQL archive, the per-node relay (live channels),
- * the archive hints and worker, the service, the socket handlers and the HTTP
- * route. Connections are handed in (two of them dedicated: the relay's
+ * the archive hints and worker, the service, its metrics, the socket
+ * handlers and the HTTP route. Connections are handed in (two of them dedicated: the relay's
  * subscriber, and the archive's commands, so that publishes never queue
  * behind the archive's large reads and writes); nothing here opens one.
  */
 import type { RedisClient as Redis } from '../redis/connections.ts';
 import type { Logger } from 'pino';
+import type { Registry } from 'prom-client';
 import type { Config } from '../config.ts';
 import type { Db } from '../db/database.ts';
 import type { EventRouter } from '../gateway/ack.ts';
 import type { HttpServer } from '../http/create-http.ts';
+import type { FeedOverview } from '../observability/http.ts';
 import type { Keys } from '../redis/keys.ts';
 import { createScripts, type Scripts } from '../redis/scripts.ts';
 import { createActivityRepository } from './activity-repository.ts';
 import { createArchiveHints, createArchiver } from './archiver.ts';
 import { registerFeedHandlers } from './feed-handlers.ts';
+import { registerFeedMetrics } from './feed-metrics.ts';
 import { createFeedRelay } from './feed-relay.ts';
 import { createFeedService, type FeedAccess } from './feed-service.ts';
 import { createFeedStore } from './feed-store.ts';
@@ -39,8 +42,8 @@ export interface FeedDeps {
   isAdmin: (userId: string) => boolean;
   /** Per-user publish limit across sockets and nodes (server/gateway/user-limits.ts). */
   limits?: { publish(userId: string, roomId: string): Promise<void> };
-  router: EventRouter;
-  http: HttpServer;
+  /** The Prometheus registry the feed's series join. */
+  registry: Registry;
   /** Age of each live entry this node fans out, in seconds (the publish → delivery latency metric). */
   onLiveDelivery?: (ageSeconds: number) => void;
 }
@@ -68,14 +71,19 @@ export function createFeed(deps: FeedDeps) {
   const archiveStore = createFeedStore({ redis: archiveRedis, scripts: archiveScripts, keys, config });
   const archiver = createArchiver({ redis: archiveRedis, scripts: archiveScripts, store: archiveStore, activity, db, keys, config, logger });
   const service = createFeedService({ store, relay, activity, access: deps.access, isAdmin: deps.isAdmin, ...(deps.limits ? { limits: deps.limits } : {}), config, logger });
-  registerFeedHandlers({ router: deps.router, feed: service, logger, maxBufferedBytes: config.socket.maxBufferedBytes, drainTimeoutMs: config.socket.pingTimeoutMs });
-  registerFeedRoutes(deps.http, { feed: service, enabled: config.feed.apiKey !== undefined });
+  const archiveLag = () => archiver.lag();
+  registerFeedMetrics(deps.registry, { archiveLag, relay, archiver, store });
 
   return {
     service,
     store,
     relay,
     archiver,
+    /** The `feed:*` handlers, and `POST /api/rooms/:roomId/events` when `FEED_API_KEY` is set. */
+    register({ router, http }: { router: EventRouter; http: HttpServer }): void {
+      registerFeedHandlers({ router, feed: service, logger, maxBufferedBytes: config.socket.maxBufferedBytes, drainTimeoutMs: config.socket.pingTimeoutMs });
+      registerFeedRoutes(http, { feed: service, enabled: config.feed.apiKey !== undefined });
+    },
     /** Start delivering, hinting and archiving; the connections must be up. */
     async start(): Promise<void> {
       relay.start();
@@ -87,6 +95,12 @@ export function createFeed(deps: FeedDeps) {
       await Promise.all([relay.stop(), hints.stop(), archiver.stop()]);
     },
     /** How far the archive is behind: seconds since the oldest entry not archived, and rooms waiting. */
-    archiveLag: () => archiver.lag(),
+    archiveLag,
+    /** The feed's part of `/admin/overview`: archive lag (NaN when Redis does not answer), dead letters, this node's channels. */
+    async overview(): Promise<FeedOverview> {
+      const lag = await archiveLag().catch(() => ({ seconds: Number.NaN, rooms: Number.NaN }));
+      const { channels, subscriptions } = relay.stats();
+      return { archiveLagSeconds: lag.seconds, archivePendingRooms: lag.rooms, archiveDeadLetters: archiver.stats().deadLetters, channels, subscriptions };
+    },
   };
 }

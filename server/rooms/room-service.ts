@@ -1,7 +1,8 @@
 /**
  * Rooms: creation with a PIN, joining by PIN, presence, host controls, and
- * the timers every node runs (presence heartbeat, dead-node purge, PIN
- * renewal, host grace sweeper, broadcast pacing).
+ * one turn of each job every node runs (`heartbeatOnce`: presence heartbeat,
+ * dead-node purge, PIN renewal, broadcast pacing; `sweepOnce`: host grace),
+ * which node-timers.ts schedules.
  *
  * Room state lives in PostgreSQL and is read through the cache-aside loader
  * (`rooms`); every write calls `rooms.invalidate(id)` after it commits.
@@ -328,9 +329,7 @@ export function createRoomService(deps: RoomServiceDeps) {
     throw removedWhileJoining();
   }
 
-  // ---- timers
-  let heartbeatTimer: NodeJS.Timeout | undefined;
-  let sweepTimer: NodeJS.Timeout | undefined;
+  // ---- the node's jobs (scheduled by node-timers.ts)
   let running = false;
   let closing = false;
   let following = false;
@@ -357,19 +356,6 @@ export function createRoomService(deps: RoomServiceDeps) {
       }
     }
   }
-
-  const loop = (name: string, intervalMs: number, once: () => Promise<void>, set: (t: NodeJS.Timeout) => void) => {
-    const tick = async () => {
-      if (!running) return;
-      try {
-        await once();
-      } catch (err) {
-        logger.warn({ err }, `${name} failed; retrying next interval`);
-      }
-      if (running) set(setTimeout(tick, intervalMs));
-    };
-    return tick;
-  };
 
   return {
     /** Create a room hosted by `actor` (registered users only), claim its PIN, and count `socketId` present in it. */
@@ -634,7 +620,7 @@ export function createRoomService(deps: RoomServiceDeps) {
       announce(await presence.socketGone(socketId));
     },
 
-    /** Begin the node's timers: heartbeat (with dead-node purge and PIN renewal) and the host grace sweeper. */
+    /** Follow this node's sockets leaving room groups, and run the first heartbeat (before the node's timers start). */
     async start(): Promise<void> {
       if (running) return;
       running = true;
@@ -644,22 +630,17 @@ export function createRoomService(deps: RoomServiceDeps) {
         notifier.follow((roomId, socketId) => presence.forget(roomId, socketId));
       }
       await heartbeatOnce().catch((err: unknown) => logger.warn({ err }, 'first presence heartbeat failed'));
-      const beat = loop('presence heartbeat', config.presenceHeartbeatMs, heartbeatOnce, (t) => (heartbeatTimer = t));
-      const sweep = loop('host grace sweep', config.sweepIntervalMs, sweepOnce, (t) => (sweepTimer = t));
-      heartbeatTimer = setTimeout(beat, config.presenceHeartbeatMs);
-      sweepTimer = setTimeout(sweep, config.sweepIntervalMs);
     },
 
     /**
-     * Stop the timers and take this node's sockets out of presence now (a
-     * graceful shutdown does not wait for the node timeout), and send what
-     * the broadcast batches still owe. Run before the client transports close.
+     * Take this node's sockets out of presence now (a graceful shutdown does
+     * not wait for the node timeout), and send what the broadcast batches
+     * still owe. Run after the node's timers stopped, before the client
+     * transports close.
      */
     async stop(): Promise<void> {
       running = false;
       closing = true;
-      clearTimeout(heartbeatTimer);
-      clearTimeout(sweepTimer);
       try {
         announce(await presence.shutdown(hostsOf));
       } catch (err) {
@@ -668,7 +649,7 @@ export function createRoomService(deps: RoomServiceDeps) {
       await broadcasts.stop();
     },
 
-    /** One heartbeat and one sweep, now (tests drive the timers by hand). */
+    /** One heartbeat and one sweep, now (node-timers.ts; tests drive them by hand). */
     heartbeatOnce,
     sweepOnce,
     /** Send every pending presence batch and owed membership entry now (tests). */
