@@ -39,7 +39,7 @@ import { demoBuilt } from './http/demo.ts';
 import { startupLine } from './logger.ts';
 
 /** IPC message a worker sends once its node is started. */
-export const WORKER_READY = 'pinroom:worker-ready';
+const WORKER_READY = 'pinroom:worker-ready';
 
 /** Longest a worker may take to start, ms. */
 const WORKER_START_TIMEOUT_MS = 60_000;

@@ -38,7 +38,7 @@ export interface DeriveJob {
 export type Derive = (job: DeriveJob) => Promise<Buffer>;
 
 /** On the libuv thread pool (`crypto.scrypt`). */
-export const deriveInProcess: Derive = ({ password, salt, keyBytes, options }) =>
+const deriveInProcess: Derive = ({ password, salt, keyBytes, options }) =>
   new Promise((resolve, reject) => {
     scrypt(password, salt, keyBytes, options, (err, key) => (err ? reject(err) : resolve(key)));
   });

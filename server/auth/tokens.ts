@@ -34,9 +34,9 @@ import { AppError, ErrorCode } from '../errors.ts';
 import { ACCESS_TOKEN_ALG, type SigningKeys } from './signing-keys.ts';
 
 /** JWT `typ` of access tokens (RFC 9068). */
-export const ACCESS_TOKEN_TYP = 'at+jwt';
+const ACCESS_TOKEN_TYP = 'at+jwt';
 /** Hard upper bound of the clock tolerance, seconds. */
-export const MAX_CLOCK_TOLERANCE_SECONDS = 30;
+const MAX_CLOCK_TOLERANCE_SECONDS = 30;
 
 export interface AccessClaims {
   /** User id (`sub`). */

@@ -126,16 +126,91 @@ export function isDbUnavailable(err: unknown): boolean {
   return code.startsWith('E'); // a Node system error: ECONNREFUSED, ETIMEDOUT, ...
 }
 
-export function createCachedLoader<T>(options: CachedLoaderOptions<T>): CachedLoader<T> {
-  const { name, redis, scripts, keys, load } = options;
+/** Throws on a TTL, lock TTL or wait that cannot work. */
+function checkOptions({ name, ttlSeconds, negativeTtlSeconds, lockTtlMs, hardStaleSeconds, lockWaitMs }: CachedLoaderOptions<unknown>): void {
   for (const [field, value] of [
-    ['ttlSeconds', options.ttlSeconds],
-    ['negativeTtlSeconds', options.negativeTtlSeconds],
-    ['lockTtlMs', options.lockTtlMs],
+    ['ttlSeconds', ttlSeconds],
+    ['negativeTtlSeconds', negativeTtlSeconds],
+    ['lockTtlMs', lockTtlMs],
   ] as const) {
     if (!(value > 0)) throw new Error(`cache loader ${name}: ${field} must be positive`);
   }
-  if (!(options.hardStaleSeconds >= 0) || !(options.lockWaitMs >= 0)) throw new Error(`cache loader ${name}: hardStaleSeconds and lockWaitMs must not be negative`);
+  if (!(hardStaleSeconds >= 0) || !(lockWaitMs >= 0)) throw new Error(`cache loader ${name}: hardStaleSeconds and lockWaitMs must not be negative`);
+}
+
+/** A stored entry, `<freshUntilMs>:<json>`; undefined when it is not one. */
+function parseEntry<T>(raw: string): Entry<T> | undefined {
+  const colon = raw.indexOf(':');
+  const freshUntil = Number(raw.slice(0, colon));
+  if (colon <= 0 || !Number.isFinite(freshUntil)) return undefined;
+  try {
+    return { freshUntil, value: JSON.parse(raw.slice(colon + 1)) as T | null };
+  } catch {
+    return undefined;
+  }
+}
+
+/** End a flight once: the first outcome wins, and the id no longer joins it. */
+function land<T>(flights: Map<string, Flight<T>>, id: string, flight: Flight<T>, outcome: Outcome<T>): void {
+  if (flight.done) return;
+  flight.done = true;
+  if (flights.get(id) === flight) flights.delete(id);
+  flight.settle(outcome);
+}
+
+/**
+ * Invalidations that could not reach Redis, remembered (up to
+ * `MAX_PENDING_INVALIDATIONS`): their ids are read from PostgreSQL until
+ * `flush()` (called whenever Redis answers) or the connection's next `ready`
+ * has carried them out.
+ */
+function createPendingInvalidations(redis: Redis, invalidate: (id: string) => Promise<void>, failed: (err: unknown) => void) {
+  const ids = new Set<string>();
+  let flushing = false;
+  let flushOnReady = false;
+
+  /** Retry the invalidations that could not reach Redis (on reconnect, or once Redis answers again). */
+  function flush(): void {
+    if (flushing || ids.size === 0) return;
+    flushing = true;
+    void Promise.all(
+      [...ids].map((id) =>
+        invalidate(id).then(
+          () => ids.delete(id),
+          (err: unknown) => failed(err),
+        ),
+      ),
+    ).finally(() => {
+      flushing = false;
+      if (ids.size > 0) waitForReady();
+    });
+  }
+
+  function waitForReady(): void {
+    if (flushOnReady) return;
+    flushOnReady = true;
+    redis.once('ready', () => {
+      flushOnReady = false;
+      flush();
+    });
+  }
+
+  return {
+    has: (id: string) => ids.has(id),
+    /** Whether any is waiting. */
+    any: () => ids.size > 0,
+    flush,
+    remember(id: string): void {
+      if (ids.size < MAX_PENDING_INVALIDATIONS) ids.add(id);
+      waitForReady();
+    },
+    forget: (id: string) => ids.delete(id),
+  };
+}
+
+export function createCachedLoader<T>(options: CachedLoaderOptions<T>): CachedLoader<T> {
+  const { name, redis, scripts, keys, load } = options;
+  checkOptions(options as CachedLoaderOptions<unknown>);
 
   const metrics = options.metrics.cache;
   const labels = { loader: name };
@@ -151,8 +226,7 @@ export function createCachedLoader<T>(options: CachedLoaderOptions<T>): CachedLo
   /** Resolutions in flight in this process, by id. */
   const flights = new Map<string, Flight<T>>();
   /** Ids whose invalidation has not reached Redis yet: read from PostgreSQL until it has. */
-  const pendingInvalidations = new Set<string>();
-  let flushOnReady = false;
+  const pendingInvalidations = createPendingInvalidations(redis, invalidateInRedis, redisFailed);
   let lastLog = 0;
 
   const entryKeys = (id: string) => [keys.cache(name, id), keys.cacheVersion(name, id), keys.cacheLock(name, id)];
@@ -176,29 +250,12 @@ export function createCachedLoader<T>(options: CachedLoaderOptions<T>): CachedLo
   /** False while the connection is known to be down: do not queue commands that cannot run. */
   const redisUsable = () => redis.status !== 'reconnecting' && redis.status !== 'close' && redis.status !== 'end';
 
-  /** `decode` without counting an unreadable entry (the batch path decodes it again and counts it). */
-  function decodeQuietly(raw: string): Entry<T> | undefined {
-    const colon = raw.indexOf(':');
-    const freshUntil = Number(raw.slice(0, colon));
-    if (colon <= 0 || !Number.isFinite(freshUntil)) return undefined;
-    try {
-      return { freshUntil, value: JSON.parse(raw.slice(colon + 1)) as T | null };
-    } catch {
-      return undefined;
-    }
-  }
-
+  /** `parseEntry`, counting an unreadable entry (the hit path parses without counting: the batch path decodes it again). */
   function decode(raw: string | null | undefined): Entry<T> | undefined {
     if (raw === null || raw === undefined) return undefined;
-    const colon = raw.indexOf(':');
-    const freshUntil = Number(raw.slice(0, colon));
-    try {
-      if (colon <= 0 || !Number.isFinite(freshUntil)) throw new Error('no freshness prefix');
-      return { freshUntil, value: JSON.parse(raw.slice(colon + 1)) as T | null };
-    } catch {
-      metrics.errors.inc({ ...labels, source: 'decode' });
-      return undefined;
-    }
+    const entry = parseEntry<T>(raw);
+    if (!entry) metrics.errors.inc({ ...labels, source: 'decode' });
+    return entry;
   }
 
   const fresh = (entry: Entry<T> | undefined): entry is Entry<T> => entry !== undefined && entry.freshUntil > now();
@@ -343,7 +400,7 @@ export function createCachedLoader<T>(options: CachedLoaderOptions<T>): CachedLo
         // `read`: the entries the single-read fast path already fetched.
         const raws = read ?? (await mgetBySlot(redis, viaRedis.map((id) => keys.cache(name, id))));
         // Redis answers: a good moment to retry invalidations that could not reach it.
-        if (pendingInvalidations.size > 0) flushPending();
+        if (pendingInvalidations.any()) pendingInvalidations.flush();
         for (let i = 0; i < viaRedis.length; i++) {
           const id = viaRedis[i]!;
           const entry = decode(raws[i]);
@@ -368,22 +425,18 @@ export function createCachedLoader<T>(options: CachedLoaderOptions<T>): CachedLo
     ]);
   }
 
-  /** Start one resolution for `ids` (none in flight), registered as their flights. */
-  function startBatch(ids: string[]): Map<string, Flight<T>> {
+  /**
+   * Start one resolution for `ids` (none in flight), registered as their
+   * flights. `read`: what a single read's GET already found for them.
+   */
+  function startBatch(ids: string[], read?: (string | null)[]): Map<string, Flight<T>> {
     const batch = new Map<string, Flight<T>>();
     for (const id of ids) {
       const flight = new Flight<T>();
       flights.set(id, flight);
       batch.set(id, flight);
     }
-    const settle: Settle<T> = (id, outcome) => {
-      const flight = batch.get(id)!;
-      if (flight.done) return;
-      flight.done = true;
-      if (flights.get(id) === flight) flights.delete(id);
-      flight.settle(outcome);
-    };
-    void runBatch(ids, settle, (id) => batch.get(id)!.done);
+    void runBatch(ids, (id, outcome) => land(flights, id, batch.get(id)!, outcome), (id) => batch.get(id)!.done, read);
     return batch;
   }
 
@@ -405,33 +458,17 @@ export function createCachedLoader<T>(options: CachedLoaderOptions<T>): CachedLo
   const notFound: Outcome<T> = { kind: 'value', value: null };
 
   /**
-   * One id with no resolution in flight, after `get` read `raw` for it: the
-   * batch path, with what the GET read (null: nothing; undefined: the GET
-   * failed, so the batch path reads again and handles the failure). Same
-   * flight and settle rules as `startBatch`.
+   * A single read's resolution: join the one in flight, or start one. `raw`:
+   * what this read's GET found (null: nothing; undefined: no GET, or it
+   * failed, so the batch path reads again and handles the failure).
    */
-  function resolveAfterRead(id: string, raw: string | null | undefined): Promise<Outcome<T>> {
-    const flight = new Flight<T>();
-    flights.set(id, flight);
-    const settle: Settle<T> = (_id, outcome) => {
-      if (flight.done) return;
-      flight.done = true;
-      if (flights.get(id) === flight) flights.delete(id);
-      flight.settle(outcome);
-    };
-    void runBatch([id], settle, () => flight.done, raw === undefined ? undefined : [raw]);
-    return flight.promise;
-  }
-
-  /** A single read's resolution: join the one in flight, or start one (`raw`: what this read's GET found, if it made one). */
   function resolveOne(id: string, raw?: string | null): Promise<Outcome<T>> {
     const flight = flights.get(id);
     if (flight) {
       metrics.coalesced.inc(processScope);
       return flight.promise;
     }
-    if (raw !== undefined || (!pendingInvalidations.has(id) && redisUsable())) return resolveAfterRead(id, raw);
-    return startBatch([id]).get(id)!.promise;
+    return startBatch([id], raw === undefined ? undefined : [raw]).get(id)!.promise;
   }
 
   async function resolve(ids: readonly string[]): Promise<Map<string, Outcome<T>>> {
@@ -481,40 +518,6 @@ export function createCachedLoader<T>(options: CachedLoaderOptions<T>): CachedLo
     });
   }
 
-  let flushing = false;
-
-  /** Retry the invalidations that could not reach Redis (on reconnect, or once Redis answers again). */
-  function flushPending(): void {
-    if (flushing || pendingInvalidations.size === 0) return;
-    flushing = true;
-    const ids = [...pendingInvalidations];
-    void Promise.all(
-      ids.map((id) =>
-        invalidateInRedis(id).then(
-          () => pendingInvalidations.delete(id),
-          (err: unknown) => redisFailed(err),
-        ),
-      ),
-    ).finally(() => {
-      flushing = false;
-      if (pendingInvalidations.size > 0) waitForReady();
-    });
-  }
-
-  function waitForReady(): void {
-    if (flushOnReady) return;
-    flushOnReady = true;
-    redis.once('ready', () => {
-      flushOnReady = false;
-      flushPending();
-    });
-  }
-
-  function remember(id: string): void {
-    if (pendingInvalidations.size < MAX_PENDING_INVALIDATIONS) pendingInvalidations.add(id);
-    waitForReady();
-  }
-
   return {
     name,
 
@@ -535,8 +538,8 @@ export function createCachedLoader<T>(options: CachedLoaderOptions<T>): CachedLo
           raw = undefined; // counted and served from PostgreSQL by the batch path, which reads again
         }
         if (raw) {
-          if (pendingInvalidations.size > 0) flushPending();
-          const entry = decodeQuietly(raw);
+          if (pendingInvalidations.any()) pendingInvalidations.flush();
+          const entry = parseEntry<T>(raw);
           if (entry && fresh(entry) && !pendingInvalidations.has(id)) {
             metrics.hits.inc(labels);
             return { value: entry.value, stale: false };
@@ -565,10 +568,10 @@ export function createCachedLoader<T>(options: CachedLoaderOptions<T>): CachedLo
       flights.delete(id);
       try {
         await invalidateInRedis(id);
-        pendingInvalidations.delete(id);
+        pendingInvalidations.forget(id);
       } catch (err) {
         redisFailed(err);
-        remember(id);
+        pendingInvalidations.remember(id);
       } finally {
         flights.delete(id);
       }

@@ -38,7 +38,7 @@ export type Loaders = {
 };
 
 /** Ids are PostgreSQL uuids; anything else is not found (and never reaches a `uuid` column as a query error). */
-export const isUuid = (id: string): boolean => /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i.test(id);
+const isUuid = (id: string): boolean => /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i.test(id);
 
 /** Public profiles of users by id, in one query. Selects public columns only: the password hash never leaves PostgreSQL. */
 export async function loadUserProfiles(db: Db, ids: readonly string[]): Promise<Map<string, UserView>> {
@@ -48,7 +48,7 @@ export async function loadUserProfiles(db: Db, ids: readonly string[]): Promise<
 }
 
 /** Room state by id, in one query. */
-export async function loadRooms(db: Db, ids: readonly string[]): Promise<Map<string, RoomRecord>> {
+async function loadRooms(db: Db, ids: readonly string[]): Promise<Map<string, RoomRecord>> {
   if (ids.length === 0) return new Map();
   const rows = await db
     .selectFrom('rooms')

@@ -40,14 +40,14 @@ export async function pingDb(db: Kysely<any>): Promise<void> {
 }
 
 /** Parse the database name out of a PostgreSQL URL. */
-export function databaseName(url: string): string {
+function databaseName(url: string): string {
   const name = decodeURIComponent(new URL(url).pathname.replace(/^\//, ''));
   if (!name) throw new StartupError(`DATABASE_URL ${redactUrl(url)} names no database`);
   return name;
 }
 
 /** The same server's maintenance database (`postgres`), for creating and dropping databases. */
-export function maintenanceUrl(url: string): string {
+function maintenanceUrl(url: string): string {
   const u = new URL(url);
   u.pathname = '/postgres';
   return u.toString();

@@ -50,7 +50,7 @@ import type { ArchiveRecord, FeedStore } from './feed-store.ts';
 import { compareIds, ZERO_ID } from '../../shared/stream-ids.ts';
 
 /** How often a node writes the room hints it collected, ms. */
-export const HINT_FLUSH_MS = 100;
+const HINT_FLUSH_MS = 100;
 /** Rooms one worker takes per round. */
 const ROOMS_PER_ROUND = 32;
 /** Rooms open or ended this recently are swept for lost hints, ms. */

@@ -160,7 +160,7 @@ const roomOf = (ref: FeedRef, f: Record<string, string>): string | null => (ref.
 const scopeOf = (ref: FeedRef): FeedScope | undefined => (ref.kind === 'room' ? undefined : ref.kind);
 
 /** Decode one raw stream entry of feed `ref` for delivery; null for an entry whose fields are gone. */
-export function decodeDelivery(ref: FeedRef, [id, raw]: RawEntry): StreamDelivery | null {
+function decodeDelivery(ref: FeedRef, [id, raw]: RawEntry): StreamDelivery | null {
   if (!raw) return null;
   const f = fieldsOf(raw);
   const type = f.t ?? '';
@@ -174,7 +174,7 @@ export function decodeDelivery(ref: FeedRef, [id, raw]: RawEntry): StreamDeliver
 }
 
 /** Decode one raw stream entry of feed `ref` into a wire entry (history); null for an entry whose fields are gone. */
-export function decodeEntry(ref: FeedRef, [id, raw]: RawEntry): FeedEntry | null {
+function decodeEntry(ref: FeedRef, [id, raw]: RawEntry): FeedEntry | null {
   if (!raw) return null;
   const f = fieldsOf(raw);
   const base = { id, type: f.t ?? '', actor: actorOf(f), payload: parsePayload(f.p), ts: idTime(id) };

@@ -15,9 +15,9 @@ import type { HttpServer } from './create-http.ts';
 /** A build output named by its content (or its compressed copy): it never changes under that name. */
 const HASHED = /-[0-9a-f]{12}\.(?:js|css)(?:\.br|\.gz)?$/;
 /** `Cache-Control` of hashed assets: one year. */
-export const IMMUTABLE_CACHE = 'public, max-age=31536000, immutable';
+const IMMUTABLE_CACHE = 'public, max-age=31536000, immutable';
 
-export const DEMO_DIR = new URL('../../client-demo/dist/', import.meta.url).pathname;
+const DEMO_DIR = new URL('../../client-demo/dist/', import.meta.url).pathname;
 
 const CSP = [
   "default-src 'self'",

@@ -29,7 +29,7 @@ export const Security = {
  * is named by its schema's description (`request body` without one); a path
  * or query parameter is checked one by one and named by its own description.
  */
-export const zodValidatorCompiler: FastifySchemaCompiler<z.ZodType> = ({ schema, httpPart }) => {
+const zodValidatorCompiler: FastifySchemaCompiler<z.ZodType> = ({ schema, httpPart }) => {
   const perField = (httpPart === 'params' || httpPart === 'querystring') && schema instanceof z.ZodObject;
   return (value: unknown) => {
     try {

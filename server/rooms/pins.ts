@@ -31,7 +31,7 @@ export type InsertOutcome = 'inserted' | 'pin_taken';
 const QUARANTINE_PREFIX = 'ended:';
 
 /** A PIN of `digits` digits drawn uniformly (leading zeros included) with crypto randomness. */
-export function drawPin(digits: number): string {
+function drawPin(digits: number): string {
   return randomInt(0, 10 ** digits).toString().padStart(digits, '0');
 }
 
