@@ -7,22 +7,16 @@
  * old guest accounts. Security events go to the system log as `auth.*`
  * entries. Connections are handed in; nothing here opens one.
  */
-import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
 import { DisconnectReason } from '../../shared/events.ts';
-import type { Config } from '../config.ts';
-import type { Db } from '../db/database.ts';
-import type { EventRouter } from '../gateway/ack.ts';
+import type { Edges, Feature, FeatureDeps } from '../feature.ts';
 import type { PinroomServer, PinroomSocket } from '../gateway/create-io.ts';
-import type { HttpServer } from '../http/create-http.ts';
-import type { RedisClient as Redis } from '../redis/connections.ts';
-import type { Keys } from '../redis/keys.ts';
 import type { Scripts } from '../redis/scripts.ts';
 import { createGuestRetention } from '../users/guest-retention.ts';
 import { createUserRepository } from '../users/user.repository.ts';
 import { createAdmins } from './admins.ts';
 import { registerHashMetrics, registerTokenMetrics } from './auth-metrics.ts';
-import { createAuthService, type AuthAuditEvent } from './auth-service.ts';
+import { createAuthService, type AuthAuditEvent, type AuthService } from './auth-service.ts';
 import { registerAuthRoutes } from './http.ts';
 import { createAuthRateLimits, createLoginBackoff } from './rate-limits.ts';
 import { createRefreshStore } from './refresh-store.ts';
@@ -33,13 +27,8 @@ import { loadSigningKeys, type SigningKeys } from './signing-keys.ts';
 import { closeSessionSockets, createSocketAuth, type SocketAuth } from './socket-auth.ts';
 import { createTokenService } from './tokens.ts';
 
-export interface AuthDeps {
-  config: Config;
-  logger: Logger;
-  db: Db;
-  redis: Redis;
+export interface AuthDeps extends FeatureDeps {
   scripts: Scripts;
-  keys: Keys;
   io: PinroomServer;
   /** The Prometheus registry the token and password-hash gauges join. */
   registry: Registry;
@@ -54,7 +43,11 @@ function auditEntry({ type, at: _at, ...details }: AuthAuditEvent) {
   return { type, actor: null, payload: details };
 }
 
-export function createAuth(deps: AuthDeps) {
+export function createAuth(deps: AuthDeps): Feature<AuthService> & {
+  isAdmin(userId: string): boolean;
+  loadKeys(): Promise<void>;
+  attach(socket: PinroomSocket): boolean;
+} {
   const { config, logger, db, redis, scripts, keys, io } = deps;
   // Access-token keys are read (or, in development, generated) by loadKeys().
   let signingKeys: SigningKeys | undefined;
@@ -96,7 +89,7 @@ export function createAuth(deps: AuthDeps) {
     isAdmin: (userId: string): boolean => admins.isAdmin(userId),
 
     /** The HTTP routes, the handshake middlewares (token, then the session's socket cap), `auth:refresh` and the token-expiry guard. */
-    register({ router, http }: { router: EventRouter; http: HttpServer }): void {
+    register({ router, http }: Edges): void {
       registerAuthRoutes(http, { auth: service });
       const created = createSocketAuth({ io, auth: service, router, config, logger });
       socketAuth = created;

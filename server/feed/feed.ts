@@ -2,36 +2,27 @@
  * The feed feature assembled from its parts, for the composition root: the
  * stream store, the PostgreSQL archive, the per-node relay (live channels),
  * the archive hints and worker, the service, its metrics, the socket
- * handlers and the HTTP route. Connections are handed in (two of them dedicated: the relay's
- * subscriber, and the archive's commands, so that publishes never queue
- * behind the archive's large reads and writes); nothing here opens one.
+ * handlers and the HTTP route. Connections are handed in (two of them
+ * dedicated: the relay's subscriber, and the archive's commands, so that
+ * publishes never queue behind the archive's large reads and writes);
+ * nothing here opens one.
  */
 import type { RedisClient as Redis } from '../redis/connections.ts';
-import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
-import type { Config } from '../config.ts';
-import type { Db } from '../db/database.ts';
-import type { EventRouter } from '../gateway/ack.ts';
-import type { HttpServer } from '../http/create-http.ts';
+import type { Edges, Feature, FeatureDeps } from '../feature.ts';
 import type { FeedOverview } from '../observability/http.ts';
-import type { Keys } from '../redis/keys.ts';
 import { createScripts, type Scripts } from '../redis/scripts.ts';
 import { createActivityRepository } from './activity-repository.ts';
-import { createArchiveHints, createArchiver } from './archiver.ts';
+import { createArchiveHints, createArchiver, type Archiver } from './archiver.ts';
 import { registerFeedHandlers } from './feed-handlers.ts';
 import { registerFeedMetrics } from './feed-metrics.ts';
-import { createFeedRelay } from './feed-relay.ts';
-import { createFeedService, type FeedAccess } from './feed-service.ts';
-import { createFeedStore } from './feed-store.ts';
+import { createFeedRelay, type FeedRelay } from './feed-relay.ts';
+import { createFeedService, type FeedAccess, type FeedService } from './feed-service.ts';
+import { createFeedStore, type FeedStore } from './feed-store.ts';
 import { registerFeedRoutes } from './http.ts';
 
-export interface FeedDeps {
-  config: Config;
-  logger: Logger;
-  db: Db;
-  redis: Redis;
+export interface FeedDeps extends FeatureDeps {
   scripts: Scripts;
-  keys: Keys;
   /** Dedicated connection for the relay's SSUBSCRIBE (live channels). */
   subscriberConnection: Redis;
   /** Dedicated command connection for the archive worker. */
@@ -50,7 +41,13 @@ export interface FeedDeps {
 
 export type Feed = ReturnType<typeof createFeed>;
 
-export function createFeed(deps: FeedDeps) {
+export function createFeed(deps: FeedDeps): Feature<FeedService> & {
+  store: FeedStore;
+  relay: FeedRelay;
+  archiver: Archiver;
+  archiveLag: Archiver['lag'];
+  overview(): Promise<FeedOverview>;
+} {
   const { config, logger, db, redis, scripts, keys } = deps;
   const hints = createArchiveHints({ redis, keys, logger });
   const store = createFeedStore({ redis, scripts, keys, config, onAppended: hints.add });
@@ -80,7 +77,7 @@ export function createFeed(deps: FeedDeps) {
     relay,
     archiver,
     /** The `feed:*` handlers, and `POST /api/rooms/:roomId/events` when `FEED_API_KEY` is set. */
-    register({ router, http }: { router: EventRouter; http: HttpServer }): void {
+    register({ router, http }: Edges): void {
       registerFeedHandlers({ router, feed: service, logger, maxBufferedBytes: config.socket.maxBufferedBytes, drainTimeoutMs: config.socket.pingTimeoutMs });
       registerFeedRoutes(http, { feed: service, enabled: config.feed.apiKey !== undefined });
     },

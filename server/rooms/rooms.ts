@@ -5,30 +5,22 @@
  * of rooms (`feedAccess`). The Redis connection is handed in (the membership
  * path's own); nothing here opens one.
  */
-import type { Logger } from 'pino';
 import type { Loaders } from '../cache/loaders.ts';
-import type { Config } from '../config.ts';
-import type { Db } from '../db/database.ts';
-import type { EventRouter } from '../gateway/ack.ts';
+import type { Edges, Feature, FeatureDeps } from '../feature.ts';
+import type { FeedAccess } from '../feed/feed-service.ts';
 import type { PinroomServer } from '../gateway/create-io.ts';
-import type { HttpServer } from '../http/create-http.ts';
 import type { RedisClient as Redis } from '../redis/connections.ts';
-import type { Keys } from '../redis/keys.ts';
 import { createScripts } from '../redis/scripts.ts';
 import { createFeedAccess } from './feed-access.ts';
 import { registerRoomRoutes } from './http.ts';
 import { createNodeTimers } from './node-timers.ts';
 import { createIoNotifier } from './notifier.ts';
 import { registerRoomHandlers } from './room-handlers.ts';
-import { createRoomService, type RoomServiceDeps } from './room-service.ts';
+import { createRoomService, type RoomService, type RoomServiceDeps } from './room-service.ts';
 
-export interface RoomsDeps {
-  config: Config;
-  logger: Logger;
-  db: Db;
+export interface RoomsDeps extends FeatureDeps {
   /** The membership path's connection: joins never wait behind feed appends. */
   redis: Redis;
-  keys: Keys;
   io: PinroomServer;
   loaders: Pick<Loaders, 'rooms'>;
   /** Where room events go besides the sockets (the activity feed). */
@@ -41,7 +33,7 @@ export interface RoomsDeps {
 
 export type Rooms = ReturnType<typeof createRooms>;
 
-export function createRooms(deps: RoomsDeps) {
+export function createRooms(deps: RoomsDeps): Feature<RoomService> & { feedAccess: FeedAccess } {
   const { config, logger, redis, loaders } = deps;
   const service = createRoomService({
     config: config.rooms,
@@ -63,7 +55,7 @@ export function createRooms(deps: RoomsDeps) {
     feedAccess: createFeedAccess(loaders.rooms),
 
     /** `GET /rooms/pin/:pin` and the `room:*` handlers. */
-    register({ router, http }: { router: EventRouter; http: HttpServer }): void {
+    register({ router, http }: Edges): void {
       registerRoomRoutes(http, { rooms: service, authenticate: deps.authenticate });
       registerRoomHandlers({ router, rooms: service, logger });
     },
