@@ -1,7 +1,9 @@
 /**
- * The composition root: builds every connection, store and service in one
- * place, wires them into HTTP and Socket.IO, and owns the order of start-up
- * and shutdown. Nothing else creates a connection.
+ * The composition root, and only wiring: the connections, the shared edges
+ * (HTTP, Socket.IO, the event router and its limits), the three features
+ * (auth, rooms, feed: each `createX(deps)` with `register`, `start`, `stop`),
+ * health, and the order of start-up and shutdown. Nothing else creates a
+ * connection; feature logic lives in the features.
  */
 import type { Logger } from 'pino';
 import { createAuth, type Auth } from './auth/auth.ts';
@@ -12,7 +14,7 @@ import { migrateToLatest } from './db/migrate.ts';
 import { StartupError } from './errors.ts';
 import { createFeed, type Feed } from './feed/feed.ts';
 import { createEventRouter } from './gateway/ack.ts';
-import { createRedisAdapter, type RedisAdapter } from './gateway/adapter.ts';
+import { confirmSubscriptions, createRedisAdapter, type RedisAdapter } from './gateway/adapter.ts';
 import { createIo, type PinroomServer } from './gateway/create-io.ts';
 import { closeAdapters } from './gateway/internals.ts';
 import { createFloodLimit, createSocketRateLimit } from './gateway/rate-limit.ts';
@@ -25,7 +27,7 @@ import { createMetrics, type Metrics } from './metrics.ts';
 import { registerObservabilityRoutes } from './observability/http.ts';
 import { createInstruments } from './observability/instruments.ts';
 import { createSystemEvents, type SystemEvents } from './observability/system-events.ts';
-import { closeRedis, clusterModeHint, connectRedis, createRedisClient, isClusterRedirect, redisTarget, type RedisClient as Redis } from './redis/connections.ts';
+import { closeRedis, clusterModeHint, connectRedis, createRedisClient, isClusterRedirect, type RedisClient as Redis } from './redis/connections.ts';
 import { createKeys, type Keys } from './redis/keys.ts';
 import { createScripts, type Scripts } from './redis/scripts.ts';
 import { createRooms, type Rooms } from './rooms/rooms.ts';
@@ -165,23 +167,6 @@ export function createApp(config: Config, options: AppOptions = {}): App {
   let draining = false;
   const demo = registerDemoRoutes(http, { logger });
   let adapter: RedisAdapter | undefined;
-  /** Start-up waits (bounded) for the adapter's subscriptions; a refusal or no answer fails it in one line. */
-  async function confirmAdapter(built: RedisAdapter): Promise<void> {
-    let timer: NodeJS.Timeout | undefined;
-    try {
-      await Promise.race([
-        built.subscribed(),
-        new Promise((_, reject) => {
-          timer = setTimeout(() => reject(new Error(`no answer within ${config.redis.connectTimeoutMs} ms`)), config.redis.connectTimeoutMs);
-        }),
-      ]);
-    } catch (err) {
-      const reason = err instanceof Error ? err.message : String(err);
-      throw new StartupError(isClusterRedirect(err) ? clusterModeHint(config, reason) : `the Socket.IO adapter (SOCKET_ADAPTER=${config.socket.adapter}) could not subscribe on ${redisTarget(config)}: ${reason}`, { cause: err });
-    } finally {
-      clearTimeout(timer);
-    }
-  }
   registerHealthRoutes(http, {
     checks: {
       // Every connection, not only the command one: after a Redis restart each reconnects on its own
@@ -234,7 +219,7 @@ export function createApp(config: Config, options: AppOptions = {}): App {
         const built = createRedisAdapter(config.socket.adapter, redis, redisSub, keys.adapterChannel, logger);
         adapter = built;
         io.adapter(built.adapter);
-        await confirmAdapter(built);
+        await confirmSubscriptions(built, config);
         if (options.listen === false) await http.ready();
         else await http.listen({ port: config.http.port, host: config.http.host });
       } catch (err) {

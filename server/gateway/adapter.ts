@@ -25,7 +25,9 @@
  */
 import { createAdapter, createShardedAdapter } from '@socket.io/redis-adapter';
 import type { Logger } from 'pino';
-import type { RedisClient as Redis } from '../redis/connections.ts';
+import type { Config } from '../config.ts';
+import { StartupError } from '../errors.ts';
+import { clusterModeHint, isClusterRedirect, redisTarget, type RedisClient as Redis } from '../redis/connections.ts';
 
 export type AdapterKind = 'classic' | 'sharded';
 
@@ -72,4 +74,22 @@ export function createRedisAdapter(kind: AdapterKind, pub: Redis, sub: Redis, ch
     },
     confirmed: () => confirmed && sub.status === 'ready',
   };
+}
+
+/** Start-up waits (at most `REDIS_CONNECT_TIMEOUT_MS`) for the adapter's subscriptions; a refusal or no answer is a `StartupError` in one line. */
+export async function confirmSubscriptions(built: RedisAdapter, config: Pick<Config, 'redis' | 'socket'>): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    await Promise.race([
+      built.subscribed(),
+      new Promise((_, reject) => {
+        timer = setTimeout(() => reject(new Error(`no answer within ${config.redis.connectTimeoutMs} ms`)), config.redis.connectTimeoutMs);
+      }),
+    ]);
+  } catch (err) {
+    const reason = err instanceof Error ? err.message : String(err);
+    throw new StartupError(isClusterRedirect(err) ? clusterModeHint(config, reason) : `the Socket.IO adapter (SOCKET_ADAPTER=${config.socket.adapter}) could not subscribe on ${redisTarget(config)}: ${reason}`, { cause: err });
+  } finally {
+    clearTimeout(timer);
+  }
 }
