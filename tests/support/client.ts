@@ -63,8 +63,15 @@ export async function connectError(url: string, options: ConnectOptions = {}): P
   throw new Error('expected the connection to be refused');
 }
 
+/**
+ * How long a test waits for an ack or an event by default: generous, because
+ * on a loaded 2-core machine a test's servers and its clients share the cores.
+ * Only a failing wait ever takes this long.
+ */
+export const EVENT_DEADLINE_MS = 15_000;
+
 /** Emit an acked event and resolve its ack. */
-export function request<E extends AckedEvent>(socket: TestSocket, event: E, payload: EventPayload<E>, timeoutMs = 5000): Promise<Ack<AckResult<E>>> {
+export function request<E extends AckedEvent>(socket: TestSocket, event: E, payload: EventPayload<E>, timeoutMs = EVENT_DEADLINE_MS): Promise<Ack<AckResult<E>>> {
   return (socket.timeout(timeoutMs) as unknown as { emitWithAck(e: string, p: unknown): Promise<Ack<AckResult<E>>> }).emitWithAck(event, payload);
 }
 
@@ -73,7 +80,7 @@ export function nextEvent<E extends keyof ServerToClientEvents>(
   socket: TestSocket,
   event: E,
   filter: (payload: Parameters<ServerToClientEvents[E]>[0]) => boolean = () => true,
-  timeoutMs = 5000,
+  timeoutMs = EVENT_DEADLINE_MS,
 ): Promise<Parameters<ServerToClientEvents[E]>[0]> {
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => {
@@ -91,7 +98,7 @@ export function nextEvent<E extends keyof ServerToClientEvents>(
 }
 
 /** Resolve when `socket` disconnects, with the reason. */
-export function disconnected(socket: TestSocket, timeoutMs = 5000): Promise<string> {
+export function disconnected(socket: TestSocket, timeoutMs = EVENT_DEADLINE_MS): Promise<string> {
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`no disconnect within ${timeoutMs} ms`)), timeoutMs);
     socket.once('disconnect', (reason) => {
