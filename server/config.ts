@@ -183,7 +183,6 @@ const origins = list.pipe(
   z.array(z.union([z.literal('*'), url(['http:', 'https:']).refine((v) => new URL(v).origin === v, 'an origin has no path: scheme://host[:port]')])),
 ).readonly();
 
-
 /** Every setting pinroom reads, at its place in `Config`. */
 const SETTINGS = {
   env: { env: 'NODE_ENV', default: 'development', doc: '`development`, `test` or `production`; production refuses insecure defaults.', schema: z.enum(['development', 'test', 'production']) },

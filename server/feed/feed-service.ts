@@ -67,7 +67,6 @@ export type ServerFeedEvent = RoomEventEntry & { roomId: string; actor: FeedActo
 /** The idempotency namespace of entries a backend publishes over HTTP. */
 const SERVICE_KEY = 'service';
 
-
 export type FeedService = ReturnType<typeof createFeedService>;
 
 export function createFeedService({
