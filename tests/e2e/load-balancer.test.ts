@@ -8,7 +8,7 @@
  * of "Session ID unknown".
  */
 import { randomUUID } from 'node:crypto';
-import { Agent } from 'node:http';
+import { Agent, request as httpRequest } from 'node:http';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { signInGuest } from '../support/auth.ts';
@@ -31,6 +31,45 @@ const agents: Agent[] = [];
 const track = (s: TestSocket) => void sockets.push(s);
 
 const startNode = (port: number) => startTestServer({ ...nodeEnv, PORT: String(port) });
+
+/** Addresses of one /24 (127.0.0.10 and up), by the node nginx's sticky hash sends their polling clients to. */
+const homes: Record<'a' | 'b', string[]> = { a: [], b: [] };
+
+/** A GET (or a POST of `body`) from `agent`'s address: status and body. */
+function httpFrom(agent: Agent, url: string, body?: string): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    const headers = body === undefined ? {} : { 'content-type': 'text/plain;charset=UTF-8' };
+    const req = httpRequest(url, { agent, method: body === undefined ? 'GET' : 'POST', headers }, (res) => {
+      let text = '';
+      res.setEncoding('utf8');
+      res.on('data', (chunk: string) => (text += chunk));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body: text }));
+    });
+    req.on('error', reject);
+    req.end(body);
+  });
+}
+
+/**
+ * The node nginx sends polling clients from `address` to: an Engine.IO
+ * handshake through nginx, then the session's close packet posted to each node
+ * directly; only the node that holds the session accepts it.
+ */
+async function homeOf(address: string): Promise<'a' | 'b'> {
+  const agent = new Agent({ localAddress: address });
+  try {
+    const handshake = await httpFrom(agent, `${nginx.url}/socket.io/?EIO=4&transport=polling`);
+    assert.is(handshake.status, 200, `handshake from ${address}: ${handshake.body}`);
+    const { sid } = JSON.parse(handshake.body.slice(1)) as { sid: string };
+    for (const [name, node] of [['a', nodes[0]], ['b', nodes[1]]] as const) {
+      const res = await httpFrom(agent, `${node.url}/socket.io/?EIO=4&transport=polling&sid=${encodeURIComponent(sid)}`, '1');
+      if (res.status === 200) return name;
+    }
+    throw new Error(`neither node holds the polling session of ${address}`);
+  } finally {
+    agent.destroy();
+  }
+}
 
 /** Sockets connected to a node, from its own /metrics. */
 async function socketsOn(node: TestServer): Promise<number> {
@@ -72,20 +111,36 @@ test('HTTP routes answer through nginx, which forwards the client address to the
   assert.ok(guest.accessToken, 'a guest session issued through nginx');
 });
 
+test("nginx's hash spreads polling clients from the addresses of one /24 over both nodes", async () => {
+  // ip_hash keys on the first three octets: it sent a whole /24 (a school's NAT, a proxy pool) to one node.
+  // Which node an address lands on depends on the upstreams' names (their ports), so 32 addresses are tried.
+  for (let i = 0; i < 32; i++) {
+    const address = `127.0.0.${10 + i}`;
+    homes[await homeOf(address)].push(address);
+  }
+  assert.ok(homes.a.length > 0 && homes.b.length > 0, `addresses of one /24 on both nodes (a: ${homes.a.length}, b: ${homes.b.length})`);
+  // The same address keeps its node.
+  assert.is(await homeOf(homes.a[0]!), 'a', `${homes.a[0]} hashed to node A again`);
+  assert.is(await homeOf(homes.b[0]!), 'b', `${homes.b[0]} hashed to node B again`);
+});
+
 test('clients are spread over both nodes, polling sessions stay on theirs, a node killed with -9 loses no entry, and its return costs one reconnect', async () => {
   const [a, b] = nodes;
   // The host talks to node B directly: its publishes go on while A is dead.
   const { socket: hostSocket, room } = await hostWithRoom(b.url, 'Behind nginx', track);
 
-  type Follower = { f: ReturnType<typeof failoverFollower>; transport: 'websocket' | 'polling'; node?: 'a' | 'b' };
+  type Follower = { f: ReturnType<typeof failoverFollower>; transport: 'websocket' | 'polling'; node?: 'a' | 'b'; home?: 'a' | 'b' };
   const followers: Follower[] = [];
   const lb = () => [nginx.url];
   for (let i = 0; i < 12; i++) {
     const polling = i % 2 === 1;
     const options: ConnectOptions = polling ? { transports: ['polling'] } : { transports: ['websocket'] };
-    if (polling) {
-      // Polling clients from addresses of one /24 (127.0.0.10, .11, ...): ip_hash sent them all to one node.
-      const agent = new Agent({ keepAlive: true, localAddress: `127.0.0.${10 + i}` });
+    // Polling clients come from addresses hashed to node A and to node B in turn (the previous test sorted them).
+    const home = polling ? (['a', 'b'] as const)[((i - 1) / 2) % 2]! : undefined;
+    if (home) {
+      const address = homes[home][Math.floor((i - 1) / 4)];
+      assert.ok(address, `an address of the /24 hashed to node ${home}`);
+      const agent = new Agent({ keepAlive: true, localAddress: address });
       agents.push(agent);
       options.agent = agent;
     }
@@ -95,8 +150,9 @@ test('clients are spread over both nodes, polling sessions stay on theirs, a nod
     await f.start(nginx.url);
     const after = [await socketsOn(a), await socketsOn(b)];
     const node = after[0]! > before[0]! ? 'a' : after[1]! > before[1]! ? 'b' : undefined;
-    followers.push({ f, transport: polling ? 'polling' : 'websocket', node });
+    followers.push({ f, transport: polling ? 'polling' : 'websocket', node, home });
   }
+  for (const [i, x] of followers.entries()) if (x.home) assert.is(x.node, x.home, `polling follower ${i} is on the node its address hashes to`);
   for (const transport of ['websocket', 'polling'] as const) {
     const on = (node: 'a' | 'b') => followers.filter((x) => x.transport === transport && x.node === node).length;
     assert.ok(on('a') > 0 && on('b') > 0, `${transport} clients on both nodes (a: ${on('a')}, b: ${on('b')})`);
