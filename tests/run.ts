@@ -283,7 +283,7 @@ async function runFile(nodePath: string, file: string, label: string, env: Recor
   try {
     const left = await removeLeftovers(tag);
     if (left.databases.length + left.keys + left.folders.length > 0) {
-      process.stdout.write(`${label}: removed what it left behind: ${left.databases.length} databases, ${left.keys} Redis keys, ${left.folders.length} redis-server folders\n`);
+      process.stdout.write(`${label}: removed what it left behind: ${left.databases.length} databases, ${left.keys} Redis keys, ${left.folders.length} temp folders\n`);
     }
   } catch (err) {
     process.stdout.write(`${label}: could not look for leftovers: ${err instanceof Error ? err.message : String(err)}\n`);

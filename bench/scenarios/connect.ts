@@ -25,12 +25,12 @@
  *
  *   taskset -c 1 node --import tsx bench/scenarios/connect.ts
  */
-import { resolve } from 'node:path';
+import { rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { connectMany, type EioSocket } from '../lib/eio-client.ts';
 import { signInGuests, startPinroom } from '../lib/pinroom.ts';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { memoryAfterGc, memoryProbeArgs, round2, sleep, startPinnedServer, withCpu, type Pinned } from '../lib/procs.ts';
 import type { BenchResult, BenchRow, Scenario } from '../types.ts';
 
@@ -135,6 +135,7 @@ const scenario: Scenario = async (): Promise<BenchResult> => {
   } finally {
     await Promise.all([bare?.stop(), fair?.stop()]);
     await pr.cleanup();
+    rmSync(memoryFile, { force: true });
   }
   const pinroomStorm = medianStorm(pinroomStorms);
   const fairStorm = medianStorm(fairStorms);

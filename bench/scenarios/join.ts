@@ -26,9 +26,9 @@
  *
  *   taskset -c 1 node --import tsx bench/scenarios/join.ts
  */
-import { resolve } from 'node:path';
+import { rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import type { FeedEntry, FeedPosition, RoomJoined, RoomView, SessionResponse } from '../../shared/schemas.ts';
 import { connectMany, EioSocket } from '../lib/eio-client.ts';
@@ -298,6 +298,7 @@ const scenario: Scenario = async (): Promise<BenchResult> => {
   } finally {
     await bare?.stop();
     await pr.cleanup();
+    rmSync(memoryFile, { force: true });
   }
 
   const bareName = 'bare Socket.IO 4.8 connect + socket.join';

@@ -86,7 +86,7 @@ test('a file killed mid-run leaves no server, redis-server, database or key behi
   const fixture = run.fixture!;
   assert.ok(fixture && fixture.pids.length === 2, `the fixture got as far as its servers: ${run.output}`);
   for (const pid of fixture.pids) assert.not.ok(alive(pid), `process ${pid} is gone`);
-  assert.match(run.output, /removed what it left behind: 1 databases, [1-9]\d* Redis keys, 1 redis-server folders/);
+  assert.match(run.output, /removed what it left behind: 1 databases, [1-9]\d* Redis keys, 1 temp folders/);
   const client = new pg.Client({ connectionString: BASE_PG_URL });
   await client.connect();
   const redis = new Redis(BASE_REDIS_URL, { maxRetriesPerRequest: 1 });

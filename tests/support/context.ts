@@ -11,7 +11,7 @@ import { loadConfig, type Config } from '../../server/config.ts';
 import { createDb, dropDatabase, ensureDatabase, type Db } from '../../server/db/database.ts';
 import { migrateToLatest } from '../../server/db/migrate.ts';
 import { createLogger } from '../../server/logger.ts';
-import { BASE_PG_URL, BASE_REDIS_URL, clusterReady, databaseNameOf, deleteByPrefix, keyPrefixOf, newTestId } from './leftovers.ts';
+import { BASE_PG_URL, BASE_REDIS_URL, clusterReady, databaseNameOf, deleteByPrefix, keyPrefixOf, newTestId, tempDirPrefix } from './leftovers.ts';
 
 export { BASE_PG_URL, BASE_REDIS_URL, deleteByPrefix };
 
@@ -91,8 +91,9 @@ export function createTestContext(overrides: Record<string, string> = {}): TestC
     DATABASE_URL: databaseUrl,
     KEY_PREFIX: keyPrefix,
     // The generated development signing key goes to a temp folder shared by
-    // every test server (so tokens verify on all of them), never into the repo.
-    AUTH_DATA_DIR: join(tmpdir(), 'pinroom-test-auth'),
+    // every test server of this file (so tokens verify on all of them), never
+    // into the repo; the runner removes it when the file ends.
+    AUTH_DATA_DIR: join(tmpdir(), `${tempDirPrefix()}auth`),
     ...(TEST_REDIS_CLUSTER_NODES ? { REDIS_CLUSTER_NODES: TEST_REDIS_CLUSTER_NODES } : {}),
     ...overrides,
   };

@@ -4,8 +4,9 @@
  *
  * tests/run.ts gives each file's process a tag (`PINROOM_TEST_TAG`, six hex
  * digits). Every test database (`pinroom_test_<tag>_<id>`), key prefix
- * (`pinroom:test:<tag>_<id>:`) and owned redis-server folder
- * (`<tmp>/pinroom-redis-<tag>-*`) of that file carries it, and
+ * (`pinroom:test:<tag>_<id>:`) and temp folder (`<tmp>/pinroom-test-<tag>-*`:
+ * owned redis-server, nginx, the development signing key) of that file
+ * carries it, and
  * `removeLeftovers(tag)` drops them all once the file's process group is gone.
  */
 import { randomBytes } from 'node:crypto';
@@ -32,8 +33,8 @@ export function newTestId(): string {
 
 export const databaseNameOf = (id: string) => `pinroom_test_${id}`;
 export const keyPrefixOf = (id: string) => `pinroom:test:${id}:`;
-/** Prefix of an owned redis-server's temp folder name. */
-export const redisDirPrefix = () => `pinroom-redis-${testTag()}-`;
+/** Prefix of this file's temp folders (owned redis-server, nginx, the signing key). */
+export const tempDirPrefix = () => `pinroom-test-${testTag()}-`;
 
 /** UNLINK every key that starts with `prefix`, in SCAN batches; resolves how many. */
 /**
@@ -87,7 +88,7 @@ export interface Leftovers {
   folders: string[];
 }
 
-/** Drop the databases, keys and redis-server folders carrying `tag`. */
+/** Drop the databases, keys and temp folders carrying `tag`. */
 export async function removeLeftovers(tag: string): Promise<Leftovers> {
   if (!/^[0-9a-f]{6}$/.test(tag)) throw new Error(`not a test tag: ${tag}`);
   const found: Leftovers = { databases: [], keys: 0, folders: [] };
@@ -113,9 +114,10 @@ export async function removeLeftovers(tag: string): Promise<Leftovers> {
   }
 
   for (const name of readdirSync(tmpdir())) {
-    if (!name.startsWith(`pinroom-redis-${tag}-`)) continue;
+    if (!name.startsWith(`pinroom-test-${tag}-`)) continue;
     rmSync(join(tmpdir(), name), { recursive: true, force: true });
-    found.folders.push(name);
+    // The signing key folder is shared by the file's servers and outlives them by design: not a leftover.
+    if (name !== `pinroom-test-${tag}-auth`) found.folders.push(name);
   }
   return found;
 }

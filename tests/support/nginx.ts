@@ -11,7 +11,7 @@ import { once } from 'node:events';
 import { chmodSync, chownSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { redisDirPrefix } from './leftovers.ts';
+import { tempDirPrefix } from './leftovers.ts';
 import { freePort } from './redis-server.ts';
 
 const root = new URL('../..', import.meta.url).pathname;
@@ -52,7 +52,7 @@ export async function startNginx(upstreamPorts: readonly number[]): Promise<Owne
   const binary = nginxBinary();
   if (!binary) throw new Error('nginx is not installed (tests/setup/ensure-nginx.sh installs it)');
   const port = await freePort();
-  const prefix = mkdtempSync(join(tmpdir(), `${redisDirPrefix()}nginx-`));
+  const prefix = mkdtempSync(join(tmpdir(), `${tempDirPrefix()}nginx-`));
   for (const t of ['client_body', 'proxy', 'fastcgi', 'uwsgi', 'scgi']) mkdirSync(join(prefix, t));
   const confPath = join(prefix, 'nginx.conf');
   writeFileSync(confPath, templateNginxConf(upstreamPorts, port, prefix));

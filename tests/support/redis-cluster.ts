@@ -12,7 +12,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
-import { redisDirPrefix } from './leftovers.ts';
+import { tempDirPrefix } from './leftovers.ts';
 import { freePort } from './redis-server.ts';
 
 export interface ClusterNode {
@@ -80,7 +80,7 @@ export async function startRedisCluster(options: ClusterOptions = {}): Promise<O
   const masters = options.masters ?? 3;
   const replicas = options.replicasPerMaster ?? 0;
   const nodeTimeout = options.nodeTimeoutMs ?? 2000;
-  const dir = mkdtempSync(join(tmpdir(), `${redisDirPrefix()}cluster-`));
+  const dir = mkdtempSync(join(tmpdir(), `${tempDirPrefix()}cluster-`));
   const nodes: ClusterNode[] = [];
   for (let i = 0; i < masters * (1 + replicas); i++) {
     const port = await freePort();

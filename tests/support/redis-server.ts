@@ -15,7 +15,7 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
-import { redisDirPrefix } from './leftovers.ts';
+import { tempDirPrefix } from './leftovers.ts';
 
 export interface OwnedRedis {
   port: number;
@@ -53,7 +53,7 @@ export interface RedisServerOptions {
 export async function startRedisServer(options: RedisServerOptions = {}): Promise<OwnedRedis> {
   const port = await freePort();
   const persistence = options.appendfsync ? ['--appendonly', 'yes', '--appendfsync', options.appendfsync] : ['--appendonly', 'no'];
-  const dir = mkdtempSync(join(tmpdir(), redisDirPrefix()));
+  const dir = mkdtempSync(join(tmpdir(), tempDirPrefix()));
   let child: ChildProcess | undefined;
 
   const api: OwnedRedis = {
