@@ -427,7 +427,7 @@ test('a kicked member cannot publish any more, on any node, though its earlier p
   await until(async () => {
     const ack = await request(kicked.socket, 'feed:publish', { roomId, type: 'chat.message', payload: { text: 'after kick' }, clientMsgId: `k-${randomBytes(3).toString('hex')}` });
     return !ack.ok && ack.error.code === 'forbidden';
-  }, 'the publish to be refused', 5000);
+  }, 'the publish to be refused');
   ok(await request(hostSocket, 'room:end', { roomId }));
   const host = await request(hostSocket, 'feed:publish', { roomId, type: 'chat.message', payload: { text: 'after end' }, clientMsgId: 'end-1' });
   assert.is(!host.ok && host.error.code, 'forbidden', 'nobody publishes into an ended room');

@@ -15,7 +15,7 @@ import * as assert from 'uvu/assert';
 import { ERROR_CODES } from '../../shared/errors.ts';
 import { ClientEvent } from '../../shared/events.ts';
 import { signInGuest, signUp } from '../support/auth.ts';
-import { connect, request, type TestSocket } from '../support/client.ts';
+import { EVENT_DEADLINE_MS, connect, request, type TestSocket } from '../support/client.ts';
 import { RAISED_USER_LIMITS, createTestContext, type TestContext } from '../support/context.ts';
 import { startTestServer, type TestServer } from '../support/server.ts';
 
@@ -124,7 +124,7 @@ function checkAck(event: string, args: unknown[], ack: AnyAck): void {
 }
 
 async function bystanderAnswers(): Promise<void> {
-  const ack = await request(bystander, 'feed:unsubscribe', { roomId: randomUUID() }, 5000);
+  const ack = await request(bystander, 'feed:unsubscribe', { roomId: randomUUID() });
   assert.ok(ack.ok, 'the other client is answered within 5 s');
 }
 
@@ -156,7 +156,7 @@ for (const event of Object.values(ClientEvent).filter((e) => e !== 'room:signal'
   test(`${event}: arbitrary and near-valid payloads always get a typed ack and the socket stays up`, async () => {
     await fc.assert(
       fc.asyncProperty(argsFor(samples[event as ClientEvent]), async (args) => {
-        const ack = (await (fuzzer.timeout(5000) as unknown as { emitWithAck(e: string, ...a: unknown[]): Promise<AnyAck> }).emitWithAck(event, ...args)) as AnyAck;
+        const ack = (await (fuzzer.timeout(EVENT_DEADLINE_MS) as unknown as { emitWithAck(e: string, ...a: unknown[]): Promise<AnyAck> }).emitWithAck(event, ...args)) as AnyAck;
         checkAck(event, args, ack);
         assert.ok(fuzzer.connected, `still connected after ${event} ${JSON.stringify(args)?.slice(0, 200)}`);
       }),
@@ -200,7 +200,7 @@ test('well-formed ids that name no room or user get a typed error, never interna
       .assert(
         fc.asyncProperty(fc.subarray(keys, { minLength: 1 }), fc.uuid({ version: 4 }), async (replace, id) => {
           const payload = { ...sample, ...Object.fromEntries(replace.map((k) => [k, id])) };
-          const ack = (await (fuzzer.timeout(5000) as unknown as { emitWithAck(e: string, p: unknown): Promise<AnyAck> }).emitWithAck(event, payload)) as AnyAck;
+          const ack = (await (fuzzer.timeout(EVENT_DEADLINE_MS) as unknown as { emitWithAck(e: string, p: unknown): Promise<AnyAck> }).emitWithAck(event, payload)) as AnyAck;
           checkAck(event, [payload], ack);
         }),
         { numRuns: 10 },

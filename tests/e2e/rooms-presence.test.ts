@@ -32,8 +32,8 @@ let ctx: TestContext;
 const servers: TestServer[] = [];
 const sockets: TestSocket[] = [];
 
-async function server(): Promise<TestServer> {
-  const s = await startTestServer({ ...ctx.env, ...ENV });
+async function server(overrides: Record<string, string> = {}): Promise<TestServer> {
+  const s = await startTestServer({ ...ctx.env, ...ENV, ...overrides });
   servers.push(s);
   return s;
 }
@@ -127,7 +127,9 @@ test('presence loses the members of a node killed with -9 within the heartbeat w
 });
 
 test('a host who drops and comes back within the grace (on another node) keeps the room; one who does not, ends it', async () => {
-  const [a, c] = await Promise.all([server(), server()]);
+  // A grace with room for the way back (connect, session check and join on another node) on a loaded machine.
+  const grace = 8000;
+  const [a, c] = await Promise.all([server({ ROOM_HOST_GRACE_MS: String(grace) }), server({ ROOM_HOST_GRACE_MS: String(grace) })]);
   const host = await signUp(a.url, { displayName: 'Gail' });
   const guest = await signInGuest(a.url, 'Watcher');
   const hostSocket = await open(a.url, host.accessToken);
@@ -139,20 +141,20 @@ test('a host who drops and comes back within the grace (on another node) keeps t
   const hostOffline = nextEvent(watcher, 'room:presence', (p) => p.changes.some((x) => x.userId === host.user.id && !x.online));
   hostSocket.close();
   await hostOffline;
-  await new Promise((r) => setTimeout(r, GRACE_MS / 3));
+  await new Promise((r) => setTimeout(r, 1000));
   const back = await open(c.url, host.accessToken);
   const rejoined = data(await request(back, 'room:join', { pin: room.pin }));
   assert.is(rejoined.role, 'host', 'the host keeps the role');
-  assert.ok(await noEnd(watcher, GRACE_MS + 4 * SWEEP_MS + 1000), 'the room did not end');
+  assert.ok(await noEnd(watcher, grace + 4 * SWEEP_MS + 1000), 'the room did not end');
   assert.is((await fetch(`${a.url}/rooms/pin/${room.pin}`)).status, 200);
 
   // Drop and stay away: the room ends by itself, with host_left, after the grace.
-  const ended = nextEvent(watcher, 'room:ended', () => true, GRACE_MS + SLACK_MS);
+  const ended = nextEvent(watcher, 'room:ended', () => true, grace + SLACK_MS);
   const droppedAt = Date.now();
   back.close();
   assert.equal(await ended, { roomId: room.id, reason: 'host_left' });
   const elapsed = Date.now() - droppedAt;
-  assert.ok(elapsed >= GRACE_MS - 100, `not before the grace ran out (${elapsed} ms)`);
+  assert.ok(elapsed >= grace - 100, `not before the grace ran out (${elapsed} ms)`);
   assert.is((await fetch(`${a.url}/rooms/pin/${room.pin}`)).status, 404);
   assert.is(await ctx.redis().get(`${ctx.keyPrefix}pin:${room.pin}`), `ended:${room.id}`);
 });

@@ -436,9 +436,15 @@ test('a dropped subscriber connection delays delivery but loses nothing, even en
   const roomId = randomUUID();
   const c = collector();
   await node.relay.subscribe({ kind: 'room', roomId }, undefined, c.sink);
+  // This node's own subscriber connection, found by its local port (other nodes, of this file or of
+  // another run on the shared Redis, have subscriber connections of the same name), and only while subscribed.
   const killSubscriber = async () => {
+    const port = (node.subscriber as Redis).stream?.localPort; // one Redis here, never a Cluster
+    if (!port) return 0;
     const list = String(await writer.redis.client('LIST'));
-    const id = /id=(\d+)/.exec(list.split('\n').find((l) => /ssub=[1-9]/.test(l) && l.includes('name=pinroom:subscriber')) ?? '')?.[1];
+    const line = list.split('\n').find((l) => new RegExp(` addr=\\S*:${port} `).test(l));
+    const id = line && /ssub=[1-9]/.test(line) ? /^id=(\d+)/.exec(line)?.[1] : undefined;
+    // A connection that died on its own meanwhile is not counted as a kill.
     return id ? Number(await writer.redis.client('KILL', 'ID', id).catch(() => 0)) : 0;
   };
   const writing = numbered(writer.store, roomId, 200);

@@ -9,6 +9,7 @@
  */
 import { Socket as NetSocket, connect as netConnect } from 'node:net';
 import WebSocket from 'ws';
+import { EVENT_DEADLINE_MS } from './client.ts';
 
 export interface RawSocket {
   ws: WebSocket;
@@ -46,7 +47,7 @@ export function engineUrl(url: string, transport: 'websocket' | 'polling' = 'web
  * (`Error('unexpected response 403')`, `.status`) when the upgrade is refused.
  */
 export async function openRawSocket(url: string, options: RawOptions = {}): Promise<RawSocket> {
-  const timeoutMs = options.timeoutMs ?? 5000;
+  const timeoutMs = options.timeoutMs ?? EVENT_DEADLINE_MS;
   const headers = { ...(options.headers ?? {}) };
   const ws = new WebSocket(engineUrl(url), { headers, ...(options.origin ? { origin: options.origin } : {}), maxPayload: 100 * 1024 * 1024 });
   const frames: (string | Buffer)[] = [];
