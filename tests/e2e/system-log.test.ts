@@ -45,6 +45,16 @@ async function systemLog(): Promise<LogEntry[]> {
 const transitions = (entries: LogEntry[], dependency: string) =>
   entries.filter((e) => e.type.startsWith('dependency.') && e.payload.dependency === dependency).map((e) => e.type);
 
+/**
+ * Outages and recoveries alternate, starting with an outage and ending with a
+ * recovery. Usually exactly one of each; a connect that also times out on a
+ * loaded machine (DB_CONNECT_TIMEOUT_MS is 1 s here) may add a pair.
+ */
+function assertOutageThenRecovery(types: string[], what: string): void {
+  assert.ok(types.length >= 2 && types.length % 2 === 0, `${what}: pairs of down and up (${types.join(', ')})`);
+  types.forEach((type, i) => assert.is(type, i % 2 === 0 ? 'dependency.down' : 'dependency.up', `${what}: entry ${i} (${types.join(', ')})`));
+}
+
 test.before(async () => {
   ctx = createTestContext();
   await ctx.migrate();
@@ -70,7 +80,7 @@ test('Redis going down and coming back is written to the system log, the outage 
   await until(async () => (await readiness(server.url)) === 200, 'readiness to recover');
   await until(async () => transitions(await systemLog(), 'redis').length >= 2, 'the transitions to be written');
   const entries = (await systemLog()).filter((e) => e.payload.dependency === 'redis');
-  assert.equal(entries.map((e) => e.type), ['dependency.down', 'dependency.up']);
+  assertOutageThenRecovery(entries.map((e) => e.type), 'redis');
   assert.ok(Number(entries[0]!.payload.at) < Number(entries[1]!.payload.at), 'each carries the time it happened');
   assert.type(entries[0]!.payload.error, 'string');
 });
@@ -82,7 +92,7 @@ test('PostgreSQL becoming unreachable and reachable again is written to the syst
   proxy.restore();
   await until(async () => (await readiness(server.url)) === 200, 'readiness to recover');
   await until(async () => transitions(await systemLog(), 'postgres').includes('dependency.up'), 'the recovery to be written');
-  assert.equal(transitions(await systemLog(), 'postgres'), ['dependency.down', 'dependency.up']);
+  assertOutageThenRecovery(transitions(await systemLog(), 'postgres'), 'postgres');
 });
 
 test.run();
