@@ -70,15 +70,19 @@ export async function startPinroom(extra: Record<string, string> = {}, args: str
   return under;
 }
 
-/** Sign in `count` guests over HTTP, `concurrency` at a time. */
-export async function signInGuests(url: string, count: number, concurrency = 32): Promise<SessionResponse[]> {
+/**
+ * Sign in `count` guests over HTTP, `concurrency` at a time, named
+ * `<name> 0`, `<name> 1`, ... (nicknames are unique within a room: guests who
+ * may share a room with another batch need another name).
+ */
+export async function signInGuests(url: string, count: number, concurrency = 32, name = 'Bench'): Promise<SessionResponse[]> {
   const sessions: SessionResponse[] = new Array(count);
   let next = 0;
   await Promise.all(
     Array.from({ length: Math.min(concurrency, count) }, async () => {
       while (next < count) {
         const i = next++;
-        const res = await fetch(`${url}/auth/guest`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ displayName: `Bench ${i}` }) });
+        const res = await fetch(`${url}/auth/guest`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ displayName: `${name} ${i}` }) });
         if (res.status !== 201) throw new Error(`POST /auth/guest: ${res.status} ${await res.text()}`);
         sessions[i] = (await res.json()) as SessionResponse;
       }
