@@ -14,10 +14,12 @@
  * `--readme` to write bench/README.md after such a partial run anyway.
  */
 import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import { join } from 'node:path';
 import { BASE_PG_URL, BASE_REDIS_URL } from '../tests/support/context.ts';
+import { removeLeftovers, TEST_TAG_ENV } from '../tests/support/leftovers.ts';
 import { BENCH_TABLE, replaceBetween } from '../scripts/docs-pages.ts';
 import { describeMachine, LOAD_CORE, pinSelf, root, SERVER_CORE } from './lib/procs.ts';
 import { toMarkdown, toSvg, type BenchReport } from './report.ts';
@@ -39,11 +41,16 @@ const SCENARIOS = [
 ] as const;
 
 
-function runScenario(name: string, core: number, timeoutMs: number): Promise<BenchResult> {
+/**
+ * Run one scenario's process, tagged like a test file (tests/support/leftovers.ts)
+ * so that its databases, keys and temp folders (signing key, memory probe
+ * files) can be found and dropped when it ends, whether it passed or failed.
+ */
+function runScenario(name: string, core: number, timeoutMs: number, tag: string): Promise<BenchResult> {
   return new Promise((resolve, reject) => {
     const child = spawn('taskset', ['-c', String(core), process.execPath, '--import', 'tsx', join(root, 'bench/scenarios', `${name}.ts`)], {
       cwd: root,
-      env: process.env,
+      env: { ...process.env, [TEST_TAG_ENV]: tag },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     let stdout = '';
@@ -87,10 +94,15 @@ for (const scenario of SCENARIOS) {
   if (only.length > 0 && !only.includes(scenario.name)) continue;
   process.stderr.write(`\n== ${scenario.name} (core ${scenario.core})\n`);
   const t0 = Date.now();
+  const tag = randomBytes(3).toString('hex');
   try {
-    report.results.push(await runScenario(scenario.name, scenario.core, scenario.timeoutMs));
+    report.results.push(await runScenario(scenario.name, scenario.core, scenario.timeoutMs, tag));
   } catch (err) {
     report.results.push({ scenario: scenario.name, rows: [], error: (err as Error).message });
+  }
+  const left = await removeLeftovers(tag).catch((err: unknown) => (process.stderr.write(`${scenario.name}: could not look for leftovers: ${(err as Error).message}\n`), undefined));
+  if (left && left.databases.length + left.keys + left.folders.length > 0) {
+    process.stderr.write(`${scenario.name}: removed what it left behind: ${left.databases.length} databases, ${left.keys} Redis keys, ${left.folders.length} temp folders\n`);
   }
   process.stderr.write(`== ${scenario.name}: ${Math.round((Date.now() - t0) / 1000)} s\n`);
 }

@@ -29,6 +29,7 @@ import { rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
+import { tempDirPrefix } from '../../tests/support/leftovers.ts';
 import { connectMany, type EioSocket } from '../lib/eio-client.ts';
 import { signInGuests, startPinroom } from '../lib/pinroom.ts';
 import { memoryAfterGc, memoryProbeArgs, round2, sleep, startPinnedServer, withCpu, type Pinned } from '../lib/procs.ts';
@@ -85,7 +86,7 @@ async function memoryPerConnection(server: Pinned, file: string, authFor?: (i: n
 }
 
 const scenario: Scenario = async (): Promise<BenchResult> => {
-  const memoryFile = join(tmpdir(), `pinroom-bench-memory-${process.pid}.json`);
+  const memoryFile = join(tmpdir(), `${tempDirPrefix()}memory.json`);
   const probe = { BENCH_MEMORY_FILE: memoryFile };
   const bareOptions = { nodeArgs: memoryProbeArgs() };
 

@@ -26,6 +26,7 @@ import { join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { Redis } from 'ioredis';
 import type { RoomView } from '../../shared/schemas.ts';
+import { tempDirPrefix } from '../../tests/support/leftovers.ts';
 import { EioSocket } from '../lib/eio-client.ts';
 import { okData, requestOk, signInGuests } from '../lib/pinroom.ts';
 import { LOAD_CORE, memoryAfterGc, memoryProbeArgs, round2, rssBytes, SERVER_CORE, sleep } from '../lib/procs.ts';
@@ -168,7 +169,7 @@ async function slowRun(target: RoomsTarget & { url: string; output?: () => strin
 }
 
 async function slowConsumer(): Promise<BenchRow[]> {
-  const memoryFile = join(tmpdir(), `pinroom-bench-delivery-${process.pid}.json`);
+  const memoryFile = join(tmpdir(), `${tempDirPrefix()}memory.json`);
   const probeEnv = { BENCH_MEMORY_FILE: memoryFile };
   const pin = await pinroomRooms(SLOW_ROOMS, { env: probeEnv, nodeArgs: memoryProbeArgs() });
   let withSlow: SlowRun, without: SlowRun, bareSlow: SlowRun, bareWithout: SlowRun;

@@ -31,6 +31,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import type { FeedEntry, FeedPosition, RoomJoined, RoomView, SessionResponse } from '../../shared/schemas.ts';
+import { tempDirPrefix } from '../../tests/support/leftovers.ts';
 import { connectMany, EioSocket } from '../lib/eio-client.ts';
 import { forEachLimit, okData, promoteToHosts, requestOk, signInGuests, startPinroom, type PinroomUnderTest } from '../lib/pinroom.ts';
 import { memoryAfterGc, memoryProbeArgs, round2, sleep, startPinnedServer, withCpu, type Pinned } from '../lib/procs.ts';
@@ -255,7 +256,7 @@ async function memoryOfMembers(pr: PinroomUnderTest, host: SessionResponse, gues
 }
 
 const scenario: Scenario = async (): Promise<BenchResult> => {
-  const memoryFile = join(tmpdir(), `pinroom-bench-join-${process.pid}.json`);
+  const memoryFile = join(tmpdir(), `${tempDirPrefix()}memory.json`);
   const probe = { BENCH_MEMORY_FILE: memoryFile };
   const maxSize = Math.max(...SIZES, MEMORY_MEMBERS);
   const pr = await startPinroom({ ...probe, FEED_API_KEY: API_KEY, ACCESS_TOKEN_TTL_SECONDS: '3600' }, memoryProbeArgs());
