@@ -125,7 +125,7 @@ function checkAck(event: string, args: unknown[], ack: AnyAck): void {
 
 async function bystanderAnswers(): Promise<void> {
   const ack = await request(bystander, 'feed:unsubscribe', { roomId: randomUUID() });
-  assert.ok(ack.ok, 'the other client is answered within 5 s');
+  assert.ok(ack.ok, 'the other client is answered');
 }
 
 test.before(async () => {
