@@ -9,7 +9,7 @@ import * as assert from 'uvu/assert';
 import type { Ack } from '../../shared/errors.ts';
 import type { FeedEntry } from '../../shared/schemas.ts';
 import { postJson, signInGuest, signUp } from '../support/auth.ts';
-import { connect, disconnected, flushed, nextEvent, request, type TestSocket } from '../support/client.ts';
+import { connect, disconnected, flushed, nextEvent, request, signalUntilHeard, type TestSocket } from '../support/client.ts';
 import { PATIENT_DEADLINES, RAISED_USER_LIMITS, createTestContext, type TestContext } from '../support/context.ts';
 import { until } from '../support/faults.ts';
 import { startTestServer, type TestServer } from '../support/server.ts';
@@ -79,16 +79,13 @@ test("a room's broadcasts reach its members on every node: state changes, signal
   for (const update of await Promise.all(updated)) assert.equal([update.room.id, update.room.status], [room.id, 'live'], 'room:updated (live) on all three nodes');
 
   // A signal from the member on node 1 reaches the host (node 0) and the members on nodes 0 and 2, not its sender.
-  const signals = [hostSocket, members[0]!.socket, members[2]!.socket].map((s) => nextEvent(s, 'room:signal', (p) => p.type === 'wave', CROSS_NODE_DEADLINE_MS));
   const atSender: string[] = [];
   members[1]!.socket.on('room:signal', (p) => atSender.push(p.type));
-  members[1]!.socket.emit('room:signal', { roomId: room.id, type: 'wave', payload: { n: 1 } });
-  for (const signal of await Promise.all(signals)) assert.equal(signal, { roomId: room.id, from: members[1]!.session.user.id, type: 'wave', payload: { n: 1 } });
-  // A later signal from node 0 reaches the sender after anything its own node sent it for the first one.
-  const marker = nextEvent(members[1]!.socket, 'room:signal', (p) => p.type === 'marker', CROSS_NODE_DEADLINE_MS);
-  members[0]!.socket.emit('room:signal', { roomId: room.id, type: 'marker', payload: {} });
-  await marker;
-  assert.equal(atSender, ['marker'], 'its own signal was not echoed to the sender');
+  const signals = await signalUntilHeard(members[1]!.socket, [hostSocket, members[0]!.socket, members[2]!.socket], { roomId: room.id, type: 'wave', payload: { n: 1 } }, CROSS_NODE_DEADLINE_MS);
+  for (const signal of signals) assert.equal(signal, { roomId: room.id, from: members[1]!.session.user.id, type: 'wave', payload: { n: 1 } });
+  // A later signal from node 0 reaches the sender after anything its own node sent it for the first ones.
+  await signalUntilHeard(members[0]!.socket, [members[1]!.socket], { roomId: room.id, type: 'marker', payload: {} }, CROSS_NODE_DEADLINE_MS);
+  assert.ok(atSender.length > 0 && atSender.every((t) => t === 'marker'), `its own signal was not echoed to the sender (${atSender.join(', ')})`);
 
   // Feed entries published on node 2 reach subscribers on every node, in one order.
   const seen: FeedEntry[][] = members.map(() => []);
@@ -157,9 +154,7 @@ test('a kick on one node reaches the member\'s tabs on the other nodes and takes
   for (const tab of tabs) tab.on('room:signal', (p) => leaked.push(p.type));
   const witness1 = await open(nodes[1]!.url, (await signInGuest(nodes[1]!.url, 'Witness')).accessToken);
   ok(await request(witness1, 'room:join', { pin: room.pin }));
-  const witnesses = [hostSocket, witness1, members[2]!.socket].map((s) => nextEvent(s, 'room:signal', (p) => p.type === 'after-kick', CROSS_NODE_DEADLINE_MS));
-  members[0]!.socket.emit('room:signal', { roomId: room.id, type: 'after-kick', payload: {} });
-  await Promise.all(witnesses);
+  await signalUntilHeard(members[0]!.socket, [hostSocket, witness1, members[2]!.socket], { roomId: room.id, type: 'after-kick', payload: {} }, CROSS_NODE_DEADLINE_MS);
   await Promise.all(tabs.map((tab) => flushed(tab)));
   assert.equal(leaked, [], 'a kicked tab no longer receives the room');
   const refused = await request(tabs[2]!, 'room:join', { pin: room.pin });

@@ -5,7 +5,7 @@
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { postJson, signInGuest, signUp } from '../support/auth.ts';
-import { connect, nextEvent, request, type TestSocket } from '../support/client.ts';
+import { connect, nextEvent, request, signalUntilHeard, type TestSocket } from '../support/client.ts';
 import { createTestContext, type TestContext } from '../support/context.ts';
 import { ok } from '../support/faults.ts';
 import { startTestServer, type TestServer } from '../support/server.ts';
@@ -46,9 +46,8 @@ test('with the sharded adapter, room broadcasts, signals, kicks and revocations 
   const updated = nextEvent(member, 'room:updated', (p) => p.room.status === 'live');
   ok(await request(hostSocket, 'room:start', { roomId: room.id }));
   await updated;
-  const signal = nextEvent(hostSocket, 'room:signal', (p) => p.type === 'wave');
-  member.emit('room:signal', { roomId: room.id, type: 'wave', payload: {} });
-  assert.is((await signal).from, guest.user.id);
+  const [signal] = await signalUntilHeard(member, [hostSocket], { roomId: room.id, type: 'wave', payload: {} });
+  assert.is(signal!.from, guest.user.id);
 
   const kicked = nextEvent(member, 'room:kicked', (p) => p.roomId === room.id);
   ok(await request(hostSocket, 'room:kick', { roomId: room.id, userId: guest.user.id }));

@@ -4,7 +4,7 @@ import * as assert from 'uvu/assert';
 import type { Ack } from '../../shared/errors.ts';
 import type { FeedEntry, RoomPresence, RoomView, UserView } from '../../shared/schemas.ts';
 import { postJson, signInGuest, signUp } from '../support/auth.ts';
-import { connect, flushed, nextEvent, request, type TestSocket } from '../support/client.ts';
+import { connect, flushed, nextEvent, request, signalUntilHeard, type TestSocket } from '../support/client.ts';
 import { createTestContext, type TestContext } from '../support/context.ts';
 import { until } from '../support/faults.ts';
 import { startTestServer, type TestServer } from '../support/server.ts';
@@ -146,10 +146,9 @@ test('join answers room, members and role; presence, start, lock and signals rea
   // Signals: relayed to the others (across nodes), not stored, not echoed.
   // Once Ann (on the other node) has it, the sender's node has broadcast it; a
   // round trip on the sender then brings in an echo, if any, before its answer.
-  const got = nextEvent(ann.socket, 'room:signal');
   const atHost = signalsAt(host.socket);
-  host.socket.emit('room:signal', { roomId: room.id, type: 'cursor', payload: { x: 1, y: 2 } });
-  assert.equal(await got, { roomId: room.id, from: host.user.id, type: 'cursor', payload: { x: 1, y: 2 } });
+  const [got] = await signalUntilHeard(host.socket, [ann.socket], { roomId: room.id, type: 'cursor', payload: { x: 1, y: 2 } });
+  assert.equal(got, { roomId: room.id, from: host.user.id, type: 'cursor', payload: { x: 1, y: 2 } });
   await flushed(host.socket);
   assert.equal(atHost, [], 'the sender does not get its own signal');
   const tooBig = nextEvent(host.socket, 'server:error');
@@ -211,9 +210,7 @@ test('kick takes the user out on every node, enforces the ban on rejoin, and a k
   // anything its node sent it.
   const atA = signalsAt(onA);
   const atB = signalsAt(onB);
-  const witnessed = [stayA, stayB].map((w) => nextEvent(w.socket, 'room:signal', (p) => p.type === 'ping'));
-  host.socket.emit('room:signal', { roomId: room.id, type: 'ping', payload: {} });
-  await Promise.all(witnessed);
+  await signalUntilHeard(host.socket, [stayA.socket, stayB.socket], { roomId: room.id, type: 'ping', payload: {} });
   await Promise.all([flushed(onA), flushed(onB)]);
   assert.equal(atA, [], 'the socket on node A is out of the room');
   assert.equal(atB, [], 'the socket on node B is out of the room');

@@ -97,6 +97,24 @@ export function nextEvent<E extends keyof ServerToClientEvents>(
   });
 }
 
+type Signal = Parameters<ServerToClientEvents['room:signal']>[0];
+
+/**
+ * Send `room:signal` from `sender` every 250 ms until each of `receivers` has
+ * one of that `type`, and resolve the first each got. Signals are volatile,
+ * dropped under back-pressure (docs/protocol.md): on a loaded machine one can
+ * be lost, and a test of where signals go must not count on a single one.
+ */
+export async function signalUntilHeard(sender: TestSocket, receivers: TestSocket[], signal: Omit<Signal, 'from'>, timeoutMs = EVENT_DEADLINE_MS): Promise<Signal[]> {
+  let done = false;
+  const heard = Promise.all(receivers.map((r) => nextEvent(r, 'room:signal', (p) => p.type === signal.type, timeoutMs))).finally(() => (done = true));
+  while (!done) {
+    sender.emit('room:signal', signal);
+    await Promise.race([heard.catch(() => undefined), new Promise((r) => setTimeout(r, 250))]);
+  }
+  return heard;
+}
+
 /** Resolve when `socket` disconnects, with the reason. */
 export function disconnected(socket: TestSocket, timeoutMs = EVENT_DEADLINE_MS): Promise<string> {
   return new Promise((resolve, reject) => {
