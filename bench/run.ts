@@ -28,9 +28,9 @@ import type { BenchResult } from './types.ts';
 const SCENARIOS = [
   { name: 'fanout', core: LOAD_CORE, timeoutMs: 240_000 },
   { name: 'rooms', core: LOAD_CORE, timeoutMs: 900_000 },
-  { name: 'churn', core: LOAD_CORE, timeoutMs: 180_000 },
+  { name: 'churn', core: LOAD_CORE, timeoutMs: 300_000 },
   { name: 'delivery', core: LOAD_CORE, timeoutMs: 600_000 },
-  { name: 'join', core: LOAD_CORE, timeoutMs: 600_000 },
+  { name: 'join', core: LOAD_CORE, timeoutMs: 900_000 },
   { name: 'connect', core: LOAD_CORE, timeoutMs: 420_000 },
   { name: 'pins', core: SERVER_CORE, timeoutMs: 60_000 },
   { name: 'feed', core: SERVER_CORE, timeoutMs: 90_000 },
