@@ -12,18 +12,22 @@
  * (`notifier`); presence and membership broadcasts are coalesced and paced
  * by `room-broadcasts.ts`. The design, with its numbers, is docs/rooms.md.
  *
- * Cost of one `room:join` (hot path), whatever the room's size:
+ * Cost of one `room:join` (hot path), whatever the room's size; docs/rooms.md
+ * "The join path" has it step by step, and this summary agrees with it:
  * - a rejoin (already a member: another tab, a reconnect, a node restart):
- *   Redis 3 round trips (probe script, presence script, feed position),
- *   PostgreSQL 2 statements (`room_join` looking: no lock, no write; the
- *   membership re-read once the socket is in the group), no guess
- *   accounting, no member list, no feed entry, no socket write but the ack;
- * - a first join: Redis 6 sequential round trips (probe script; guess check
- *   and charge, three commands side by side; refund, two commands; presence script; the `member.joined`
- *   append in rooms of at most `rosterBroadcastMax` members; feed position)
- *   and, alongside, the member page's HMGET; PostgreSQL 3 statements
- *   (`room_join`, the membership re-read once the socket is in the group,
- *   one page of at most 100 members); socket writes: the ack,
+ *   Redis 3 round trips (probe script, then presence script alongside feed
+ *   position: 2 one after the other), PostgreSQL 2 statements (`room_join`
+ *   looking: no lock, no write; the membership re-read once the socket is
+ *   in the group), no guess accounting, no member list, no feed entry, no
+ *   socket write but the ack;
+ * - a first join: Redis 5 round trips one after the other (probe script;
+ *   guess check and charge, three commands side by side; refund, two
+ *   commands; then two branches side by side, presence script then the
+ *   member page's HMGET, and the `member.joined` append (in rooms of at most
+ *   `rosterBroadcastMax` members) then the feed position), 7 in all (6 above
+ *   `rosterBroadcastMax`); PostgreSQL 3 statements (`room_join`, the
+ *   membership re-read once the socket is in the group, one page of at most
+ *   100 members); socket writes: the ack,
  *   plus one delivery per subscriber of the `member.joined` entry in a small
  *   room, or a share of the window's paced broadcasts in a big one.
  * Every join also reads the room from the cache (its approval setting),
