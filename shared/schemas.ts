@@ -450,7 +450,7 @@ export interface FeedHistoryPage {
   entries: FeedEntry[];
   /** Pass as `before` to read the next (older) page; absent at the beginning of the feed. */
   nextBefore?: string;
-  /** On the last page: older entries existed but are gone (past the archive's retention). */
+  /** On the last page (which may be empty): older entries existed but are gone (past the archive's retention). */
   truncated?: true;
 }
 

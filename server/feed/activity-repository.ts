@@ -214,6 +214,12 @@ export function createActivityRepository(db: Db) {
       return rows.map((r) => toEntry(r as Row));
     },
 
+    /** The oldest entry the archive keeps for a room (any epoch), if any. */
+    async oldest(roomId: string): Promise<ArchivedEntry | null> {
+      const row = await db.selectFrom('activity').select(COLUMNS).where('room_id', '=', roomId).orderBy('id_ms').orderBy('id_seq').limit(1).executeTakeFirst();
+      return row ? toEntry(row as Row) : null;
+    },
+
     /** Rows archived for a room (tests and operators). */
     async count(roomId: string): Promise<number> {
       const row = await db.selectFrom('activity').select(sql<string>`count(*)`.as('n')).where('room_id', '=', roomId).executeTakeFirstOrThrow();

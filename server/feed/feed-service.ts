@@ -29,7 +29,7 @@ import { AppError, ErrorCode } from '../errors.ts';
 import type { ActivityRepository } from './activity-repository.ts';
 import type { FeedRelay, FeedSink, FeedSubscription } from './feed-relay.ts';
 import type { FeedStore, LogInput } from './feed-store.ts';
-import { ZERO_ID } from '../../shared/stream-ids.ts';
+import { compareIds, ZERO_ID } from '../../shared/stream-ids.ts';
 import { RoomEventEntry } from '../../shared/feed-entries.ts';
 
 /** Rooms whose role one connection remembers (`FeedUser.roles`); a connection in more rooms asks again for the oldest. */
@@ -208,7 +208,9 @@ export function createFeedService({
      * before `limit` is the beginning of the feed, unless its oldest entry
      * links to an entry before it (`prev` is not `0-0`): then older entries
      * existed and are gone (past `FEED_ARCHIVE_RETENTION_DAYS`, or lost), and
-     * the page says so with `truncated: true`.
+     * the page says so with `truncated: true`. An empty page (the one before
+     * ended exactly on the oldest entry kept) judges by the oldest entry the
+     * stream or the archive still holds: two more reads, on that page only.
      */
     async page(roomId: string, before: string | undefined, limit: number): Promise<FeedHistoryPage> {
       const ref = { kind: 'room' as const, roomId };
@@ -221,6 +223,12 @@ export function createFeedService({
         const older = await activity.before(roomId, boundary, limit - entries.length);
         for (const row of older) entries.push(row.entry);
         if (older.length > 0) oldestPrev = older[older.length - 1]!.prev;
+      }
+      if (entries.length === 0 && before !== undefined) {
+        // Nothing kept is older than `before`, so the oldest entry kept is at or after it.
+        const [first, archived] = await Promise.all([store.first(ref), activity.oldest(roomId)]);
+        const oldest = first && (!archived || compareIds(first.id, archived.entry.id) < 0) ? first.prev : archived?.prev;
+        oldestPrev = oldest ?? null;
       }
       const page: FeedHistoryPage = { entries };
       if (entries.length === limit) page.nextBefore = entries[entries.length - 1]!.id;

@@ -551,6 +551,54 @@ test('history is newest first, from the stream while it holds the range and from
   assert.is(truncated, undefined, 'the whole feed is there: not truncated');
 });
 
+test('history kept exactly to a page boundary ends with an empty page that says truncated when older entries are gone, and not when the feed starts there', async () => {
+  const node = await startNode(ctx.config);
+  const keys = createKeys(ctx.keyPrefix);
+  const feed = service(node);
+  const pages = async (roomId: string, limit: number) => {
+    const out: { ids: string[]; nextBefore?: string; truncated?: true }[] = [];
+    let before: string | undefined;
+    do {
+      const page = await feed.history(actor, { roomId, ...(before ? { before } : {}), limit });
+      out.push({ ids: page.entries.map((e) => e.id), ...(page.nextBefore ? { nextBefore: page.nextBefore } : {}), ...(page.truncated ? { truncated: page.truncated } : {}) });
+      before = page.nextBefore;
+    } while (before && out.length < 10);
+    return out;
+  };
+
+  // The stream keeps the last 4 of 8 entries, the archive none: the first 4 are gone.
+  const trimmed = randomUUID();
+  const all = await numbered(node.store, trimmed, 8);
+  await node.redis.xtrim(keys.feedStream(trimmed), 'MAXLEN', 4);
+  assert.equal(await pages(trimmed, 4), [
+    { ids: all.slice(4).reverse(), nextBefore: all[4]! },
+    { ids: [], truncated: true },
+  ]);
+
+  // The archive keeps 3 chained entries whose predecessor is gone (past retention), the stream 3 of today.
+  const archived = await createRoom();
+  const activity = createActivityRepository(ctx.db());
+  const old = Date.now() - 2 * 86_400_000;
+  const oldIds = [1, 2, 3].map((i) => `${old + i}-0`);
+  const { epoch } = await node.store.position({ kind: 'room', roomId: archived });
+  await activity.ensurePartitions([old]);
+  await activity.insertBatch(oldIds.map((entryId, i) => ({ roomId: archived, entryId, epoch, prev: i === 0 ? `${old}-0` : oldIds[i - 1]!, type: 'chat.message', actor, payload: '{"text":"old"}', ts: old + i + 1 })));
+  const fresh = await numbered(node.store, archived, 3);
+  assert.equal(await pages(archived, 3), [
+    { ids: [...fresh].reverse(), nextBefore: fresh[0]! },
+    { ids: [...oldIds].reverse(), nextBefore: oldIds[0]! },
+    { ids: [], truncated: true },
+  ]);
+
+  // Every entry since the first is kept: the empty last page is the start of the feed.
+  const whole = randomUUID();
+  const first = await numbered(node.store, whole, 4);
+  assert.equal(await pages(whole, 4), [
+    { ids: [...first].reverse(), nextBefore: first[0]! },
+    { ids: [] },
+  ]);
+});
+
 test('archive partitions past FEED_ARCHIVE_RETENTION_DAYS are dropped; history then says truncated and a resume from before answers recovered: false', async () => {
   const config = ctx.configWith({ FEED_ARCHIVE_RETENTION_DAYS: '2' });
   const node = await startNode(config);
