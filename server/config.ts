@@ -304,7 +304,7 @@ const SETTINGS = {
     checkIntervalMs: { env: 'FEED_CHECK_INTERVAL_MS', default: '5000', doc: 'A feed a node follows whose live channel heard nothing this long has its position checked (one `HMGET`); a lost live message is repaired within this, ms.', schema: int(100, 600_000) },
     apiKey: { env: 'FEED_API_KEY', doc: 'Service API key (at least 16 characters) for `POST /api/rooms/:roomId/events` (header `x-api-key`). Unset: the route answers 404.', schema: z.string().trim().min(16).max(512) },
     archive: {
-      enabled: { env: 'FEED_ARCHIVE_ENABLED', default: 'true', doc: 'Run the feed archive worker (Redis Stream to PostgreSQL) on this node.', schema: bool },
+      enabled: { env: 'FEED_ARCHIVE_ENABLED', default: 'true', doc: 'Run the feed archive worker (Redis Stream to PostgreSQL) on this node. The global feed is written by this worker: at least one node must run it.', schema: bool },
       batchSize: { env: 'FEED_ARCHIVE_BATCH', default: '200', doc: 'Entries the archive worker reads from one room per round, and rows per `INSERT`.', schema: int(1, 10_000) },
       blockMs: { env: 'FEED_ARCHIVE_BLOCK_MS', default: '1000', doc: 'Longest an idle archive worker waits before looking for rooms to archive again, ms.', schema: int(10, 60_000) },
       delayMs: { env: 'FEED_ARCHIVE_DELAY_MS', default: '1000', doc: 'A room\'s new entries are archived this long after the first of them, so that a busy room\'s entries go to PostgreSQL in one visit (the archive\'s lag, and the global feed\'s), ms.', schema: int(0, 60_000) },

@@ -3,10 +3,12 @@
  * (members, hosts, the server itself, a backend), positions, subscriptions
  * (delivered by the relay), history and the system log.
  *
- * Cost of a member's publish: one Set lookup (is the connection in the room?)
- * and one script call (one Redis round trip); the role is read from the room
- * (a cache-aside GET) once per connection and room, not per publish. Nothing
- * grows with the room.
+ * Cost of a member's `feed:publish`: three Redis round trips, one after the
+ * other: the per-user event limit (the router's guard, on every event), the
+ * per-user publish limit (`limits.publish`), then the append script. Besides
+ * them, one Set lookup (is the connection in the room?), and the role read
+ * from the room (a cache-aside GET) once per connection and room, not per
+ * publish. Nothing grows with the room.
  */
 import { timingSafeEqual, createHash } from 'node:crypto';
 import type { Logger } from 'pino';
