@@ -599,39 +599,57 @@ test('history kept exactly to a page boundary ends with an empty page that says 
   ]);
 });
 
-test('archive partitions past FEED_ARCHIVE_RETENTION_DAYS are dropped; history then says truncated and a resume from before answers recovered: false', async () => {
-  const config = ctx.configWith({ FEED_ARCHIVE_RETENTION_DAYS: '2' });
+test('archive partitions past FEED_ARCHIVE_RETENTION_DAYS are dropped; history that reached the start of the feed then says truncated, and a resume that was recovered answers recovered: false', async () => {
+  // Keys of its own: only this test's worker archives this room, so its first round (the retention, then the room) is what is waited for.
+  const config = ctx.configWith({ KEY_PREFIX: `${ctx.keyPrefix}retention:`, FEED_ARCHIVE_RETENTION_DAYS: '2' });
   const node = await startNode(config);
+  const keys = createKeys(config.redis.keyPrefix);
   const roomId = await createRoom();
   const activity = createActivityRepository(ctx.db());
   const day = 86_400_000;
-  // Five entries written five days ago, chained, then the live stream from today.
+  // Five entries of five days ago, archived (the stream no longer holds them), and the stream going on
+  // from them in the same epoch: its first entry links to the last old one, as if appended after it.
   const old = Date.now() - 5 * day;
   const oldIds = [0, 1, 2, 3, 4].map((i) => `${old + i}-0`);
   const { epoch } = await node.store.position({ kind: 'room', roomId });
   await activity.ensurePartitions([old]);
   await activity.insertBatch(oldIds.map((entryId, i) => ({ roomId, entryId, epoch, prev: i === 0 ? '0-0' : oldIds[i - 1]!, type: 'chat.message', actor, payload: '{"text":"old"}', ts: old + i })));
+  await node.redis.hset(keys.feedMeta(roomId), 'last', oldIds[4]!, 'n', 5, 'archived', oldIds[4]!);
   const fresh = await numbered(node.store, roomId, 3);
-  const page = await service(node).history(actor, { roomId, limit: 50 });
-  assert.equal(page.entries.map((e) => e.id), [...fresh].reverse().concat([...oldIds].reverse()), 'the old days are there before the retention runs');
-  assert.is(page.truncated, undefined);
+  assert.is((await node.store.after({ kind: 'room', roomId }, '0-0', 1))[0]!.prev, oldIds[4]!, 'the stream links to the archived entries');
 
-  await startArchiver(config);
-  await until(async () => (await activity.count(roomId)) === 3, 'the old partition to be dropped and today\'s entries archived');
+  // Before the retention runs: the whole feed, and a resume from an old entry replays the rest.
+  const page = await service(node).history(actor, { roomId, limit: 50 });
+  assert.equal(page.entries.map((e) => e.id), [...fresh].reverse().concat([...oldIds].reverse()));
+  assert.is(page.truncated, undefined);
+  const kept = collector();
+  const first = await node.relay.subscribe({ kind: 'room', roomId }, { epoch, id: oldIds[1]! }, kept.sink);
+  first.subscription.close();
+  assert.is(first.result.recovered, true);
+  assert.equal(kept.entries.map((e) => e.id), [...oldIds.slice(2), ...fresh]);
+
+  // The worker's first round applies the retention, then archives today's entries (the only worker with these keys).
+  const archiver = await startArchiver(config);
+  await until(async () => {
+    const rows = await ctx.db().selectFrom('activity').select('entry_id').where('room_id', '=', roomId).where('entry_id', 'in', fresh).execute();
+    return rows.length === fresh.length;
+  }, 'today\'s entries to be archived');
+  assert.is(archiver.stats().lostToTrim, 0);
+
+  const after = await service(node).history(actor, { roomId, limit: 50 });
+  assert.equal(after.entries.map((e) => e.id), [...fresh].reverse(), 'the entries past retention are gone from history');
+  assert.is(after.truncated, true, 'older entries existed and are gone');
+  const c = collector();
+  const resumed = await node.relay.subscribe({ kind: 'room', roomId }, { epoch, id: oldIds[1]! }, c.sink);
+  resumed.subscription.close();
+  assert.is(resumed.result.recovered, false);
+  assert.is(c.entries.length, 0);
+
   const partitions = await sql<{ relname: string }>`select relname from pg_class where relname like 'activity_p%'`.execute(ctx.db());
   const names = partitions.rows.map((r) => r.relname);
   assert.not.ok(names.includes(partitionName(dayOf(old))), 'the old day\'s partition is gone');
   assert.ok(names.includes(partitionName(dayOf(Date.now() + 3 * day))), 'partitions exist three days ahead');
-
-  await ctx.db().deleteFrom('activity').where('room_id', '=', roomId).where('entry_id', '=', fresh[0]!).execute();
-  await node.redis.xtrim(createKeys(ctx.keyPrefix).feedStream(roomId), 'MAXLEN', 1);
-  const after = await service(node).history(actor, { roomId, limit: 50 });
-  assert.equal(after.entries.map((e) => e.id), [fresh[2]!, fresh[1]!]);
-  assert.is(after.truncated, true, 'older entries existed and are gone');
-  const c = collector();
-  const resumed = await node.relay.subscribe({ kind: 'room', roomId }, { epoch, id: oldIds[4]! }, c.sink);
-  assert.is(resumed.result.recovered, false);
-  assert.is(c.entries.length, 0);
+  assert.is(await activity.count(roomId), fresh.length);
 });
 
 test('an entry PostgreSQL refuses goes to the dead-letter stream, and every other entry and room keeps being archived', async () => {
