@@ -21,7 +21,7 @@ const test = suite('feed/server-entries');
 
 /** Server-made types no test can make a healthy server write, and why. */
 const NOT_DRIVEN: Readonly<Record<string, string>> = {
-  'error.internal': 'needs a fault inside the server (tests/unit/system-events.test.ts writes it)',
+  'error.internal': 'needs a fault inside the server (tests/e2e/system-log-errors.test.ts has PostgreSQL refuse a row)',
 };
 
 /** Every type in the shared union of server-made entries. */
