@@ -99,7 +99,7 @@ export function setupWaitingRoom({ client, show, enterRoom, banner, messageOf }:
     const host = client.role === 'host';
     const button = $<HTMLButtonElement>('btn-approval');
     button.hidden = !host;
-    button.textContent = room.approval ? 'Waiting room: on' : 'Waiting room: off';
+    // One label; the state is aria-pressed alone (styles.css draws it), so it is announced once.
     button.setAttribute('aria-pressed', String(room.approval));
     if (host) void refresh();
     else $('waiting-panel').hidden = true;

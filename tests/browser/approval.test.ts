@@ -7,7 +7,7 @@
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
-import { launchBrowser, screenshot } from '../support/browser.ts';
+import { accessibleState, launchBrowser, screenshot } from '../support/browser.ts';
 import { createTestContext, type TestContext } from '../support/context.ts';
 import { startTestServer, type TestServer } from '../support/server.ts';
 
@@ -71,6 +71,19 @@ test('a host creates a room that admits each new member', async () => {
   assert.match(pin, /^\d{6}$/);
   assert.ok(await host.isVisible('#waiting-panel'), 'the waiting list is shown, empty');
   assert.is(await host.getAttribute('#btn-approval', 'aria-pressed'), 'true');
+});
+
+test("the host's waiting-room switch keeps one label and says on or off only as its pressed state", async () => {
+  const seen = async () => ({ text: (await host.textContent('#btn-approval'))?.trim(), ...(await accessibleState(host, '#btn-approval')) });
+  assert.equal(await seen(), { text: 'Waiting room', name: 'Waiting room', pressed: 'true' });
+
+  await host.click('#btn-approval');
+  await host.waitForSelector('#btn-approval[aria-pressed="false"]', { timeout: 15_000 });
+  assert.equal(await seen(), { text: 'Waiting room', name: 'Waiting room', pressed: 'false' }, 'switched off: same label, only the pressed state changed');
+
+  await host.click('#btn-approval');
+  await host.waitForSelector('#btn-approval[aria-pressed="true"]', { timeout: 15_000 });
+  assert.equal(await seen(), { text: 'Waiting room', name: 'Waiting room', pressed: 'true' }, 'switched back on for the tests below');
 });
 
 test('a player waits on the waiting screen until the host admits them, then is in the room', async () => {

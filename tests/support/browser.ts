@@ -31,3 +31,25 @@ export async function screenshot(page: Page, name: string): Promise<string> {
   await page.screenshot({ path, fullPage: true });
   return path;
 }
+
+/**
+ * What Chromium's accessibility tree (what a screen reader is given) says of the
+ * element `selector` matches: its accessible name and, for toggle buttons, its
+ * pressed state ('true' / 'false'; undefined when it has none).
+ */
+export async function accessibleState(page: Page, selector: string): Promise<{ name: string; pressed: string | undefined }> {
+  const cdp = await page.context().newCDPSession(page);
+  try {
+    const { root } = await cdp.send('DOM.getDocument', { depth: 0 });
+    const { nodeId } = await cdp.send('DOM.querySelector', { nodeId: root.nodeId, selector });
+    if (!nodeId) throw new Error(`no element matches ${selector}`);
+    const { node: domNode } = await cdp.send('DOM.describeNode', { nodeId });
+    const { nodes } = await cdp.send('Accessibility.getPartialAXTree', { nodeId, fetchRelatives: false });
+    const node = nodes.find((n) => n.backendDOMNodeId === domNode.backendNodeId);
+    if (!node) throw new Error(`${selector} is not in the accessibility tree`);
+    const pressed = node.properties?.find((p) => p.name === 'pressed')?.value.value;
+    return { name: String(node.name?.value ?? ''), pressed: pressed === undefined ? undefined : String(pressed) };
+  } finally {
+    await cdp.detach();
+  }
+}
