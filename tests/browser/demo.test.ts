@@ -88,6 +88,8 @@ test.before(async () => {
     WS_PING_TIMEOUT_MS: '1500',
     // Small enough that a longer absence cannot be replayed (the "reloaded" path), large enough for the short one.
     FEED_REPLAY_MAX: String(REPLAY_MAX),
+    // Room for the phone test to fill a feed from one player.
+    FEED_PUBLISH_RATE_USER_ROOM: '100/10',
   });
   browser = await launchBrowser();
 });
@@ -182,17 +184,6 @@ test('the nickname and room views pass an automated WCAG AA check', async () => 
   assert.equal(await accessibilityViolations(bob), [], 'the room view on a phone');
 });
 
-test('on a phone the message box and the reactions stay on screen, however the page is scrolled', async () => {
-  for (const scroll of [0, 10_000]) {
-    await bob.evaluate((y) => window.scrollTo(0, y), scroll);
-    for (const selector of ['#chat-input', '.reactions']) {
-      const box = (await bob.locator(selector).boundingBox())!;
-      assert.ok(box.y >= 0 && box.y + box.height <= 844, `${selector} is on screen (scrolled to ${scroll}): ${JSON.stringify(box)}`);
-    }
-  }
-  await screenshot(bob, '03b-phone-composer');
-});
-
 test('a chat message appears for all three, and the live region reads it with the speaker set apart', async () => {
   await ada.fill('#chat-input', 'hello from Ada');
   await ada.press('#chat-input', 'Enter');
@@ -236,6 +227,45 @@ test('a player away for more entries than FEED_REPLAY_MAX comes back "reloaded",
   await screenshot(ada, '05b-reloaded');
 });
 
+test('a reload keeps the session and rejoins the room', async () => {
+  await ada.reload();
+  await ada.waitForSelector('#screen-room:not([hidden])');
+  assert.match((await ada.textContent('#who-name'))!, 'Ada');
+  await ada.waitForFunction(() => document.querySelectorAll('#feed-list li[data-type="chat.message"]').length >= 6);
+  assert.equal((await chatTexts(ada)).slice(0, 1), ['hello from Ada']);
+});
+
+test('on a phone, with a full feed, the message box and the reactions stay at the bottom of the screen wherever the page is scrolled', async () => {
+  // The feed scrolls inside itself (it is capped at 45vh), so what makes the page long is the
+  // list of people under it: 25 who joined and went away, put straight into PostgreSQL.
+  const db = ctx.db();
+  const roomId = (await db.selectFrom('rooms').select('id').where('pin', '=', pin).where('status', '<>', 'ended').executeTakeFirstOrThrow()).id;
+  await sql`with u as (insert into users (display_name, kind) select 'Away ' || g, 'guest' from generate_series(1, 25) g returning id, display_name)
+    insert into room_members (room_id, user_id, role, name) select ${roomId}::uuid, id, 'member', display_name from u`.execute(db);
+  await sql`update rooms set member_count = member_count + 25 where id = ${roomId}::uuid`.execute(db);
+  await bob.reload();
+  await bob.waitForSelector('#screen-room:not([hidden])');
+  await bob.waitForFunction(() => document.querySelectorAll('#member-list li[data-user-id]').length >= 25, undefined, { timeout: 15_000 });
+  for (let i = 1; i <= 30; i++) await say(bob, `filler ${i}`);
+  const page = await bob.evaluate(() => {
+    const list = document.getElementById('feed-list')!;
+    return { scrollable: document.documentElement.scrollHeight - innerHeight, feedOverflows: list.scrollHeight > list.clientHeight };
+  });
+  assert.ok(page.feedOverflows, 'the feed holds more than it can show');
+  assert.ok(page.scrollable >= 422, `the page scrolls well past one screen (${JSON.stringify(page)})`);
+  for (const y of [0, Math.round(page.scrollable / 2), page.scrollable]) {
+    await bob.evaluate((to) => window.scrollTo(0, to), y);
+    assert.is(await bob.evaluate(() => Math.round(window.scrollY)), y, 'the page scrolled');
+    for (const selector of ['#chat-input', '.reactions']) {
+      const box = (await bob.locator(selector).boundingBox())!;
+      assert.ok(box.y >= 0 && box.y + box.height <= 844, `${selector} is on screen (scrolled to ${y}): ${JSON.stringify(box)}`);
+    }
+    const composer = (await bob.locator('.composer').boundingBox())!;
+    assert.ok(Math.abs(composer.y + composer.height - 844) <= 1, `the composer sits on the bottom edge of the screen (scrolled to ${y}): ${JSON.stringify(composer)}`);
+    if (y === Math.round(page.scrollable / 2)) await screenshot(bob, '05c-phone-composer-mid-page');
+  }
+});
+
 test('the host kicks a player after confirming; the player is told why and the feed names whom the kick removed', async () => {
   await host.click('#member-list li:has-text("Bob") button.kick');
   await host.waitForSelector('#kick-dialog[open]');
@@ -254,12 +284,42 @@ test('the host kicks a player after confirming; the player is told why and the f
   await screenshot(host, '06-host-after-kick');
 });
 
-test('a reload keeps the session and rejoins the room', async () => {
-  await ada.reload();
-  await ada.waitForSelector('#screen-room:not([hidden])');
-  assert.match((await ada.textContent('#who-name'))!, 'Ada');
-  await ada.waitForFunction(() => document.querySelectorAll('#feed-list li[data-type="chat.message"]').length >= 6);
-  assert.equal((await chatTexts(ada)).slice(0, 1), ['hello from Ada']);
+test('a kicked player can come back; banned, they are removed, the feed names them, and they cannot rejoin', async () => {
+  // Kicked, not banned: Bob may join again.
+  await bob.click('#gone-home');
+  await joinAs(bob, 'Bob');
+  await host.waitForFunction(() => [...document.querySelectorAll('#member-list li.online .name')].some((el) => (el.textContent ?? '').startsWith('Bob')), undefined, { timeout: 15_000 });
+
+  await host.click('#member-list li:has-text("Bob") button.kick');
+  await host.waitForSelector('#kick-dialog[open]');
+  await host.click('#ban-confirm');
+  await bob.waitForSelector('#screen-gone:not([hidden])', { timeout: 15_000 });
+  assert.match((await bob.textContent('#gone-text'))!, 'You can rejoin after');
+  await host.waitForFunction(() => [...document.querySelectorAll('#feed-list li[data-type="member.kicked"]')].some((el) => (el.textContent ?? '').startsWith('Bob was banned by the host')), undefined, { timeout: 15_000 });
+  await host.waitForFunction(() => ![...document.querySelectorAll('#member-list .name')].some((el) => (el.textContent ?? '').startsWith('Bob')), undefined, { timeout: 15_000 });
+  await screenshot(host, '06b-host-after-ban');
+
+  // Banned: the join is refused on the nickname screen, and Bob is not back in the room.
+  await bob.click('#gone-home');
+  await bob.fill('#pin-input', pin);
+  await bob.press('#pin-input', 'Enter');
+  await bob.waitForSelector('#screen-nickname:not([hidden])');
+  await bob.fill('#nick-input', 'Bob');
+  await bob.press('#nick-input', 'Enter');
+  await bob.waitForFunction(() => (document.getElementById('nick-error')?.textContent ?? '') !== '', undefined, { timeout: 15_000 });
+  assert.match((await bob.textContent('#nick-error'))!, 'The host removed you from this room');
+  assert.ok(await bob.isHidden('#screen-room'), 'the banned player is not let into the room');
+  const db = ctx.db();
+  const inRoom = await db
+    .selectFrom('room_members')
+    .innerJoin('rooms', 'rooms.id', 'room_members.room_id')
+    .select('room_members.name')
+    .where('rooms.pin', '=', pin)
+    .where('rooms.status', '<>', 'ended')
+    .where('room_members.left_at', 'is', null)
+    .execute();
+  assert.equal(inRoom.map((m) => m.name).filter((n) => n === 'Bob'), [], 'the server holds no current membership for Bob');
+  await screenshot(bob, '06c-banned-rejoin-refused');
 });
 
 test('in a room of 1,000 the host sees the first page of player tiles and the counts, and pages through the rest', async () => {
