@@ -45,6 +45,13 @@ export interface PinroomClientOptions {
 
 export type PinroomClient = ReturnType<typeof createPinroomClient>;
 
+/** First wait before a failed rejoin is tried again, ms; it doubles on each failure. */
+const REJOIN_RETRY_FIRST_MS = 500;
+/** Longest wait between rejoin attempts, ms. */
+const REJOIN_RETRY_MAX_MS = 15_000;
+/** Rejoin failures that may pass, so the rejoin is tried again. */
+const REJOIN_RETRY_CODES: readonly (ErrorCode | 'network')[] = ['network', 'unavailable', 'rate_limited', 'internal'];
+
 export function createPinroomClient(options: PinroomClientOptions = {}) {
   const baseUrl = options.baseUrl ?? globalThis.location.origin;
   const timeoutMs = options.timeoutMs ?? 8000;
@@ -78,20 +85,39 @@ export function createPinroomClient(options: PinroomClientOptions = {}) {
     emit('signedOut', reason);
   }
 
-  /** Back after a drop: rejoin the room and resume the feed from the last entry shown. */
+  /** Reconnects so far: the retries of a rejoin stop once a later reconnect has started its own. */
+  let reconnects = 0;
+
+  /**
+   * Back after a drop: rejoin the room and resume the feed from the last entry
+   * shown. A failure that may pass (no answer, `unavailable`, `rate_limited`,
+   * `internal`) is retried while the socket stays up, after the server's
+   * `retryAfterMs` or a backoff doubling from REJOIN_RETRY_FIRST_MS up to
+   * REJOIN_RETRY_MAX_MS; until it succeeds the outbox waits.
+   */
   async function rejoin(): Promise<void> {
-    const current = rooms.current;
-    if (!current) return connection.setState({ status: 'connected' });
-    try {
-      await rooms.joinAndLoad(current.room.pin, current.name, { epoch: current.epoch, lastId: current.lastId });
-      await feed.subscribe(true);
-      feed.setReady(true);
-    } catch (err) {
-      if (err instanceof PinroomError && ['room_not_found', 'banned', 'conflict'].includes(err.code)) {
-        const roomId = rooms.current?.room.id ?? '';
-        rooms.forget();
-        feed.dropOutbox(roomId);
-        emit('ended', { roomId, reason: 'expired' });
+    const run = ++reconnects;
+    const roomId = rooms.current?.room.id;
+    for (let attempt = 0; ; attempt++) {
+      const current = rooms.current;
+      if (!current) return connection.setState({ status: 'connected' });
+      if (current.room.id !== roomId) return; // the page has moved on to another room
+      try {
+        await rooms.joinAndLoad(current.room.pin, current.name, { epoch: current.epoch, lastId: current.lastId });
+        await feed.subscribe(true);
+        feed.setReady(true);
+        return;
+      } catch (err) {
+        if (err instanceof PinroomError && ['room_not_found', 'banned', 'conflict'].includes(err.code)) {
+          rooms.forget();
+          feed.dropOutbox(current.room.id);
+          emit('ended', { roomId: current.room.id, reason: 'expired' });
+          return;
+        }
+        if (!(err instanceof PinroomError) || !REJOIN_RETRY_CODES.includes(err.code)) return;
+        await new Promise((r) => setTimeout(r, err.retryAfterMs ?? Math.min(REJOIN_RETRY_MAX_MS, REJOIN_RETRY_FIRST_MS * 2 ** attempt)));
+        // Dropped meanwhile: the next reconnect rejoins afresh.
+        if (run !== reconnects || !connection.connected) return;
       }
     }
   }

@@ -3,7 +3,8 @@
  * shows it pending, and once the server is back and the page has rejoined and
  * resumed the feed, it lands exactly once. The outage is real: the page talks
  * to the server through a TCP proxy that resets every connection and refuses
- * new ones for five seconds.
+ * new ones for five seconds. The server reaches PostgreSQL through a second
+ * proxy, so a test can take the database away while the page's socket is up.
  */
 import { randomUUID } from 'node:crypto';
 import { suite } from 'uvu';
@@ -23,6 +24,8 @@ const OUTAGE_MS = 5000;
 let ctx: TestContext;
 let server: TestServer;
 let proxy: TcpProxy;
+/** Between the server and PostgreSQL, to take the database away while the page's socket stays up. */
+let pgProxy: TcpProxy;
 let browser: Browser;
 let context: BrowserContext;
 let player: Page;
@@ -55,7 +58,9 @@ async function shownTexts(page: Page): Promise<string[]> {
 
 test.before(async () => {
   ctx = createTestContext();
-  server = await startTestServer({ ...ctx.env, WS_PING_INTERVAL_MS: '1000', WS_PING_TIMEOUT_MS: '1500' });
+  const pg = new URL(ctx.databaseUrl);
+  pgProxy = await startTcpProxy(pg.hostname, Number(pg.port || 5432));
+  server = await startTestServer({ ...ctx.env, DATABASE_URL: pgProxy.url(ctx.databaseUrl), DB_CONNECT_TIMEOUT_MS: '1000', WS_PING_INTERVAL_MS: '1000', WS_PING_TIMEOUT_MS: '1500' });
   proxy = await startTcpProxy('127.0.0.1', server.port);
   browser = await launchBrowser();
   const host = await signUp(server.url, { displayName: 'Outbox host' });
@@ -81,6 +86,7 @@ test.after(async () => {
   await browser?.close();
   await proxy?.close();
   await server?.stop();
+  await pgProxy?.close();
   await ctx.cleanup();
 });
 
@@ -162,6 +168,43 @@ test('a message typed during an outage is kept across a reload of the tab and la
   assert.equal(texts.slice(-2), [kept, marker]);
   assert.is(texts.filter((t) => t === kept).length, 1);
   assert.is((await shownTexts(player)).filter((t) => t === kept).length, 1);
+});
+
+test('when the rejoin after a reconnect finds the database down, the page tries again and its outbox lands once the database is back', async () => {
+  await player.waitForFunction(() => document.querySelector('#connection')?.textContent === 'Connected', undefined, { timeout: 15_000 });
+  proxy.cut();
+  await player.waitForFunction(() => document.querySelector('#connection')?.getAttribute('data-status') === 'reconnecting', undefined, { timeout: 15_000 });
+  const typed = `typed before a failed rejoin ${randomUUID().slice(0, 8)}`;
+  await player.fill('#chat-input', typed);
+  await player.press('#chat-input', 'Enter');
+  await player.waitForFunction((t) => [...document.querySelectorAll('#pending-list .text')].some((el) => el.textContent === t), typed);
+
+  // The socket comes back while PostgreSQL is unreachable: the rejoin's room:join is refused.
+  pgProxy.cut();
+  const acceptedBefore = proxy.accepted.total;
+  proxy.restore();
+  const deadline = Date.now() + 20_000;
+  while (proxy.accepted.total === acceptedBefore) {
+    if (Date.now() > deadline) throw new Error('the page did not reconnect');
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  // Held down longer than one request's timeout (8 s), so a rejoin that gives up has given up.
+  await new Promise((r) => setTimeout(r, 10_000));
+  assert.ok(await player.evaluate((t) => [...document.querySelectorAll('#pending-list .text')].some((el) => el.textContent === t), typed), 'still pending while the database is down');
+  assert.ok(pgProxy.accepted.duringCut > 0, 'the server tried the database during the cut');
+  pgProxy.restore();
+
+  await player.waitForFunction((t) => [...document.querySelectorAll('#feed-list .text')].some((el) => el.textContent === t), typed, { timeout: 30_000 });
+  await player.waitForFunction(() => sessionStorage.getItem('pinroom.outbox') === null, undefined, { timeout: 30_000 });
+  await player.waitForFunction(() => document.querySelector('#connection')?.textContent === 'Connected', undefined, { timeout: 15_000 });
+  const marker = `after the database came back ${randomUUID().slice(0, 8)}`;
+  await player.fill('#chat-input', marker);
+  await player.press('#chat-input', 'Enter');
+  await player.waitForFunction((t) => [...document.querySelectorAll('#feed-list .text')].some((el) => el.textContent === t), marker);
+  const texts = await chatTextsOnServer();
+  assert.equal(texts.slice(-2), [typed, marker]);
+  assert.is(texts.filter((t) => t === typed).length, 1);
+  assert.is((await shownTexts(player)).filter((t) => t === typed).length, 1);
 });
 
 test.run();
