@@ -1,6 +1,7 @@
 /**
  * deploy/nginx.conf run for real (Debian's nginx, its upstreams templated to
- * two local pinroom nodes): WebSocket clients and long-polling clients from
+ * two local pinroom nodes): the nodes see the client's address (not nginx's,
+ * nor a forged X-Forwarded-For), WebSocket clients and long-polling clients from
  * several addresses of one /24 are spread over both nodes, polling sessions
  * stay on their node, a node killed with -9 sends its clients to the other
  * with every feed entry once and in order, and when the node returns the
@@ -11,7 +12,7 @@ import { randomUUID } from 'node:crypto';
 import { Agent, request as httpRequest } from 'node:http';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { signInGuest } from '../support/auth.ts';
+import { accountInDatabase, logIn, signInGuest } from '../support/auth.ts';
 import { connect, request, type ConnectOptions, type TestSocket } from '../support/client.ts';
 import { RAISED_USER_LIMITS, createTestContext, type TestContext } from '../support/context.ts';
 import { assertExactlyOnceInOrder, failoverFollower, hostWithRoom, ok, readiness, until } from '../support/faults.ts';
@@ -26,6 +27,8 @@ let nodeEnv: Record<string, string>;
 let ports: [number, number];
 let nodes: [TestServer, TestServer];
 let nginx: OwnedNginx;
+/** An administrator (named in FEED_ADMIN_USERS), to read the nodes' /admin/overview. */
+let admin: { id: string; username: string; password: string };
 const sockets: TestSocket[] = [];
 const agents: Agent[] = [];
 const track = (s: TestSocket) => void sockets.push(s);
@@ -35,10 +38,10 @@ const startNode = (port: number) => startTestServer({ ...nodeEnv, PORT: String(p
 /** Addresses of one /24 (127.0.0.10 and up), by the node nginx's sticky hash sends their polling clients to. */
 const homes: Record<'a' | 'b', string[]> = { a: [], b: [] };
 
-/** A GET (or a POST of `body`) from `agent`'s address: status and body. */
-function httpFrom(agent: Agent, url: string, body?: string): Promise<{ status: number; body: string }> {
+/** A GET (or a POST of `body`, text unless `headers` say otherwise) from `agent`'s address: status and body. */
+function httpFrom(agent: Agent, url: string, body?: string, extraHeaders: Record<string, string> = {}): Promise<{ status: number; body: string }> {
   return new Promise((resolve, reject) => {
-    const headers = body === undefined ? {} : { 'content-type': 'text/plain;charset=UTF-8' };
+    const headers = { ...(body === undefined ? {} : { 'content-type': 'text/plain;charset=UTF-8' }), ...extraHeaders };
     const req = httpRequest(url, { agent, method: body === undefined ? 'GET' : 'POST', headers }, (res) => {
       let text = '';
       res.setEncoding('utf8');
@@ -82,8 +85,10 @@ async function socketsOn(node: TestServer): Promise<number> {
 test.before(async () => {
   ctx = createTestContext();
   await ctx.migrate();
+  admin = await accountInDatabase(ctx.db());
   nodeEnv = {
     ...ctx.env,
+    FEED_ADMIN_USERS: admin.id,
     ...RAISED_USER_LIMITS,
     TRUST_PROXY: '1',
     SOCKET_EVENTS_PER_SECOND: '10000',
@@ -103,12 +108,48 @@ test.after(async () => {
   await ctx?.cleanup();
 });
 
-test('HTTP routes answer through nginx, which forwards the client address to the node', async () => {
+test('HTTP routes and sockets answer through nginx, which forwards the client address to the node and drops a forged X-Forwarded-For', async () => {
   const res = await fetch(`${nginx.url}/readyz`);
   assert.is(res.status, 200);
   await res.body?.cancel();
-  const guest = await signInGuest(nginx.url, 'Through nginx');
-  assert.ok(guest.accessToken, 'a guest session issued through nginx');
+  // nginx reaches the nodes from 127.0.0.1; the client comes from another loopback address and forges the header.
+  const clientAddress = '127.0.0.200';
+  const forged = { 'x-forwarded-for': '203.0.113.7' };
+  const agent = new Agent({ localAddress: clientAddress });
+  agents.push(agent);
+
+  // HTTP: the node's sign-in audit line names the address the node took for the request.
+  const signedIn = await httpFrom(agent, `${nginx.url}/auth/guest`, JSON.stringify({ displayName: 'Through nginx' }), { 'content-type': 'application/json', ...forged });
+  assert.is(signedIn.status, 201, `POST /auth/guest through nginx: ${signedIn.body}`);
+  const guest = JSON.parse(signedIn.body) as { accessToken: string; user: { id: string } };
+  const audited = () =>
+    nodes
+      .flatMap((node) => node.output().split('\n'))
+      .flatMap((line) => {
+        try {
+          const entry = JSON.parse(line) as { audit?: { type?: string; userId?: string; address?: string } };
+          return entry.audit?.type === 'auth.signed_in' && entry.audit.userId === guest.user.id ? [entry.audit] : [];
+        } catch {
+          return [];
+        }
+      });
+  await until(() => audited().length > 0, "the guest's sign-in in a node's log");
+  assert.is(audited()[0]!.address, clientAddress, 'the node took the address nginx connected from, not 127.0.0.1 nor the forged one');
+
+  // Socket.IO: the node lists the socket under the client's address in its admin overview.
+  const socket = await connect(nginx.url, { token: guest.accessToken, agent, extraHeaders: forged });
+  track(socket);
+  const adminToken = (await logIn(nodes[0].url, admin.username, admin.password)).accessToken;
+  const listed = [];
+  for (const node of nodes) {
+    const overview = await fetch(`${node.url}/admin/overview`, { headers: { authorization: `Bearer ${adminToken}` } });
+    assert.is(overview.status, 200);
+    const body = (await overview.json()) as { socketList: { id: string; address: string }[] };
+    listed.push(...body.socketList.filter((s) => s.id === socket.id));
+  }
+  assert.is(listed.length, 1, 'one node holds the socket');
+  assert.is(listed[0]!.address, clientAddress, 'the node lists the socket under the address nginx connected from');
+  socket.close();
 });
 
 test("nginx's hash spreads polling clients from the addresses of one /24 over both nodes", async () => {
