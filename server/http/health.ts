@@ -17,7 +17,7 @@ export interface HealthOptions {
 export function registerHealthRoutes(http: HttpServer, options: HealthOptions): void {
   const timeoutMs = options.timeoutMs ?? 1000;
   http.get(HttpRoutes.health, { schema: { summary: 'Liveness: 200 while the process lives', tags: ['operations'] } }, async () => ({ status: 'ok' }));
-  http.get(HttpRoutes.ready, { schema: { summary: 'Readiness: 200 when Redis and PostgreSQL answer, 503 naming what failed or while draining', tags: ['operations'] } }, async (_request, reply) => {
+  http.get(HttpRoutes.ready, { schema: { summary: 'Readiness: 200 when Redis (every connection) and PostgreSQL answer and the Socket.IO adapter\'s subscriptions are confirmed; 503 naming what failed, or while draining', tags: ['operations'] } }, async (_request, reply) => {
     if (options.draining()) return reply.status(503).send({ status: 'draining', failed: [] });
     const entries = Object.entries(options.checks);
     const results = await Promise.all(entries.map(([, check]) => withTimeout(check(), timeoutMs).then(() => true, () => false)));

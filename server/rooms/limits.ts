@@ -21,7 +21,7 @@
  * fresh allowance early); every attempt it
  * binds, right or wrong, is then refused with `rate_limited` without looking
  * at the PIN, so a blocked client learns nothing. The odds this leaves an
- * attacker are worked out in docs/security.md.
+ * attacker are worked out in docs/rooms.md (PIN guessing).
  */
 import type { RedisClient as Redis } from '../redis/connections.ts';
 import { RateLimiterRedis, RateLimiterRes } from 'rate-limiter-flexible';
