@@ -70,7 +70,7 @@ const filters = process.argv.slice(2);
 const fileTimeoutMs = Number(process.env.TEST_FILE_TIMEOUT_MS ?? 600_000);
 const clusterPass = process.env.TEST_CLUSTER_PASS ?? 'both';
 /** End-to-end files run again on a Redis Cluster. */
-const CLUSTER_FILES = ['auth-http', 'auth-socket', 'rooms', 'rooms-pins', 'rooms-presence', 'feed'].map((name) => `e2e/${name}.test.ts`);
+const CLUSTER_FILES = ['auth-http', 'auth-socket', 'rooms', 'rooms-pins', 'rooms-presence', 'rooms-approval', 'rooms-nicknames', 'rooms-scale', 'feed', 'feed-entries'].map((name) => `e2e/${name}.test.ts`);
 
 function listTests(dir: string): string[] {
   let found: string[] = [];
