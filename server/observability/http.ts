@@ -23,7 +23,7 @@ import type { PinroomServer } from '../gateway/create-io.ts';
 import { bearer, type HttpServer } from '../http/create-http.ts';
 import { Security } from '../http/openapi.ts';
 
-/** The feed as the admin overview shows it: the archive (cluster-wide) and this node's live channels. */
+/** The feed as the admin overview shows it: the archive (its lag over every node; dead letters this node's worker wrote) and this node's live channels. */
 export interface FeedOverview {
   /** Seconds since the oldest entry not yet archived to PostgreSQL (0: up to date). */
   archiveLagSeconds: number;
