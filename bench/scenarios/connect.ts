@@ -15,8 +15,9 @@
  *   the session check still runs. Against the fair baseline, which verifies
  *   every handshake.
  * - Memory: resident memory per idle connection, (RSS with IDLE open
- *   sockets − RSS before) / IDLE, each read after a full GC (both servers
- *   preload bench/lib/memory-probe.cjs), on a freshly started server process.
+ *   sockets − RSS before) / IDLE, each read after a full GC and a
+ *   memory-reducing one (both servers preload bench/lib/memory-probe.cjs), on
+ *   a freshly started server process.
  *
  * Rounds are interleaved (pinroom, fair, bare, pinroom again) after a warm-up
  * of each server; rows give the medians, notes the per-round values and the
@@ -68,13 +69,13 @@ const cpuText = (storms: Storm[]) => `${median(storms.map((s) => s.cpuPerConnect
 const ratios = (a: Storm[], b: Storm[]) => a.map((s, i) => round2(s.perSecond / b[i]!.perSecond)).join(', ');
 
 interface Memory {
-  /** Resident memory per connection after a full GC, bytes. */
+  /** Resident memory per connection after a full GC and a memory-reducing one, bytes. */
   rss: number;
   /** V8 heap in use per connection after a full GC, bytes. */
   heap: number;
 }
 
-/** Memory per idle connection: (after − before) / IDLE, each read after a full GC. */
+/** Memory per idle connection: (after − before) / IDLE, each read after a full GC and a memory-reducing one. */
 async function memoryPerConnection(server: Pinned, file: string, authFor?: (i: number) => Record<string, unknown>): Promise<Memory> {
   await sleep(SETTLE_MS);
   const before = await memoryAfterGc(server.pid, file);
@@ -176,7 +177,7 @@ const scenario: Scenario = async (): Promise<BenchResult> => {
       note: `${rounds} (pinroom ${perRound(reconnectStorms)}; fair baseline ${perRound(fairStorms)}; per-round ratios ${ratios(reconnectStorms, fairStorms)}; vs bare without auth ${ratios(reconnectStorms, bareStorms)}); server CPU per connect ${cpuText(reconnectStorms)}; pinroom: tokens it verified in the round before, answered by the verified-token cache (AUTH_TOKEN_CACHE_SIZE), session check still in Redis; the baseline verifies every handshake`,
     },
     {
-      metric: `memory per idle connection at ${IDLE} connections (RSS delta after full GC)`,
+      metric: `memory per idle connection at ${IDLE} connections (RSS delta after a memory-reducing full GC)`,
       unit: 'bytes',
       pinroom: pinroomBytes.rss,
       baseline: bareBytes.rss,
