@@ -207,4 +207,25 @@ test('when the rejoin after a reconnect finds the database down, the page tries 
   assert.is((await shownTexts(player)).filter((t) => t === typed).length, 1);
 });
 
+test('a chat message the server refuses is put back in the box, told with what was wrong', async () => {
+  await player.waitForFunction(() => document.querySelector('#connection')?.textContent === 'Connected', undefined, { timeout: 15_000 });
+  await player.waitForFunction(() => sessionStorage.getItem('pinroom.outbox') === null, undefined, { timeout: 30_000 });
+  // Half of an emoji's surrogate pair passes the page's own check (the length) and
+  // reaches the server's schema. Made in the page: it would not survive the trip from here.
+  const marker = randomUUID().slice(0, 8);
+  await player.evaluate((m) => {
+    document.querySelector<HTMLInputElement>('#chat-input')!.value = `half an emoji ${String.fromCharCode(0xd83d)} ${m}`;
+  }, marker);
+  await player.press('#chat-input', 'Enter');
+  await player.waitForFunction(() => (document.querySelector('#chat-error')?.textContent ?? '') !== '', undefined, { timeout: 30_000 });
+  assert.is(await player.textContent('#chat-error'), 'Not sent: That input is not valid: no NUL characters or unpaired surrogates.');
+  assert.ok(
+    await player.evaluate((m) => document.querySelector<HTMLInputElement>('#chat-input')!.value === `half an emoji ${String.fromCharCode(0xd83d)} ${m}`, marker),
+    'the refused message is back in the box, as typed',
+  );
+  assert.is(await player.getAttribute('#chat-input', 'aria-invalid'), 'true');
+  assert.is(await player.evaluate(() => sessionStorage.getItem('pinroom.outbox')), null, 'a refused message leaves the outbox');
+  assert.not.ok((await chatTextsOnServer()).some((t) => t.includes(marker)), 'nothing was stored');
+});
+
 test.run();
