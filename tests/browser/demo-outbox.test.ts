@@ -15,6 +15,7 @@ import { signUp } from '../support/auth.ts';
 import { launchBrowser, screenshot } from '../support/browser.ts';
 import { connect, request, type TestSocket } from '../support/client.ts';
 import { createTestContext, type TestContext } from '../support/context.ts';
+import { until } from '../support/faults.ts';
 import { startTestServer, type TestServer } from '../support/server.ts';
 import { startTcpProxy, type TcpProxy } from '../support/tcp-proxy.ts';
 
@@ -39,17 +40,29 @@ async function hostSocket(): Promise<TestSocket> {
   return socket;
 }
 
-/** Every chat text of the room, read from the server (history, newest first → oldest first). */
-async function chatTextsOnServer(): Promise<string[]> {
-  const socket = await hostSocket();
-  const joined = await request(socket, 'room:join', { pin: room.pin });
-  if (!joined.ok) throw new Error(JSON.stringify(joined.error));
-  const page = await request(socket, 'feed:history', { roomId: room.id, limit: 100 });
+/** The host's socket that reads the room's feed from the server: joined once, made again if it dropped. */
+let reader: TestSocket | undefined;
+
+/** Every entry of the room, read from the server (history, newest first → oldest first). */
+async function entriesOnServer(): Promise<FeedEntry[]> {
+  if (!reader?.connected) {
+    reader = await hostSocket();
+    const joined = await request(reader, 'room:join', { pin: room.pin });
+    if (!joined.ok) throw new Error(JSON.stringify(joined.error));
+  }
+  const page = await request(reader, 'feed:history', { roomId: room.id, limit: 100 });
   if (!page.ok) throw new Error(JSON.stringify(page.error));
-  return page.data.entries
-    .filter((e: FeedEntry) => e.type === 'chat.message')
-    .map((e: FeedEntry) => String(e.payload.text))
-    .reverse();
+  return page.data.entries.reverse();
+}
+
+/** Every chat text of the room, read from the server, oldest first. */
+async function chatTextsOnServer(): Promise<string[]> {
+  return (await entriesOnServer()).filter((e) => e.type === 'chat.message').map((e) => String(e.payload.text));
+}
+
+/** Every reaction emoji of the room, read from the server, oldest first. */
+async function reactionsOnServer(): Promise<string[]> {
+  return (await entriesOnServer()).filter((e) => e.type === 'reaction').map((e) => String(e.payload.emoji));
 }
 
 async function shownTexts(page: Page): Promise<string[]> {
@@ -117,6 +130,15 @@ test('a message typed during a 5 s server outage shows pending, then is delivere
   await player.waitForFunction((t) => [...document.querySelectorAll('#feed-list .text')].some((el) => el.textContent === t), during, { timeout: 30_000 });
   await player.waitForFunction(() => document.querySelectorAll('#pending-list li').length === 0, undefined, { timeout: 30_000 });
   await player.waitForFunction(() => [...document.querySelectorAll('#feed-list li[data-type="reaction"]')].some((el) => (el.textContent ?? '').includes('🎉')), undefined, { timeout: 30_000 });
+  await until(
+    async () => {
+      if ((await reactionsOnServer()).includes('🎉')) return true;
+      await new Promise((r) => setTimeout(r, 250)); // one feed:history per poll: not every 25 ms
+      return false;
+    },
+    'the 🎉 reaction in the feed on the server',
+    30_000,
+  );
   assert.is(await player.evaluate(() => sessionStorage.getItem('pinroom.outbox')), null, 'the outbox is empty once acknowledged');
   assert.ok(await player.isHidden('#banner'), 'no error was shown');
   assert.is(await player.textContent('#chat-error'), '');
@@ -128,6 +150,7 @@ test('a message typed during a 5 s server outage shows pending, then is delivere
   await player.waitForFunction((t) => [...document.querySelectorAll('#feed-list .text')].some((el) => el.textContent === t), after);
   assert.equal(await shownTexts(player), [before, during, after]);
   assert.equal(await chatTextsOnServer(), [before, during, after]);
+  assert.equal(await reactionsOnServer(), ['🎉'], 'the reaction sent during the outage is in the feed exactly once');
   await screenshot(player, 'outbox-02-delivered');
 });
 
